@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-sh/berth/internal/api"
+	"github.com/berth-sh/berth/internal/store"
+	"github.com/berth-sh/berth/internal/store/sqlite"
+)
+
+// AdminTokenFile is where a server started on an empty database writes its first admin
+// token, inside the data directory.
+const AdminTokenFile = "admin-token"
+
+type serveOptions struct {
+	addr      string
+	dataDir   string
+	logFormat string
+}
+
+func serveCmd() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the berth server",
+		Long: `Run the berth server on an embedded SQLite database in --data-dir.
+
+On an empty database the server creates one admin token, writes it to
+<data-dir>/admin-token (mode 0600) and logs that path. SIGTERM or SIGINT stops it
+gracefully: it stops accepting, answers parked long polls with null, finishes
+in-flight requests and closes the database.`,
+		Example: `  berth serve
+  berth serve --addr 0.0.0.0:8080 --data-dir /var/lib/berth`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return serve(ctx, o, nil)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.addr, "addr", envDefault("BERTH_ADDR", "127.0.0.1:8080"), "listen address (BERTH_ADDR)")
+	f.StringVar(&o.dataDir, "data-dir", envDefault("BERTH_DATA_DIR", "./berth-data"), "directory of the database, berth.db (BERTH_DATA_DIR)")
+	f.StringVar(&o.logFormat, "log-format", envDefault("BERTH_LOG_FORMAT", "text"), "log format: text or json (BERTH_LOG_FORMAT)")
+	return cmd
+}
+
+func newLogger(format string) (*slog.Logger, error) {
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, nil)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+}
+
+func openStore(ctx context.Context, dataDir string) (store.Store, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	return sqlite.Open(ctx, dataDir)
+}
+
+// serve runs the server until ctx ends. ready, when not nil, receives the bound address.
+func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
+	log, err := newLogger(o.logFormat)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, o.dataDir)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("close database", "err", err)
+		}
+	}()
+	if err := bootstrapAdmin(ctx, st, o.dataDir, log); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	srv := api.New(api.Config{Store: st, Logger: log})
+	httpSrv := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		// Bodies may be 32 MiB; a minute is generous for that on any link that should
+		// carry it, and bounds what a slow client can hold.
+		ReadTimeout:  time.Minute,
+		WriteTimeout: time.Minute,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
+	go srv.Run(runCtx)
+
+	errc := make(chan error, 1)
+	go func() { errc <- httpSrv.Serve(ln) }()
+	log.Info("berth serving", "addr", ln.Addr().String(), "data_dir", o.dataDir)
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	srv.Shutdown()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		log.Error("shutdown", "err", err)
+	}
+	stopRun()
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// bootstrapAdmin creates the first admin token when the database has none, writes its
+// secret to <dataDir>/admin-token (0600, the token alone on one line) and logs the path,
+// never the token. The file is written before the token is stored, so a token never
+// exists that nobody can read.
+func bootstrapAdmin(ctx context.Context, st store.Store, dataDir string, log *slog.Logger) error {
+	n, err := st.CountTokens(ctx)
+	if err != nil {
+		return fmt.Errorf("count tokens: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	tok, secret := api.NewToken("admin", api.RoleAdmin, "", time.Now())
+	path := filepath.Join(dataDir, AdminTokenFile)
+	if err := writeSecretFile(path, secret+"\n"); err != nil {
+		return fmt.Errorf("write admin token: %w", err)
+	}
+	if err := st.CreateToken(ctx, tok); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("create admin token: %w", err)
+	}
+	log.Info("created the first admin token", "path", path)
+	return nil
+}
+
+// writeSecretFile writes content to path with mode 0600, atomically (temp file, fsync,
+// rename).
+func writeSecretFile(path, content string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".admin-token-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.WriteString(content); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

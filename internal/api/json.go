@@ -1,0 +1,150 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+	"unicode/utf8"
+
+	"github.com/berth-sh/berth/internal/work"
+)
+
+// maxBody is the largest request body accepted (API.md §1).
+const maxBody = 32 << 20
+
+// timestamp is a time as API.md writes it: RFC 3339 UTC, microseconds, trailing zeros
+// dropped; the zero time is null.
+type timestamp time.Time
+
+func (t timestamp) MarshalJSON() ([]byte, error) {
+	tt := time.Time(t)
+	if tt.IsZero() {
+		return []byte("null"), nil
+	}
+	b := make([]byte, 0, 32)
+	b = append(b, '"')
+	b = work.Timestamp(tt).AppendFormat(b, work.TimeLayout)
+	return append(b, '"'), nil
+}
+
+// writeJSON writes v as the response body with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		slog.Error("encode response", "err", err)
+		status, b = http.StatusInternalServerError, mustErrorBody(w, errInternal)
+	}
+	writeRaw(w, status, b)
+}
+
+func writeRaw(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// writeError writes the error envelope of e.
+func writeError(w http.ResponseWriter, e *apiError) {
+	if e.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeRaw(w, e.Status, mustErrorBody(w, e))
+}
+
+func mustErrorBody(w http.ResponseWriter, e *apiError) []byte {
+	b, err := json.Marshal(errorBody{
+		Type:      "error",
+		RequestID: w.Header().Get("x-request-id"),
+		Error:     errorPayload{Type: e.Type, Message: e.Message, Param: e.Param, Details: e.Details},
+	})
+	if err != nil {
+		b, _ = json.Marshal(errorBody{Type: "error", RequestID: w.Header().Get("x-request-id"),
+			Error: errorPayload{Type: typeAPI, Message: errInternal.Message}})
+	}
+	return b
+}
+
+// readBody reads a request body of at most maxBody bytes. An empty or all-whitespace body
+// reads as {}.
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errBodyTooLarge
+		}
+		return nil, errInvalid("", "Request body could not be read.")
+	}
+	if len(b) > maxBody {
+		return nil, errBodyTooLarge
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return []byte("{}"), nil
+	}
+	return b, nil
+}
+
+// fields is a request body object, each field kept raw until it is validated.
+type fields map[string]json.RawMessage
+
+// parseFields decodes a body that must be one JSON object.
+func parseFields(b []byte) (fields, error) {
+	if !json.Valid(b) {
+		return nil, errMalformedJSON
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return nil, errBodyNotObject
+	}
+	var f fields
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, errMalformedJSON
+	}
+	return f, nil
+}
+
+// has reports whether the field is present and not null.
+func (f fields) has(name string) bool {
+	v, ok := f[name]
+	return ok && !isNull(v)
+}
+
+func isNull(v json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(v), []byte("null")) }
+
+// str returns a string field. Absent or null gives ok = false.
+func (f fields) str(name string, maxLen int) (s string, ok bool, err error) {
+	v, present := f[name]
+	if !present || isNull(v) {
+		return "", false, nil
+	}
+	if err := json.Unmarshal(v, &s); err != nil {
+		return "", false, errInvalid(name, "%s must be a string.", name)
+	}
+	if utf8.RuneCountInString(s) > maxLen {
+		return "", false, errInvalid(name, "%s must have at most %d characters.", name, maxLen)
+	}
+	return s, true, nil
+}
+
+// boolean returns a boolean field; absent or null gives def.
+func (f fields) boolean(name string, def bool) (bool, error) {
+	v, present := f[name]
+	if !present || isNull(v) {
+		return def, nil
+	}
+	var b bool
+	if err := json.Unmarshal(v, &b); err != nil {
+		return false, errInvalid(name, "%s must be a boolean.", name)
+	}
+	return b, nil
+}
+
+// metadata returns the metadata patch of a body.
+func (f fields) metadata() (work.Patch, error) {
+	return work.ParsePatch(f["metadata"], "metadata")
+}

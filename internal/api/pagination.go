@@ -1,0 +1,90 @@
+package api
+
+import (
+	"net/url"
+	"strconv"
+
+	"github.com/berth-sh/berth/internal/id"
+	"github.com/berth-sh/berth/internal/store"
+)
+
+const (
+	defaultLimit = 20
+	maxLimit     = 100
+)
+
+// pageParams reads limit, page, before_id and after_id (API.md §1 "Pagination"). Cursors
+// are IDs of the listed resource (prefix); page is the opaque next_page of an earlier
+// answer, which is its last ID, so it reads as after_id.
+func pageParams(q url.Values, prefix string) (store.Page, error) {
+	p := store.Page{Limit: defaultLimit}
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || n <= 0 {
+			return p, errInvalid("limit", "limit must be a positive integer")
+		}
+		p.Limit = min(n, maxLimit)
+	}
+	var cursors []string
+	for _, name := range []string{"page", "before_id", "after_id"} {
+		if q.Has(name) {
+			cursors = append(cursors, name)
+		}
+	}
+	if len(cursors) > 1 {
+		return p, errInvalid(cursors[1], "Give at most one of page, before_id and after_id.")
+	}
+	if len(cursors) == 1 {
+		name := cursors[0]
+		v := q.Get(name)
+		if !id.Valid(prefix, v) {
+			return p, errInvalid(name, "%s must be an ID of the listed resource (%s_…).", name, prefix)
+		}
+		if name == "before_id" {
+			p.BeforeID = v
+		} else {
+			p.AfterID = v
+		}
+	}
+	return p, nil
+}
+
+// listPage is the answer of every list.
+type listPage[T any] struct {
+	Data     []T     `json:"data"`
+	FirstID  *string `json:"first_id"`
+	LastID   *string `json:"last_id"`
+	HasMore  bool    `json:"has_more"`
+	NextPage *string `json:"next_page"`
+}
+
+// newPage builds a list answer. next_page is last_id when a forward page has more, and
+// always null on a before_id page (continue backwards with before_id=<first_id>).
+func newPage[R any, T any](rows []R, hasMore bool, p store.Page, idOf func(R) string, enc func(R) T) listPage[T] {
+	out := listPage[T]{Data: make([]T, 0, len(rows)), HasMore: hasMore}
+	for _, r := range rows {
+		out.Data = append(out.Data, enc(r))
+	}
+	if len(rows) > 0 {
+		first, last := idOf(rows[0]), idOf(rows[len(rows)-1])
+		out.FirstID, out.LastID = &first, &last
+		if hasMore && p.BeforeID == "" {
+			out.NextPage = &last
+		}
+	}
+	return out
+}
+
+// boolParam reads an optional true/false query parameter.
+func boolParam(q url.Values, name string) (bool, error) {
+	if !q.Has(name) {
+		return false, nil
+	}
+	switch q.Get(name) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, errInvalid(name, "%s must be true or false.", name)
+}

@@ -1,0 +1,232 @@
+package api
+
+import (
+	"net/http"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/berth-sh/berth/internal/store"
+)
+
+// Access says who may call a route.
+type Access int
+
+const (
+	// Public routes take no token (service endpoints).
+	Public Access = iota
+	// AdminOnly routes take an admin token.
+	AdminOnly
+	// Members routes take an admin or member token.
+	Members
+	// WorkerEnvironment routes also take a worker token bound to the path's environment.
+	WorkerEnvironment
+	// WorkerSession routes also take a worker token bound to the environment of the
+	// path's session; the handler checks the binding once it has loaded the session.
+	WorkerSession
+)
+
+// Route is one method and path pattern (net/http ServeMux syntax) that the server serves.
+type Route struct {
+	Method  string
+	Pattern string
+	Access  Access
+	handle  func(*call) error
+}
+
+func (s *Server) register() {
+	b := BasePath
+	s.routes = []*Route{
+		{"POST", b + "/environments", Members, s.createEnvironment},
+		{"GET", b + "/environments", Members, s.listEnvironments},
+		{"GET", b + "/environments/{environment_id}", WorkerEnvironment, s.getEnvironment},
+		{"POST", b + "/environments/{environment_id}", Members, s.updateEnvironment},
+		{"DELETE", b + "/environments/{environment_id}", AdminOnly, s.deleteEnvironment},
+		{"POST", b + "/environments/{environment_id}/archive", Members, s.archiveEnvironment},
+
+		{"GET", b + "/environments/{environment_id}/work", WorkerEnvironment, s.listWork},
+		{"GET", b + "/environments/{environment_id}/work/poll", WorkerEnvironment, s.pollWork},
+		{"GET", b + "/environments/{environment_id}/work/stats", WorkerEnvironment, s.workStats},
+		{"GET", b + "/environments/{environment_id}/work/{work_id}", WorkerEnvironment, s.getWork},
+		{"POST", b + "/environments/{environment_id}/work/{work_id}", WorkerEnvironment, s.updateWork},
+		{"POST", b + "/environments/{environment_id}/work/{work_id}/ack", WorkerEnvironment, s.ackWork},
+		{"POST", b + "/environments/{environment_id}/work/{work_id}/heartbeat", WorkerEnvironment, s.heartbeatWork},
+		{"POST", b + "/environments/{environment_id}/work/{work_id}/stop", WorkerEnvironment, s.stopWork},
+
+		{"POST", b + "/sessions", Members, s.createSession},
+		{"GET", b + "/sessions", Members, s.listSessions},
+		{"GET", b + "/sessions/{session_id}", WorkerSession, s.getSession},
+		{"POST", b + "/sessions/{session_id}", Members, s.updateSession},
+		{"DELETE", b + "/sessions/{session_id}", Members, s.deleteSession},
+		{"POST", b + "/sessions/{session_id}/archive", Members, s.archiveSession},
+		{"POST", b + "/sessions/{session_id}/cancel", Members, s.cancelSession},
+		{"GET", b + "/sessions/{session_id}/events", WorkerSession, s.listEvents},
+		{"POST", b + "/sessions/{session_id}/events", WorkerSession, s.sendEvents},
+
+		{"POST", b + "/tokens", AdminOnly, s.createToken},
+		{"GET", b + "/tokens", AdminOnly, s.listTokens},
+		{"POST", b + "/tokens/{token_id}/revoke", AdminOnly, s.revokeToken},
+
+		{"GET", "/healthz", Public, s.healthz},
+		{"GET", "/readyz", Public, s.readyz},
+		{"GET", "/metrics", Public, s.serveMetrics},
+		{"GET", "/openapi.json", Public, s.openAPI},
+	}
+	byPattern := map[string][]*Route{}
+	var patterns []string
+	for _, rt := range s.routes {
+		if byPattern[rt.Pattern] == nil {
+			patterns = append(patterns, rt.Pattern)
+		}
+		byPattern[rt.Pattern] = append(byPattern[rt.Pattern], rt)
+	}
+	sort.Strings(patterns)
+	for _, p := range patterns {
+		s.mux.Handle(p, s.entry(byPattern[p]))
+	}
+	s.mux.Handle("/", s.entry(nil))
+}
+
+// entry wraps the routes of one path pattern: request ID, panic recovery, access log and
+// metrics, then method dispatch (405 for other methods, 404 for no pattern at all).
+func (s *Server) entry(routes []*Route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		reqID := r.Header.Get("x-request-id")
+		if !validRequestID(reqID) {
+			reqID = uuid.NewString()
+		}
+		w.Header().Set("x-request-id", reqID)
+		rec := &statusRecorder{ResponseWriter: w}
+		var rt *Route
+		for _, cand := range routes {
+			if cand.Method == r.Method {
+				rt = cand
+			}
+		}
+		pattern := "unmatched"
+		if len(routes) > 0 {
+			pattern = routes[0].Pattern
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("panic", "request_id", reqID, "panic", p, "stack", string(debug.Stack()))
+				if !rec.wrote {
+					writeError(rec, errInternal)
+				}
+			}
+			elapsed := time.Since(start)
+			s.metrics.observeRequest(r.Method, pattern, rec.status, elapsed)
+			s.log.Info("request", "request_id", reqID, "method", r.Method, "path", r.URL.EscapedPath(),
+				"status", rec.status, "duration_ms", float64(elapsed.Microseconds())/1000)
+		}()
+		switch {
+		case len(routes) == 0:
+			writeError(rec, errNoRoute)
+		case rt == nil:
+			allow := make([]string, 0, len(routes))
+			for _, cand := range routes {
+				allow = append(allow, cand.Method)
+			}
+			rec.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(rec, &apiError{Status: http.StatusMethodNotAllowed, Type: typeInvalidRequest,
+				Message: "Method " + r.Method + " is not allowed on this path."})
+		default:
+			c := &call{s: s, w: rec, r: r, route: rt}
+			if err := c.serve(); err != nil {
+				ae := asAPIError(err, nil)
+				if ae.Status >= 500 {
+					s.log.Error("request failed", "request_id", reqID, "err", err)
+				}
+				if !rec.wrote {
+					writeError(rec, ae)
+				}
+			}
+		}
+	})
+}
+
+// validRequestID accepts a caller's x-request-id of 1–255 printable ASCII characters;
+// anything else is replaced by a fresh UUID rather than echoed.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 255 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// call is one request on its way through a route.
+type call struct {
+	s     *Server
+	w     http.ResponseWriter
+	r     *http.Request
+	route *Route
+	token store.Token
+	body  []byte
+}
+
+// serve authenticates, checks the route's access, applies Idempotency-Key, and runs the
+// handler.
+func (c *call) serve() error {
+	if c.route.Access != Public {
+		if err := c.authenticate(); err != nil {
+			return err
+		}
+		if err := c.authorize(); err != nil {
+			return err
+		}
+	}
+	// A body sent with GET or DELETE is ignored (API.md §1); POST bodies are read whole
+	// here, so that an oversized one is refused before anything happens.
+	c.body = []byte("{}")
+	if c.r.Method == http.MethodPost {
+		b, err := readBody(c.r)
+		if err != nil {
+			return err
+		}
+		c.body = b
+	}
+	if c.r.Method == http.MethodPost || c.r.Method == http.MethodDelete {
+		if key := c.r.Header.Get("Idempotency-Key"); key != "" && c.route.Access != Public {
+			return c.idempotent(key)
+		}
+	}
+	return c.route.handle(c)
+}
+
+// json writes a success answer.
+func (c *call) json(status int, v any) error {
+	writeJSON(c.w, status, v)
+	return nil
+}
+
+// statusRecorder remembers the status written through it.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if !r.wrote {
+		r.status, r.wrote = http.StatusOK, true
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

@@ -1,0 +1,130 @@
+// Package api is berth's HTTP surface: routing, authentication and roles, the error
+// envelope, pagination, idempotency and the JSON shapes of API.md, one file per resource.
+// Handlers validate input, call a rule of internal/work through the store, and write the
+// answer; nothing else decides anything.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/berth-sh/berth/internal/store"
+	"github.com/berth-sh/berth/internal/wait"
+)
+
+// BasePath is where the API lives.
+const BasePath = "/api/v1/cloud"
+
+// Config configures a Server.
+type Config struct {
+	Store store.Store
+	// Now is the clock; nil means time.Now. Tests pass a clock they move by hand.
+	Now func() time.Time
+	// Logger receives the access log and errors; nil means slog.Default().
+	Logger *slog.Logger
+	// Registry receives the server's metrics; nil means a new registry of its own.
+	Registry *prometheus.Registry
+}
+
+// Server serves the API. Create it with New; it is an http.Handler.
+type Server struct {
+	store   store.Store
+	now     func() time.Time
+	log     *slog.Logger
+	waiters *wait.Waiters
+	metrics *metrics
+	reg     *prometheus.Registry
+	mux     *http.ServeMux
+	routes  []*Route
+
+	// done is closed by Shutdown: parked long polls answer null at once.
+	done     chan struct{}
+	doneOnce sync.Once
+}
+
+// New returns a server for cfg.
+func New(cfg Config) *Server {
+	s := &Server{
+		store:   cfg.Store,
+		now:     cfg.Now,
+		log:     cfg.Logger,
+		waiters: wait.New(),
+		reg:     cfg.Registry,
+		done:    make(chan struct{}),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.reg == nil {
+		s.reg = prometheus.NewRegistry()
+	}
+	s.metrics = newMetrics(s.reg, s.waiters)
+	s.mux = http.NewServeMux()
+	s.register()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+// Routes returns the route table: every method and path the server serves.
+func (s *Server) Routes() []*Route { return s.routes }
+
+// Shutdown makes parked long polls answer null at once and new ones answer without
+// waiting. It does not close the store.
+func (s *Server) Shutdown() {
+	s.doneOnce.Do(func() { close(s.done) })
+}
+
+// Run expires leases and prunes idempotency records until ctx ends. Exactly one Run per
+// server; with several replicas, each runs its own (stores make expiry race-free).
+func (s *Server) Run(ctx context.Context) {
+	const tick = 200 * time.Millisecond // lease expiry must happen within 1 s (API.md §4.9)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	lastPrune := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.ExpireLeases(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("lease expiry", "err", err)
+		}
+		if now := s.now(); now.Sub(lastPrune) > 10*time.Minute {
+			lastPrune = now
+			if err := s.store.PruneIdempotencyKeys(ctx, now.Add(-idempotencyWindow)); err != nil && ctx.Err() == nil {
+				s.log.Error("prune idempotency keys", "err", err)
+			}
+		}
+	}
+}
+
+// ExpireLeases runs one round of lease expiry at the server's clock (API.md §4.9) and
+// wakes a poller for every requeued item.
+func (s *Server) ExpireLeases(ctx context.Context) error {
+	now := s.now()
+	expired, err := s.store.ExpireLeases(ctx, now, newWorkID)
+	for _, e := range expired {
+		s.metrics.leaseExpiries.Inc()
+		s.metrics.transition("stopped")
+		s.log.Info("lease expired", "work_id", e.Item.ID, "environment_id", e.Item.EnvironmentID)
+		if e.Requeue != nil {
+			s.metrics.requeues.Inc()
+			s.metrics.transition("queued")
+			s.waiters.Notify(e.Requeue.EnvironmentID, 1)
+		}
+	}
+	return err
+}

@@ -1,0 +1,437 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/berth-sh/berth/internal/id"
+	"github.com/berth-sh/berth/internal/store"
+	"github.com/berth-sh/berth/internal/work"
+)
+
+const (
+	maxTitleLen = 255 // API.md sets none; the same bound as names
+	// maxEvents bounds events per request: API.md allows 50 initial_events, and a send is
+	// held to the same.
+	maxEvents = 50
+)
+
+var errSessionNotFound = errNotFound("Session not found.")
+
+// eventTypes are the client event types a session accepts (API.md §3).
+var eventTypes = map[string]bool{
+	"user.message": true, "user.interrupt": true, "user.tool_confirmation": true,
+	"user.tool_result": true, "user.custom_tool_result": true, "user.define_outcome": true,
+	"system.message": true,
+}
+
+func (c *call) sessionParam() (string, error) {
+	v := c.r.PathValue("session_id")
+	if !id.Valid(id.Session, v) {
+		return "", errSessionNotFound
+	}
+	return v, nil
+}
+
+// loadSession reads the path's session and, for a worker token, checks that the session
+// is in the token's environment (403 otherwise; a session that does not exist is 404).
+func (c *call) loadSession() (store.Session, error) {
+	sid, err := c.sessionParam()
+	if err != nil {
+		return store.Session{}, err
+	}
+	sess, err := c.s.store.GetSession(c.r.Context(), sid)
+	if err != nil {
+		return sess, asAPIError(err, errSessionNotFound)
+	}
+	if c.isWorker() && sess.EnvironmentID != c.token.EnvironmentID {
+		return sess, errForbidden("This worker token is bound to another environment.")
+	}
+	return sess, nil
+}
+
+// parseAgent accepts an agent ID string, stored as {"id":…,"type":"agent","version":null},
+// or an agent object with a non-empty string id, stored as given (compacted).
+func parseAgent(raw json.RawMessage) (json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || isNull(raw) {
+		return nil, errInvalid("agent", "agent is required.")
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if json.Unmarshal(raw, &s) != nil || s == "" || len(s) > maxNameLen {
+			return nil, errInvalid("agent", "agent must be a non-empty agent ID or an agent object.")
+		}
+		return json.Marshal(struct {
+			ID      string `json:"id"`
+			Type    string `json:"type"`
+			Version any    `json:"version"`
+		}{s, "agent", nil})
+	case '{':
+		var a struct {
+			ID   any `json:"id"`
+			Type any `json:"type"`
+		}
+		if json.Unmarshal(raw, &a) != nil {
+			return nil, errInvalid("agent", "agent must be an agent object.")
+		}
+		if s, ok := a.ID.(string); !ok || s == "" {
+			return nil, errInvalid("agent.id", "agent.id must be a non-empty string.")
+		}
+		if _, ok := a.Type.(string); a.Type != nil && !ok {
+			return nil, errInvalid("agent.type", "agent.type must be a string.")
+		}
+		keys, vals, err := orderedFields(raw)
+		if err != nil {
+			return nil, errInvalid("agent", "agent must be an agent object.")
+		}
+		// Stored as given, with "type":"agent" added after id when the caller left it out,
+		// so that every served agent has its type.
+		obj := &orderedObject{}
+		for i, k := range keys {
+			var b bytes.Buffer
+			if err := json.Compact(&b, vals[i]); err != nil {
+				return nil, errInvalid("agent", "agent must be an agent object.")
+			}
+			obj.add(k, json.RawMessage(b.Bytes()))
+			if k == "id" && a.Type == nil {
+				obj.add("type", "agent")
+			}
+		}
+		return obj.marshal()
+	}
+	return nil, errInvalid("agent", "agent must be an agent ID or an agent object.")
+}
+
+// parseEvents validates client events and builds their stored form: id, type, the
+// client's other fields in the order given, created_at. Client-sent id and created_at are
+// the server's to set and are replaced.
+func parseEvents(raw json.RawMessage, param string, sessionID string, now time.Time) ([]store.Event, error) {
+	var list []json.RawMessage
+	if json.Unmarshal(raw, &list) != nil {
+		return nil, errInvalid(param, "%s must be an array of events.", param)
+	}
+	if len(list) > maxEvents {
+		return nil, errInvalid(param, "%s may hold at most %d events.", param, maxEvents)
+	}
+	out := make([]store.Event, 0, len(list))
+	for i, ev := range list {
+		p := fmt.Sprintf("%s[%d]", param, i)
+		keys, vals, err := orderedFields(ev)
+		if err != nil {
+			return nil, errInvalid(p, "%s must be an object.", p)
+		}
+		typ := ""
+		obj := &orderedObject{}
+		evID := id.New(id.Event)
+		obj.add("id", evID)
+		obj.add("type", "")
+		for j, k := range keys {
+			switch k {
+			case "type":
+				if json.Unmarshal(vals[j], &typ) != nil || !eventTypes[typ] {
+					return nil, errInvalid(p+".type", "%s.type must be one of user.message, user.interrupt, user.tool_confirmation, user.tool_result, user.custom_tool_result, user.define_outcome, system.message.", p)
+				}
+			case "id", "created_at":
+			default:
+				obj.add(k, vals[j])
+			}
+		}
+		if typ == "" {
+			return nil, errInvalid(p+".type", "%s.type is required.", p)
+		}
+		obj.vals[1] = typ
+		obj.add("created_at", timestamp(now))
+		body, err := obj.marshal()
+		if err != nil {
+			return nil, errInvalid(p, "%s could not be stored.", p)
+		}
+		out = append(out, store.Event{ID: evID, SessionID: sessionID, Type: typ, Body: body, CreatedAt: now})
+	}
+	return out, nil
+}
+
+// orderedFields splits a JSON object into its keys and raw values, in order; a repeated
+// key keeps its first place and its last value, as encoding/json would decode it.
+func orderedFields(raw json.RawMessage) ([]string, []json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	tok, err := dec.Token()
+	if err != nil || tok != json.Delim('{') {
+		return nil, nil, fmt.Errorf("not an object")
+	}
+	var keys []string
+	var vals []json.RawMessage
+	index := map[string]int{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, err
+		}
+		k, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, nil, err
+		}
+		if i, ok := index[k]; ok {
+			vals[i] = v
+			continue
+		}
+		index[k] = len(keys)
+		keys, vals = append(keys, k), append(vals, v)
+	}
+	return keys, vals, nil
+}
+
+func (s *Server) createSession(c *call) error {
+	f, err := parseFields(c.body)
+	if err != nil {
+		return err
+	}
+	agent, err := parseAgent(f["agent"])
+	if err != nil {
+		return err
+	}
+	envID, ok, err := f.str("environment_id", 64)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errInvalid("environment_id", "environment_id is required.")
+	}
+	title, _, err := f.str("title", maxTitleLen)
+	if err != nil {
+		return err
+	}
+	patch, err := f.metadata()
+	if err != nil {
+		return err
+	}
+	meta, err := work.Merge(nil, patch, "metadata")
+	if err != nil {
+		return err
+	}
+	now := work.Timestamp(s.now())
+	sess := store.Session{ID: id.New(id.Session), EnvironmentID: envID, Agent: agent, Title: title,
+		Metadata: meta, CreatedAt: now, UpdatedAt: now}
+	var events []store.Event
+	if f.has("initial_events") {
+		if events, err = parseEvents(f["initial_events"], "initial_events", sess.ID, now); err != nil {
+			return err
+		}
+	}
+	envNotFound := &apiError{Status: 404, Type: typeNotFound, Param: "environment_id", Message: "Environment not found."}
+	if !id.Valid(id.Environment, envID) {
+		return envNotFound
+	}
+	env, err := s.store.GetEnvironment(c.r.Context(), envID)
+	if err != nil {
+		return asAPIError(err, envNotFound)
+	}
+	if !env.ArchivedAt.IsZero() {
+		return errInvalid("environment_id", "Environment %s is archived; it takes no new sessions.", envID)
+	}
+	var item *work.Item
+	if env.SelfHosted() {
+		it := work.New(newWorkID(), envID, sess.ID, meta, now)
+		item = &it
+	}
+	if err := s.store.CreateSession(c.r.Context(), sess, events, item); err != nil {
+		return asAPIError(err, envNotFound)
+	}
+	if item != nil {
+		s.metrics.transition("queued")
+		s.waiters.Notify(envID, 1)
+	}
+	return c.json(201, sessionObject(sess))
+}
+
+func (s *Server) listSessions(c *call) error {
+	q := c.r.URL.Query()
+	p, err := pageParams(q, id.Session)
+	if err != nil {
+		return err
+	}
+	archived, err := boolParam(q, "include_archived")
+	if err != nil {
+		return err
+	}
+	envID := q.Get("environment_id")
+	if q.Has("environment_id") && !id.Valid(id.Environment, envID) {
+		return errInvalid("environment_id", "environment_id must be an environment ID (env_…).")
+	}
+	sessions, more, err := s.store.ListSessions(c.r.Context(), p, envID, archived)
+	if err != nil {
+		return err
+	}
+	return c.json(200, newPage(sessions, more, p, sessionID, sessionObject))
+}
+
+func (s *Server) getSession(c *call) error {
+	sess, err := c.loadSession()
+	if err != nil {
+		return err
+	}
+	return c.json(200, sessionObject(sess))
+}
+
+func (s *Server) updateSession(c *call) error {
+	sid, err := c.sessionParam()
+	if err != nil {
+		return err
+	}
+	f, err := parseFields(c.body)
+	if err != nil {
+		return err
+	}
+	title, hasTitle, err := f.str("title", maxTitleLen)
+	if err != nil {
+		return err
+	}
+	patch, err := f.metadata()
+	if err != nil {
+		return err
+	}
+	now := work.Timestamp(s.now())
+	sess, err := s.store.UpdateSession(c.r.Context(), sid, func(sess *store.Session) error {
+		if hasTitle {
+			sess.Title = title
+		}
+		m, err := work.Merge(sess.Metadata, patch, "metadata")
+		if err != nil {
+			return err
+		}
+		sess.Metadata, sess.UpdatedAt = m, now
+		return nil
+	})
+	if err != nil {
+		return asAPIError(err, errSessionNotFound)
+	}
+	return c.json(200, sessionObject(sess))
+}
+
+func (s *Server) archiveSession(c *call) error {
+	sid, err := c.sessionParam()
+	if err != nil {
+		return err
+	}
+	if _, err := parseFields(c.body); err != nil {
+		return err
+	}
+	now := work.Timestamp(s.now())
+	sess, err := s.store.UpdateSession(c.r.Context(), sid, func(sess *store.Session) error {
+		if sess.ArchivedAt.IsZero() {
+			sess.ArchivedAt, sess.UpdatedAt = now, now
+		}
+		return nil
+	})
+	if err != nil {
+		return asAPIError(err, errSessionNotFound)
+	}
+	return c.json(200, sessionObject(sess))
+}
+
+// cancelSession requests a graceful stop of the session's live work (work.Cancel): 202
+// when it had live work, 200 when it had none; the body says canceling either way, as
+// the official SDK's test expects.
+func (s *Server) cancelSession(c *call) error {
+	sid, err := c.sessionParam()
+	if err != nil {
+		return err
+	}
+	if _, err := parseFields(c.body); err != nil {
+		return err
+	}
+	now := s.now()
+	var changed []work.Item
+	live, err := s.store.UpdateSessionWork(c.r.Context(), sid, func(it work.Item) (work.Item, bool) {
+		next, ok := work.Cancel(it, now)
+		if ok {
+			changed = append(changed, next)
+		}
+		return next, ok
+	})
+	if err != nil {
+		return asAPIError(err, errSessionNotFound)
+	}
+	for _, it := range changed {
+		s.metrics.transition(string(it.State))
+	}
+	status := 200
+	if len(live) > 0 {
+		status = 202
+	}
+	return c.json(status, cancelJSON{ID: sid, Type: "session", Status: "canceling"})
+}
+
+func (s *Server) deleteSession(c *call) error {
+	sid, err := c.sessionParam()
+	if err != nil {
+		return err
+	}
+	stopped, err := s.store.DeleteSession(c.r.Context(), sid, s.now())
+	if err != nil {
+		return asAPIError(err, errSessionNotFound)
+	}
+	for range stopped {
+		s.metrics.transition("stopped")
+	}
+	return c.json(200, deletedJSON{ID: sid, Type: "session_deleted"})
+}
+
+func (s *Server) listEvents(c *call) error {
+	sess, err := c.loadSession()
+	if err != nil {
+		return err
+	}
+	p, err := pageParams(c.r.URL.Query(), id.Event)
+	if err != nil {
+		return err
+	}
+	events, more, err := s.store.ListEvents(c.r.Context(), sess.ID, p)
+	if err != nil {
+		return asAPIError(err, errSessionNotFound)
+	}
+	return c.json(200, newPage(events, more, p, eventID, eventBody))
+}
+
+// sendEvents stores events and, for a user.message to a session with no live work in a
+// self_hosted environment, queues a new work item (dormant wake-up).
+func (s *Server) sendEvents(c *call) error {
+	sess, err := c.loadSession()
+	if err != nil {
+		return err
+	}
+	f, err := parseFields(c.body)
+	if err != nil {
+		return err
+	}
+	if !f.has("events") {
+		return errInvalid("events", "events is required.")
+	}
+	now := work.Timestamp(s.now())
+	events, err := parseEvents(f["events"], "events", sess.ID, now)
+	if err != nil {
+		return err
+	}
+	if len(events) == 0 {
+		return errInvalid("events", "events must hold at least one event.")
+	}
+	queued, err := s.store.AppendEvents(c.r.Context(), sess.ID, events, func(sess store.Session) work.Item {
+		return work.New(newWorkID(), sess.EnvironmentID, sess.ID, sess.Metadata, now)
+	})
+	if err != nil {
+		return asAPIError(err, errSessionNotFound)
+	}
+	if queued != nil {
+		s.metrics.transition("queued")
+		s.waiters.Notify(queued.EnvironmentID, 1)
+	}
+	out := eventListJSON{Data: make([]json.RawMessage, len(events))}
+	for i, e := range events {
+		out.Data[i] = e.Body
+	}
+	return c.json(200, out)
+}

@@ -1,0 +1,125 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/berth-sh/berth/internal/store"
+)
+
+const tokenColumns = "id, name, role, environment_id, hash, created_at, last_used_at, revoked_at"
+
+func scanToken(r scanner) (store.Token, error) {
+	var t store.Token
+	var created, used, revoked sql.NullInt64
+	err := r.Scan(&t.ID, &t.Name, &t.Role, &t.EnvironmentID, &t.Hash, &created, &used, &revoked)
+	t.CreatedAt, t.LastUsedAt, t.RevokedAt = fromMicros(created), fromMicros(used), fromMicros(revoked)
+	return t, err
+}
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+
+// CreateToken implements store.Store.
+func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO tokens ("+tokenColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			t.ID, t.Name, t.Role, t.EnvironmentID, t.Hash, micros(t.CreatedAt), micros(t.LastUsedAt), micros(t.RevokedAt))
+		return err
+	})
+}
+
+// TokenByHash implements store.Store.
+func (s *Store) TokenByHash(ctx context.Context, hash string) (store.Token, error) {
+	rows, err := query(ctx, s.r, scanToken, "SELECT "+tokenColumns+" FROM tokens WHERE hash = ?", hash)
+	return one(rows, err, "token", "with that secret")
+}
+
+// ListTokens implements store.Store.
+func (s *Store) ListTokens(ctx context.Context, p store.Page) ([]store.Token, bool, error) {
+	q, args := page("SELECT "+tokenColumns+" FROM tokens WHERE 1=1", nil, p)
+	rows, err := query(ctx, s.r, scanToken, q, args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("list tokens: %w", err)
+	}
+	rows, more := finishPage(rows, p)
+	return rows, more, nil
+}
+
+// RevokeToken implements store.Store.
+func (s *Store) RevokeToken(ctx context.Context, id string, now time.Time) (store.Token, error) {
+	var out store.Token
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", now.UnixMicro(), id); err != nil {
+			return err
+		}
+		rows, err := query(ctx, tx, scanToken, "SELECT "+tokenColumns+" FROM tokens WHERE id = ?", id)
+		out, err = one(rows, err, "token", id)
+		return err
+	})
+	return out, err
+}
+
+// TouchToken implements store.Store.
+func (s *Store) TouchToken(ctx context.Context, id string, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "UPDATE tokens SET last_used_at = ? WHERE id = ?", now.UnixMicro(), id)
+		return err
+	})
+}
+
+// CountTokens implements store.Store.
+func (s *Store) CountTokens(ctx context.Context) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM tokens").Scan(&n)
+	return n, err
+}
+
+// ReserveIdempotencyKey implements store.Store.
+func (s *Store) ReserveIdempotencyKey(ctx context.Context, rec store.Idempotency) (store.Idempotency, bool, error) {
+	var existing store.Idempotency
+	var existed bool
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (token_id, key, fingerprint, status, body, created_at)
+			VALUES (?, ?, ?, 0, NULL, ?) ON CONFLICT DO NOTHING`, rec.TokenID, rec.Key, rec.Fingerprint, rec.CreatedAt.UnixMicro())
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			return nil
+		}
+		existed = true
+		var created sql.NullInt64
+		err = tx.QueryRowContext(ctx, "SELECT token_id, key, fingerprint, status, body, created_at FROM idempotency_keys WHERE token_id = ? AND key = ?",
+			rec.TokenID, rec.Key).Scan(&existing.TokenID, &existing.Key, &existing.Fingerprint, &existing.Status, &existing.Body, &created)
+		existing.CreatedAt = fromMicros(created)
+		return err
+	})
+	return existing, existed, err
+}
+
+// CompleteIdempotencyKey implements store.Store.
+func (s *Store) CompleteIdempotencyKey(ctx context.Context, tokenID, key string, status int, body []byte) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "UPDATE idempotency_keys SET status = ?, body = ? WHERE token_id = ? AND key = ?", status, body, tokenID, key)
+		return err
+	})
+}
+
+// ReleaseIdempotencyKey implements store.Store.
+func (s *Store) ReleaseIdempotencyKey(ctx context.Context, tokenID, key string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE token_id = ? AND key = ? AND status = 0", tokenID, key)
+		return err
+	})
+}
+
+// PruneIdempotencyKeys implements store.Store.
+func (s *Store) PruneIdempotencyKeys(ctx context.Context, cutoff time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE created_at < ?", cutoff.UnixMicro())
+		return err
+	})
+}

@@ -418,6 +418,13 @@ func (v *Validator) Match(method, path string) (Route, bool) {
 	return o.route, true
 }
 
+// KnownPath reports whether any path template of the document matches the concrete,
+// escaped request path, whatever the method.
+func (v *Validator) KnownPath(path string) bool {
+	_, exists := v.find("GET", path)
+	return exists
+}
+
 // ValidateResponse checks a response against the document. It finds the route
 // with [Validator.Match] and the Response Object declared for status, and
 // returns an error if either is missing. As the only exception, a 405 for a

@@ -11,10 +11,12 @@ import (
 	"github.com/berth-sh/berth/internal/work"
 )
 
-// sessionColumns derives running from the session's leased items, through the partial
-// index of live items.
+// sessionColumns derives running from the session's leased items (starting, active,
+// stopping). The condition is spelled "<> 'stopped' AND <> 'queued'" because SQLite uses
+// the partial index of live items only for a WHERE that repeats its own condition; an
+// IN list would scan the whole work table for every session.
 const sessionColumns = `id, environment_id, agent, title, metadata, archived_at, created_at, updated_at,
-	EXISTS (SELECT 1 FROM work w WHERE w.session_id = sessions.id AND w.state IN ('starting', 'active', 'stopping'))`
+	EXISTS (SELECT 1 FROM work w WHERE w.session_id = sessions.id AND w.state <> 'stopped' AND w.state <> 'queued')`
 
 func scanSession(r scanner) (store.Session, error) {
 	var s store.Session

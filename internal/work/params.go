@@ -75,8 +75,11 @@ func ParseTTL(s string, present bool) (int, error) {
 	if !present {
 		return DefaultTTL, nil
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		return MaxTTL, nil // a positive integer too large for 64 bits is still clamped
+	}
+	if err != nil || n == 0 {
 		return 0, invalid("desired_ttl_seconds", "desired_ttl_seconds must be a positive integer.")
 	}
 	return int(min(max(n, MinTTL), MaxTTL)), nil

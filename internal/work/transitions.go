@@ -172,10 +172,11 @@ const WakeEvent = "user.message"
 
 // Wakes reports whether appending an event of eventType to a session in an environment
 // (selfHosted tells its type) queues a new work item: a user.message to a session with no
-// live item in a self_hosted environment (dormant wake-up). An archived session is not
-// woken, as it is not requeued after a lease expiry either.
+// live item in a self_hosted environment (dormant wake-up). API.md makes no exception for
+// archived sessions here (unlike lease-expiry requeue): a message is an explicit request
+// for work, and archiving leaves a session's work alone.
 func Wakes(eventType string, selfHosted bool, s SessionState) bool {
-	return eventType == WakeEvent && selfHosted && s.Exists && !s.Archived && !s.HasLiveItem
+	return eventType == WakeEvent && selfHosted && s.Exists && !s.HasLiveItem
 }
 
 // Cancel applies a session cancel (interrupt) to one of its live items: a graceful stop is

@@ -703,7 +703,7 @@ func TestRequeueAllowed(t *testing.T) {
 }
 
 // TestWakes: a user.message to a session with no live item in a self_hosted environment
-// queues a new item (API.md §3, dormant wake-up); no other event does.
+// queues a new item (API.md §3, dormant wake-up), archived or not; no other event does.
 func TestWakes(t *testing.T) {
 	t.Parallel()
 	if work.WakeEvent != "user.message" {
@@ -717,7 +717,7 @@ func TestWakes(t *testing.T) {
 				for _, archived := range []bool{false, true} {
 					for _, live := range []bool{false, true} {
 						s := work.SessionState{Exists: exists, Archived: archived, HasLiveItem: live}
-						want := ev == "user.message" && selfHosted && exists && !archived && !live
+						want := ev == "user.message" && selfHosted && exists && !live // archived or not
 						name := fmt.Sprintf("%q/self_hosted=%t/exists=%t/archived=%t/live=%t", ev, selfHosted, exists, archived, live)
 						t.Run(name, func(t *testing.T) {
 							t.Parallel()

@@ -28,7 +28,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), tokenCmd())
+	root.AddCommand(serveCmd(), workerCmd(), tokenCmd())
 	return root
 }
 

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/berth-sh/berth/client"
+	"github.com/berth-sh/berth/worker"
+)
+
+type workerOptions struct {
+	url, token, environment, workerID string
+	capacity, ttl                     int
+	exec                              string
+	drainTimeout, killGrace           time.Duration
+	logFormat, healthAddr             string
+}
+
+func workerCmd() *cobra.Command {
+	var o workerOptions
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a command for each work item of an environment",
+		Long: `Run --exec once for each work item of a self_hosted environment, up to --capacity at
+a time, holding each item's lease with heartbeats.
+
+The command runs with sh -c. It gets BERTH_WORK_ID, BERTH_SESSION_ID,
+BERTH_ENVIRONMENT_ID and BERTH_WORKER_ID in its environment and the work item's JSON on
+stdin; its output goes to the worker's log. When it exits, its exit code is recorded in
+the item's metadata (exit_code) and the item is stopped. An operator's stop request
+sends it SIGTERM, and SIGKILL after --kill-grace. If the worker loses an item's lease
+(another worker may have it now) the command is killed and the item left alone.
+
+SIGTERM or SIGINT drains: no new items, running ones get --drain-timeout to finish,
+then are stopped; the worker exits 0. A second signal stops everything at once.
+The worker exits non-zero if the server refuses its token or environment.`,
+		Example: `  berth worker --token "$(cat worker-token)" --environment env_… --exec './run-agent.sh'
+  BERTH_TOKEN=pt-… BERTH_ENVIRONMENT_ID=env_… berth worker --capacity 8 --exec 'sleep 1'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runWorker(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.url, "url", envDefault("BERTH_URL", client.DefaultBaseURL), "API base URL (BERTH_URL)")
+	f.StringVar(&o.token, "token", os.Getenv("BERTH_TOKEN"), "API token (BERTH_TOKEN)")
+	f.StringVar(&o.environment, "environment", os.Getenv("BERTH_ENVIRONMENT_ID"), "environment to take work from (BERTH_ENVIRONMENT_ID)")
+	f.StringVar(&o.workerID, "worker-id", os.Getenv("BERTH_WORKER_ID"), "Worker-ID (BERTH_WORKER_ID; default <hostname>-<random>)")
+	f.IntVar(&o.capacity, "capacity", envInt("BERTH_CAPACITY", 1), "items run at once (BERTH_CAPACITY)")
+	f.StringVar(&o.exec, "exec", os.Getenv("BERTH_EXEC"), "shell command run once per item (BERTH_EXEC)")
+	f.IntVar(&o.ttl, "ttl", envInt("BERTH_TTL", 60), "lease asked for, in seconds (BERTH_TTL)")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", envDuration("BERTH_DRAIN_TIMEOUT", 30*time.Second), "how long running items may finish on shutdown (BERTH_DRAIN_TIMEOUT)")
+	f.DurationVar(&o.killGrace, "kill-grace", envDuration("BERTH_KILL_GRACE", 10*time.Second), "SIGTERM to SIGKILL for a stopped command (BERTH_KILL_GRACE)")
+	f.StringVar(&o.logFormat, "log-format", envDefault("BERTH_LOG_FORMAT", "text"), "log format: text or json (BERTH_LOG_FORMAT)")
+	f.StringVar(&o.healthAddr, "health-addr", os.Getenv("BERTH_HEALTH_ADDR"), "serve /healthz and /metrics here when set (BERTH_HEALTH_ADDR)")
+	return cmd
+}
+
+func runWorker(ctx context.Context, o workerOptions) error {
+	log, err := newLogger(o.logFormat)
+	if err != nil {
+		return err
+	}
+	switch {
+	case o.token == "":
+		return errors.New("--token (or BERTH_TOKEN) is required")
+	case o.environment == "":
+		return errors.New("--environment (or BERTH_ENVIRONMENT_ID) is required")
+	case o.exec == "":
+		return errors.New("--exec (or BERTH_EXEC) is required")
+	case o.capacity < 1:
+		return errors.New("--capacity must be at least 1")
+	case o.ttl < 1:
+		return errors.New("--ttl must be a positive number of seconds")
+	case o.drainTimeout < 0 || o.killGrace < 0:
+		return errors.New("--drain-timeout and --kill-grace must not be negative")
+	}
+	if o.workerID == "" {
+		o.workerID = defaultWorkerID()
+	}
+	c, err := client.New(o.url, o.token)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w, err := worker.New(worker.Config{
+		Client: c, EnvironmentID: o.environment, WorkerID: o.workerID, Capacity: o.capacity,
+		TTL: o.ttl, DrainTimeout: o.drainTimeout, Logger: log, Metrics: worker.NewMetrics(reg),
+		Handler: &worker.Exec{Command: o.exec, KillGrace: o.killGrace, Logger: log},
+	})
+	if err != nil {
+		return err
+	}
+	if o.healthAddr != "" {
+		ln, err := net.Listen("tcp", o.healthAddr)
+		if err != nil {
+			return fmt.Errorf("--health-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"status":"ok"}`))
+		})
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go hs.Serve(ln)
+		defer hs.Close()
+		log.Info("health endpoint", "addr", ln.Addr().String())
+	}
+
+	// First signal: drain. Second: force.
+	runCtx, drain := context.WithCancel(ctx)
+	defer drain()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	go func() {
+		first := true
+		for range sigs {
+			if first {
+				log.Info("signal: draining; a second signal stops everything at once")
+				drain()
+				first = false
+				continue
+			}
+			log.Warn("second signal: stopping every item now")
+			w.Force()
+		}
+	}()
+	return w.Run(runCtx)
+}
+
+// defaultWorkerID is <hostname>-<8 random hex digits>.
+func defaultWorkerID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "worker"
+	}
+	b := make([]byte, 4)
+	rand.Read(b)
+	return host + "-" + hex.EncodeToString(b)
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+

@@ -1,0 +1,257 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/berth-sh/berth/client"
+)
+
+// callTimeout bounds the acknowledgement and the stop calls, which have no lease to race.
+const callTimeout = 30 * time.Second
+
+// item is one work item this worker runs.
+type item struct {
+	w      *Worker
+	job    Job
+	log    *slog.Logger
+	env    string
+	id     string
+	ctx    context.Context // the handler's; cancelled with a cause
+	cancel context.CancelCauseFunc
+
+	mu          sync.Mutex
+	last        string        // last_heartbeat to echo next ("" before the first)
+	ttl         time.Duration // lease granted by the last heartbeat
+	leaseUntil  time.Time     // when the lease ends unless extended, by this worker's clock
+	stopAsked   bool
+	leaseLost   bool
+	failing     bool // the last heartbeat failed
+	handlerDone chan struct{}
+}
+
+func (w *Worker) newItem(job Job) *item {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	it := &item{
+		w: w, job: job, env: job.Work.EnvironmentID, id: job.Work.ID,
+		log: w.log.With("work_id", job.Work.ID), ctx: ctx, cancel: cancel,
+		handlerDone: make(chan struct{}),
+	}
+	w.mu.Lock()
+	w.running[it.id] = it
+	w.mu.Unlock()
+	w.cfg.Metrics.started()
+	return it
+}
+
+// run takes the item from delivery to stopped (or abandoned).
+func (it *item) run() {
+	defer func() {
+		it.cancel(nil)
+		it.w.mu.Lock()
+		delete(it.w.running, it.id)
+		it.w.mu.Unlock()
+		it.w.cfg.Metrics.finished()
+	}()
+	c := it.w.cfg.Client
+	if it.env == "" {
+		it.env = it.w.cfg.EnvironmentID
+	}
+	// A lease starts with the acknowledgement (the server's default TTL); count from just
+	// before the request, to stay on the safe side of the server's clock.
+	sent := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	_, err := c.AckWork(ctx, it.env, it.id, client.AckParams{WorkerID: it.w.cfg.WorkerID})
+	cancel()
+	if err != nil {
+		// Not ours (409: another worker acknowledged it), or unreachable: either way the
+		// server hands an unacknowledged item to a worker again after its reclaim window.
+		it.log.Warn("acknowledge failed; leaving the item", "err", err)
+		it.w.cfg.Metrics.outcome("abandoned")
+		return
+	}
+	it.leaseUntil = sent.Add(60 * time.Second)
+	it.log.Info("acknowledged")
+
+	if !it.heartbeat() && it.isLost() {
+		it.w.cfg.Metrics.outcome("lost")
+		return
+	}
+
+	exitCode := -1
+	var herr error
+	if it.stopRequested() || it.ctx.Err() != nil {
+		it.log.Info("stop asked for before the work started; not running it")
+		close(it.handlerDone)
+	} else {
+		go it.heartbeatLoop()
+		exitCode, herr = it.w.cfg.Handler.Handle(it.ctx, it.job)
+		close(it.handlerDone)
+		if herr != nil {
+			it.log.Error("handler failed", "err", herr)
+			exitCode = -1
+		}
+		it.log.Info("handler finished", "exit_code", exitCode)
+	}
+	if it.isLost() {
+		it.log.Warn("lease lost; abandoning the item without stopping it")
+		it.w.cfg.Metrics.outcome("lost")
+		return
+	}
+	it.finish(exitCode)
+}
+
+// finish records the exit code and stops the item: a graceful request, then the
+// confirmation (one call when the item is already stopping), or force=true when the
+// worker was forced.
+func (it *item) finish(exitCode int) {
+	c := it.w.cfg.Client
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	if _, err := c.UpdateWork(ctx, it.env, it.id, client.UpdateWorkParams{
+		Metadata: map[string]*string{"exit_code": client.String(strconv.Itoa(exitCode))},
+	}); err != nil {
+		it.log.Warn("record exit code", "err", err)
+	}
+	force := it.w.isForced()
+	for range 2 {
+		wk, err := c.StopWork(ctx, it.env, it.id, force)
+		if err != nil {
+			it.log.Error("stop failed", "err", err)
+			it.w.cfg.Metrics.outcome("failed")
+			return
+		}
+		if wk.State == client.StateStopped {
+			it.log.Info("stopped", "exit_code", exitCode)
+			it.w.cfg.Metrics.outcome("completed")
+			return
+		}
+	}
+	it.log.Error("item did not reach stopped after two stop calls")
+	it.w.cfg.Metrics.outcome("failed")
+}
+
+// heartbeatLoop heartbeats until the handler is done.
+func (it *item) heartbeatLoop() {
+	for {
+		wait := it.interval()
+		if it.lastFailed() {
+			wait = min(wait, time.Second) // retry sooner while the lease lasts
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-it.handlerDone:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if !it.heartbeat() && it.isLost() {
+			return
+		}
+	}
+}
+
+// interval is a third of the lease, or the configured override.
+func (it *item) interval() time.Duration {
+	if it.w.cfg.HeartbeatInterval > 0 {
+		return it.w.cfg.HeartbeatInterval
+	}
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	if it.ttl == 0 {
+		return time.Duration(it.w.cfg.TTL) * time.Second / 3
+	}
+	return it.ttl / 3
+}
+
+// heartbeat sends one heartbeat and reports whether it succeeded. It marks the lease lost
+// (and kills the handler) on 409 or 412, or when it fails and no heartbeat has succeeded
+// for the whole lease; it cancels the handler with ErrStopRequested on "stopping".
+func (it *item) heartbeat() bool {
+	it.mu.Lock()
+	expect := it.last
+	leaseUntil := it.leaseUntil
+	it.mu.Unlock()
+	if expect == "" {
+		expect = client.NoHeartbeat
+	}
+	// Give up a second before the lease could lapse, so that an answer never arrives for
+	// a lease this worker no longer holds.
+	timeout := time.Until(leaseUntil) - time.Second
+	if timeout <= 0 {
+		it.loseLease(errors.New("no heartbeat succeeded for a whole lease"))
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	sent := time.Now()
+	hb, err := it.w.cfg.Client.HeartbeatWork(ctx, it.env, it.id, client.HeartbeatParams{
+		ExpectedLastHeartbeat: expect, DesiredTTLSeconds: it.w.cfg.TTL,
+	})
+	if err != nil {
+		if client.IsConflict(err) || client.IsPreconditionFailed(err) || client.IsNotFound(err) {
+			it.loseLease(err)
+			return false
+		}
+		it.w.cfg.Metrics.heartbeatError()
+		it.markFailed(true)
+		if time.Until(leaseUntil) <= time.Second {
+			it.loseLease(err)
+		} else {
+			it.log.Warn("heartbeat failed; retrying while the lease lasts", "err", err, "lease_left", time.Until(leaseUntil).Round(time.Millisecond))
+		}
+		return false
+	}
+	it.markFailed(false)
+	it.mu.Lock()
+	it.last = hb.LastHeartbeat
+	it.ttl = time.Duration(hb.TTLSeconds) * time.Second
+	it.leaseUntil = sent.Add(it.ttl)
+	first := !it.stopAsked && hb.State == client.StateStopping
+	if first {
+		it.stopAsked = true
+	}
+	it.mu.Unlock()
+	if first {
+		it.log.Info("stop requested by the server; draining")
+		it.cancel(ErrStopRequested)
+	}
+	return true
+}
+
+func (it *item) loseLease(err error) {
+	it.mu.Lock()
+	it.leaseLost = true
+	it.mu.Unlock()
+	it.log.Warn("lease lost", "err", err)
+	it.cancel(ErrLeaseLost)
+}
+
+func (it *item) isLost() bool {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	return it.leaseLost
+}
+
+func (it *item) stopRequested() bool {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	return it.stopAsked
+}
+
+// markFailed records whether the last heartbeat failed.
+func (it *item) markFailed(failed bool) {
+	it.mu.Lock()
+	it.failing = failed
+	it.mu.Unlock()
+}
+
+func (it *item) lastFailed() bool {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	return it.failing
+}

@@ -1,0 +1,87 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"time"
+
+	"github.com/berth-sh/berth/client"
+)
+
+// blockMS is the longest long poll the API allows: fewer round trips while idle, and a
+// new item still reaches a waiting worker at once.
+const blockMS = 999
+
+// pollLoop polls while there is capacity, starting an item runner for each delivered item,
+// until ctx ends (nil) or the server refuses the worker (*ErrRefused).
+func (w *Worker) pollLoop(ctx context.Context) error {
+	slots := make(chan struct{}, w.cfg.Capacity)
+	backoff := time.Duration(0)
+	for {
+		// Wait for a free slot before polling: a worker never takes an item it has no
+		// capacity to run.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		wk, err := w.cfg.Client.PollWork(ctx, w.cfg.EnvironmentID, client.PollParams{BlockMS: blockMS, WorkerID: w.cfg.WorkerID})
+		if ctx.Err() != nil {
+			<-slots
+			if wk != nil {
+				// Delivered as we were shutting down: not acknowledged, so the server
+				// hands it to another worker after the reclaim window.
+				w.log.Info("shutting down; leaving delivered item to be reclaimed", "work_id", wk.ID)
+			}
+			return nil
+		}
+		if err != nil {
+			<-slots
+			if fatalPollError(err) {
+				return &ErrRefused{Err: err}
+			}
+			w.cfg.Metrics.pollError()
+			backoff = nextBackoff(backoff, w.cfg.BackoffMin, w.cfg.BackoffMax)
+			w.log.Warn("poll failed; backing off", "err", err, "backoff", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		if wk == nil {
+			<-slots
+			continue
+		}
+		raw, err := json.Marshal(wk)
+		if err != nil {
+			<-slots
+			w.log.Error("encode work item", "work_id", wk.ID, "err", err)
+			continue
+		}
+		it := w.newItem(Job{Work: wk, Raw: raw, WorkerID: w.cfg.WorkerID})
+		w.items.Add(1)
+		go func() {
+			defer w.items.Done()
+			defer func() { <-slots }()
+			it.run()
+		}()
+	}
+}
+
+// nextBackoff doubles the previous wait within [min, max] and takes up to a quarter of it
+// off at random, so that workers that failed together (a server restart) do not come back
+// in step and knock it over again.
+func nextBackoff(prev, min, max time.Duration) time.Duration {
+	d := prev * 2
+	if d < min {
+		d = min
+	}
+	if d > max {
+		d = max
+	}
+	return d - time.Duration(rand.Int64N(int64(d)/4+1))
+}

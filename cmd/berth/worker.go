@@ -170,4 +170,3 @@ func envDuration(name string, def time.Duration) time.Duration {
 	}
 	return def
 }
-

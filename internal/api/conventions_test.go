@@ -555,6 +555,15 @@ func TestConvBodyTooLarge(t *testing.T) {
 	if p := tcList(t, h, "/environments"); len(p.Data) != 1 {
 		t.Errorf("%d environments, want 1 (the oversized body must not create one)", len(p.Data))
 	}
+	// The same without a Content-Length (chunked): the limit holds on what is read.
+	chunked := func(r *http.Request) { r.ContentLength = -1 }
+	r = h.do("POST", "/environments", over, chunked)
+	tcWantErr(t, "chunked 32 MiB + 1", r, 400, "invalid_request_error")
+	r = h.do("POST", "/environments", exact, chunked)
+	wantStatus(t, r, 201)
+	if p := tcList(t, h, "/environments"); len(p.Data) != 2 {
+		t.Errorf("%d environments, want 2", len(p.Data))
+	}
 	// Also on a POST whose body is otherwise optional.
 	env := h.env(false)
 	r = h.do("POST", "/environments/"+env+"/archive", `{}`+strings.Repeat(" ", max-1))

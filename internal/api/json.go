@@ -72,6 +72,9 @@ func mustErrorBody(w http.ResponseWriter, e *apiError) []byte {
 // readBody reads a request body of at most maxBody bytes. An empty or all-whitespace body
 // reads as {}.
 func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength > maxBody {
+		return nil, errBodyTooLarge // refused before reading a byte of it
+	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
 		var mbe *http.MaxBytesError

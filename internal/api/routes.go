@@ -149,14 +149,16 @@ func (s *Server) entry(routes []*Route) http.Handler {
 	})
 }
 
-// validRequestID accepts a caller's x-request-id of 1–255 printable ASCII characters;
-// anything else is replaced by a fresh UUID rather than echoed.
+// validRequestID accepts a caller's x-request-id of 1–1024 printable ASCII characters
+// (spaces included), which is echoed as sent. Anything else (control characters, bytes
+// outside ASCII, a longer value) would be unsafe to echo into headers and logs, so the
+// server makes a UUID instead.
 func validRequestID(id string) bool {
-	if id == "" || len(id) > 255 {
+	if id == "" || len(id) > 1024 {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
-		if id[i] < 0x21 || id[i] > 0x7e {
+		if id[i] < 0x20 || id[i] > 0x7e {
 			return false
 		}
 	}

@@ -51,7 +51,14 @@ var _ store.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the database in dir and applies pending migrations.
 func Open(ctx context.Context, dir string) (*Store, error) {
-	path := filepath.Join(dir, FileName)
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	path := filepath.Join(abs, FileName)
+	// A file: URI, with the path escaped, so that a directory name holding "?" or "#"
+	// names that directory and not a query or fragment.
+	uri := (&url.URL{Scheme: "file", Path: path}).String()
 	dsn := func(extra ...string) string {
 		q := url.Values{}
 		for _, p := range []string{
@@ -65,7 +72,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		for _, p := range extra {
 			q.Add("_pragma", p)
 		}
-		return "file:" + path + "?" + q.Encode()
+		return uri + "?" + q.Encode()
 	}
 	w, err := sql.Open("sqlite", dsn()+"&_txlock=immediate")
 	if err != nil {

@@ -3,8 +3,10 @@ GO ?= go
 
 .PHONY: test build vet fmt serve
 
+# The PostgreSQL store's tests need a server: scripts/with-postgres starts a throwaway one
+# (installing Debian's postgresql if needed) unless BERTH_TEST_DATABASE_URL names one.
 test: vet
-	$(GO) test -race -count=1 ./...
+	scripts/with-postgres $(GO) test -race -count=1 ./...
 
 vet:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

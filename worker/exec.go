@@ -84,7 +84,7 @@ func (e *Exec) Handle(ctx context.Context, job Job) (int, error) {
 	select {
 	case werr = <-waited:
 	case <-ctx.Done():
-		werr = e.stop(cmd, context.Cause(ctx), waited, log)
+		werr = e.stop(cmd, context.Cause(ctx), job.Kill, waited, log)
 	}
 	var exit *exec.ExitError
 	switch {
@@ -102,8 +102,8 @@ func (e *Exec) Handle(ctx context.Context, job Job) (int, error) {
 
 // stop ends a running child: at once (SIGKILL) when its lease was lost or the stop is
 // forced, since another worker may already hold the item; otherwise SIGTERM, and SIGKILL
-// after KillGrace.
-func (e *Exec) stop(cmd *exec.Cmd, cause error, waited <-chan error, log *slog.Logger) error {
+// after KillGrace, or as soon as kill closes (forced or lease lost during the grace).
+func (e *Exec) stop(cmd *exec.Cmd, cause error, kill <-chan struct{}, waited <-chan error, log *slog.Logger) error {
 	pgid := -cmd.Process.Pid
 	if errors.Is(cause, ErrLeaseLost) || errors.Is(cause, ErrForced) {
 		log.Warn("killing child", "reason", cause)
@@ -117,6 +117,10 @@ func (e *Exec) stop(cmd *exec.Cmd, cause error, waited <-chan error, log *slog.L
 	select {
 	case err := <-waited:
 		return err
+	case <-kill:
+		log.Warn("told to stop at once during the kill grace; killing child")
+		syscall.Kill(pgid, syscall.SIGKILL)
+		return <-waited
 	case <-t.C:
 		log.Warn("child outlived its kill grace; killing it")
 		syscall.Kill(pgid, syscall.SIGKILL)

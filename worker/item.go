@@ -23,6 +23,8 @@ type item struct {
 	id     string
 	ctx    context.Context // the handler's; cancelled with a cause
 	cancel context.CancelCauseFunc
+	kill   chan struct{} // Job.Kill: closed once, by end, when the work must end at once
+	killed sync.Once
 
 	mu          sync.Mutex
 	last        string        // last_heartbeat to echo next ("" before the first)
@@ -36,9 +38,11 @@ type item struct {
 
 func (w *Worker) newItem(job Job) *item {
 	ctx, cancel := context.WithCancelCause(context.Background())
+	kill := make(chan struct{})
+	job.Kill = kill
 	it := &item{
 		w: w, job: job, env: job.Work.EnvironmentID, id: job.Work.ID,
-		log: w.log.With("work_id", job.Work.ID), ctx: ctx, cancel: cancel,
+		log: w.log.With("work_id", job.Work.ID), ctx: ctx, cancel: cancel, kill: kill,
 		handlerDone: make(chan struct{}),
 	}
 	w.mu.Lock()
@@ -88,9 +92,18 @@ func (it *item) run() {
 		it.log.Info("stop asked for before the work started; not running it")
 		close(it.handlerDone)
 	} else {
-		go it.heartbeatLoop()
+		beating := make(chan struct{})
+		go func() {
+			defer close(beating)
+			it.heartbeatLoop()
+		}()
 		exitCode, herr = it.w.cfg.Handler.Handle(it.ctx, it.job)
 		close(it.handlerDone)
+		// Wait for a heartbeat that is on its way: its answer may be that the lease is
+		// lost (412: another worker holds the item now), and then the item must be left
+		// alone. Deciding before it arrives would record an exit code on, and stop, the
+		// other worker's run. The wait is bounded by the heartbeat's own timeout.
+		<-beating
 		if herr != nil {
 			it.log.Error("handler failed", "err", herr)
 			exitCode = -1
@@ -228,7 +241,18 @@ func (it *item) loseLease(err error) {
 	it.leaseLost = true
 	it.mu.Unlock()
 	it.log.Warn("lease lost", "err", err)
-	it.cancel(ErrLeaseLost)
+	it.end(ErrLeaseLost)
+}
+
+// end cancels the handler with cause. When the work must end at once (forced, lease
+// lost) it also closes Job.Kill, which reaches a handler that is already winding down
+// after an earlier, gentler cancellation (whose cause the context keeps): without it, a
+// second signal or a lost lease during a child's kill grace would wait out the grace.
+func (it *item) end(cause error) {
+	it.cancel(cause)
+	if errors.Is(cause, ErrForced) || errors.Is(cause, ErrLeaseLost) {
+		it.killed.Do(func() { close(it.kill) })
+	}
 }
 
 func (it *item) isLost() bool {

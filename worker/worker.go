@@ -53,6 +53,12 @@ type Job struct {
 	Raw []byte
 	// WorkerID is the worker's Worker-ID.
 	WorkerID string
+	// Kill is closed when the work must end at once (the worker was forced, or the lease
+	// was lost), also when ctx had already been cancelled for a gentler reason (a stop
+	// request, the drain timeout) and the handler is still giving its work a grace
+	// period: a context's cause is set once, so ctx alone cannot say this. Handlers that
+	// wait after ctx ends should cut the wait short when Kill closes. Exec does.
+	Kill <-chan struct{}
 }
 
 // Handler runs one work item. It returns when the work is done, or soon after ctx is
@@ -103,7 +109,10 @@ type Worker struct {
 	mu      sync.Mutex
 	running map[string]*item
 	forced  bool
-	items   sync.WaitGroup
+	// stopPolling ends the poll loop of a Run under way; Force calls it, so that a forced
+	// worker takes no new item and Run returns once the running ones are done.
+	stopPolling context.CancelFunc
+	items       sync.WaitGroup
 }
 
 // New checks cfg and returns a worker.
@@ -148,6 +157,14 @@ func New(cfg Config) (*Worker, error) {
 // credentials or environment (401, 403, 404 on poll).
 func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info("worker started", "environment_id", w.cfg.EnvironmentID, "capacity", w.cfg.Capacity, "ttl", w.cfg.TTL)
+	ctx, stopPolling := context.WithCancel(ctx)
+	defer stopPolling()
+	w.mu.Lock()
+	w.stopPolling = stopPolling
+	if w.forced {
+		stopPolling()
+	}
+	w.mu.Unlock()
 	err := w.pollLoop(ctx)
 	if err != nil {
 		w.log.Error("worker cannot go on", "err", err)
@@ -178,6 +195,11 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) Force() {
 	w.mu.Lock()
 	w.forced = true
+	// Without this, a Force before Run's context ended would leave the poll loop taking
+	// new items, and Run would not return as promised.
+	if w.stopPolling != nil {
+		w.stopPolling()
+	}
 	w.mu.Unlock()
 	w.stopAll(ErrForced)
 }
@@ -186,7 +208,7 @@ func (w *Worker) stopAll(cause error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, it := range w.running {
-		it.cancel(cause)
+		it.end(cause)
 	}
 }
 
@@ -204,9 +226,12 @@ func (w *Worker) isForced() bool {
 }
 
 // fatalPollError reports whether a poll error means the worker cannot go on: its token
-// is refused (401), not allowed here (403), or the environment does not exist (404).
+// is refused (401), not allowed here (403), the environment does not exist (404) or is not
+// self_hosted (400). Retrying any of these would only repeat the answer.
 func fatalPollError(err error) bool {
-	return client.IsUnauthorized(err) || client.IsForbidden(err) || client.IsNotFound(err)
+	var e *client.Error
+	return client.IsUnauthorized(err) || client.IsForbidden(err) || client.IsNotFound(err) ||
+		(errors.As(err, &e) && e.StatusCode == 400)
 }
 
 // ErrRefused wraps the poll error that ended a worker.

@@ -1,7 +1,9 @@
 // Command berth is the berth server and its operator tools, one binary:
 //
 //	berth serve         run the server (embedded SQLite store by default)
+//	berth worker        run a command for each work item of an environment
 //	berth token …       manage API tokens directly in the database
+//	berth migrate       apply database migrations
 //
 // Every flag can also be set by the environment variable named in its help.
 package main
@@ -28,7 +30,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), workerCmd(), tokenCmd())
+	root.AddCommand(serveCmd(), workerCmd(), tokenCmd(), migrateCmd())
 	return root
 }
 

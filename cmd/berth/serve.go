@@ -17,6 +17,7 @@ import (
 
 	"github.com/berth-sh/berth/internal/api"
 	"github.com/berth-sh/berth/internal/store"
+	"github.com/berth-sh/berth/internal/store/postgres"
 	"github.com/berth-sh/berth/internal/store/sqlite"
 )
 
@@ -25,9 +26,10 @@ import (
 const AdminTokenFile = "admin-token"
 
 type serveOptions struct {
-	addr      string
-	dataDir   string
-	logFormat string
+	addr        string
+	dataDir     string
+	databaseURL string
+	logFormat   string
 }
 
 func serveCmd() *cobra.Command {
@@ -52,7 +54,8 @@ in-flight requests and closes the database.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.addr, "addr", envDefault("BERTH_ADDR", "127.0.0.1:8080"), "listen address (BERTH_ADDR)")
-	f.StringVar(&o.dataDir, "data-dir", envDefault("BERTH_DATA_DIR", "./berth-data"), "directory of the database, berth.db (BERTH_DATA_DIR)")
+	f.StringVar(&o.dataDir, "data-dir", envDefault("BERTH_DATA_DIR", "./berth-data"), "directory of the embedded database, berth.db, and of the first admin token (BERTH_DATA_DIR)")
+	f.StringVar(&o.databaseURL, "database-url", os.Getenv("BERTH_DATABASE_URL"), "PostgreSQL database (postgres://…) shared by several replicas, instead of the embedded one (BERTH_DATABASE_URL)")
 	f.StringVar(&o.logFormat, "log-format", envDefault("BERTH_LOG_FORMAT", "text"), "log format: text or json (BERTH_LOG_FORMAT)")
 	return cmd
 }
@@ -67,7 +70,12 @@ func newLogger(format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
 }
 
-func openStore(ctx context.Context, dataDir string) (store.Store, error) {
+// openStore opens PostgreSQL when databaseURL is set, else the embedded SQLite database
+// in dataDir (created if needed).
+func openStore(ctx context.Context, dataDir, databaseURL string) (store.Store, error) {
+	if databaseURL != "" {
+		return postgres.Open(ctx, databaseURL)
+	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -80,7 +88,7 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, o.dataDir)
+	st, err := openStore(ctx, o.dataDir, o.databaseURL)
 	if err != nil {
 		return err
 	}

@@ -17,14 +17,15 @@ import (
 // tokenCmd manages tokens offline, directly in the database of --data-dir; it works
 // whether or not a server is running on it.
 func tokenCmd() *cobra.Command {
-	var dataDir string
+	var dataDir, databaseURL string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Create, list and revoke API tokens in the database",
-		Long:  "Create, list and revoke API tokens directly in the database of --data-dir, with or without a running server.",
+		Long:  "Create, list and revoke API tokens directly in the database (--data-dir, or --database-url for PostgreSQL), with or without a running server.",
 	}
 	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", envDefault("BERTH_DATA_DIR", "./berth-data"), "directory of the database (BERTH_DATA_DIR)")
+	cmd.PersistentFlags().StringVar(&databaseURL, "database-url", os.Getenv("BERTH_DATABASE_URL"), "PostgreSQL database instead of the embedded one (BERTH_DATABASE_URL)")
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
 
 	var name, role, envID string
@@ -44,7 +45,7 @@ func tokenCmd() *cobra.Command {
 			if name == "" {
 				return fmt.Errorf("--name is required")
 			}
-			st, err := openStore(cmd.Context(), dataDir)
+			st, err := openStore(cmd.Context(), dataDir, databaseURL)
 			if err != nil {
 				return err
 			}
@@ -75,7 +76,7 @@ func tokenCmd() *cobra.Command {
 		Short: "List tokens (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := openStore(cmd.Context(), dataDir)
+			st, err := openStore(cmd.Context(), dataDir, databaseURL)
 			if err != nil {
 				return err
 			}
@@ -114,7 +115,7 @@ func tokenCmd() *cobra.Command {
 			if !id.Valid(id.Token, args[0]) {
 				return fmt.Errorf("%q is not a token ID (tok_…)", args[0])
 			}
-			st, err := openStore(cmd.Context(), dataDir)
+			st, err := openStore(cmd.Context(), dataDir, databaseURL)
 			if err != nil {
 				return err
 			}

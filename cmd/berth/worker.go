@@ -33,6 +33,7 @@ type workerOptions struct {
 
 func workerCmd() *cobra.Command {
 	var o workerOptions
+	var envErrs []error // environment variables that do not parse: reported, not ignored
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a command for each work item of an environment",
@@ -53,6 +54,9 @@ The worker exits non-zero if the server refuses its token or environment.`,
   BERTH_TOKEN=pt-… BERTH_ENVIRONMENT_ID=env_… berth worker --capacity 8 --exec 'sleep 1'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := errors.Join(envErrs...); err != nil {
+				return err
+			}
 			return runWorker(cmd.Context(), o)
 		},
 	}
@@ -61,11 +65,11 @@ The worker exits non-zero if the server refuses its token or environment.`,
 	f.StringVar(&o.token, "token", os.Getenv("BERTH_TOKEN"), "API token (BERTH_TOKEN)")
 	f.StringVar(&o.environment, "environment", os.Getenv("BERTH_ENVIRONMENT_ID"), "environment to take work from (BERTH_ENVIRONMENT_ID)")
 	f.StringVar(&o.workerID, "worker-id", os.Getenv("BERTH_WORKER_ID"), "Worker-ID (BERTH_WORKER_ID; default <hostname>-<random>)")
-	f.IntVar(&o.capacity, "capacity", envInt("BERTH_CAPACITY", 1), "items run at once (BERTH_CAPACITY)")
+	f.IntVar(&o.capacity, "capacity", envInt(&envErrs, "BERTH_CAPACITY", 1), "items run at once (BERTH_CAPACITY)")
 	f.StringVar(&o.exec, "exec", os.Getenv("BERTH_EXEC"), "shell command run once per item (BERTH_EXEC)")
-	f.IntVar(&o.ttl, "ttl", envInt("BERTH_TTL", 60), "lease asked for, in seconds (BERTH_TTL)")
-	f.DurationVar(&o.drainTimeout, "drain-timeout", envDuration("BERTH_DRAIN_TIMEOUT", 30*time.Second), "how long running items may finish on shutdown (BERTH_DRAIN_TIMEOUT)")
-	f.DurationVar(&o.killGrace, "kill-grace", envDuration("BERTH_KILL_GRACE", 10*time.Second), "SIGTERM to SIGKILL for a stopped command (BERTH_KILL_GRACE)")
+	f.IntVar(&o.ttl, "ttl", envInt(&envErrs, "BERTH_TTL", 60), "lease asked for, in seconds (BERTH_TTL)")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", envDuration(&envErrs, "BERTH_DRAIN_TIMEOUT", 30*time.Second), "how long running items may finish on shutdown (BERTH_DRAIN_TIMEOUT)")
+	f.DurationVar(&o.killGrace, "kill-grace", envDuration(&envErrs, "BERTH_KILL_GRACE", 10*time.Second), "SIGTERM to SIGKILL for a stopped command (BERTH_KILL_GRACE)")
 	f.StringVar(&o.logFormat, "log-format", envDefault("BERTH_LOG_FORMAT", "text"), "log format: text or json (BERTH_LOG_FORMAT)")
 	f.StringVar(&o.healthAddr, "health-addr", os.Getenv("BERTH_HEALTH_ADDR"), "serve /healthz and /metrics here when set (BERTH_HEALTH_ADDR)")
 	return cmd
@@ -97,11 +101,17 @@ func runWorker(ctx context.Context, o workerOptions) error {
 	if err != nil {
 		return err
 	}
+	drainTimeout := o.drainTimeout
+	if drainTimeout == 0 {
+		// worker.Config takes 0 for "the default" (30 s), but --drain-timeout 0 means no
+		// drain: running items are stopped as soon as the worker is told to shut down.
+		drainTimeout = time.Nanosecond
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	w, err := worker.New(worker.Config{
 		Client: c, EnvironmentID: o.environment, WorkerID: o.workerID, Capacity: o.capacity,
-		TTL: o.ttl, DrainTimeout: o.drainTimeout, Logger: log, Metrics: worker.NewMetrics(reg),
+		TTL: o.ttl, DrainTimeout: drainTimeout, Logger: log, Metrics: worker.NewMetrics(reg),
 		Handler: &worker.Exec{Command: o.exec, KillGrace: o.killGrace, Logger: log},
 	})
 	if err != nil {
@@ -157,16 +167,32 @@ func defaultWorkerID() string {
 	return host + "-" + hex.EncodeToString(b)
 }
 
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return v
+// envInt and envDuration read a flag's default from the environment. A value that does
+// not parse is added to errs rather than replaced by def in silence: a mistyped
+// BERTH_DRAIN_TIMEOUT=5min would otherwise give a 30 s drain to a unit whose stop timeout
+// was sized for five minutes. Unset or empty means def.
+func envInt(errs *[]error, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
 	}
-	return def
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s=%q: want an integer", name, s))
+		return def
+	}
+	return v
 }
 
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return v
+func envDuration(errs *[]error, name string, def time.Duration) time.Duration {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
 	}
-	return def
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s=%q: want a duration such as 30s or 5m", name, s))
+		return def
+	}
+	return v
 }

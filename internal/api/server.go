@@ -89,6 +89,10 @@ func (s *Server) Shutdown() {
 // Run expires leases and prunes idempotency records until ctx ends. Exactly one Run per
 // server; with several replicas, each runs its own (stores make expiry race-free).
 func (s *Server) Run(ctx context.Context) {
+	if n, ok := s.store.(store.Notifier); ok {
+		// Work queued through another replica wakes one of this replica's pollers.
+		go n.ListenWork(ctx, func(env string) { s.waiters.Notify(env, 1) })
+	}
 	const tick = 200 * time.Millisecond // lease expiry must happen within 1 s (API.md §4.9)
 	t := time.NewTicker(tick)
 	defer t.Stop()

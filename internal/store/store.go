@@ -210,3 +210,12 @@ type Store interface {
 	// PruneIdempotencyKeys deletes records created before cutoff.
 	PruneIdempotencyKeys(ctx context.Context, cutoff time.Time) error
 }
+
+// Notifier is implemented by stores that several server replicas share. ListenWork calls
+// fn with an environment's ID whenever another replica queues a deliverable item there
+// (a new session, a dormant wake-up, a requeue after lease expiry), so that this
+// replica's parked pollers wake too, until ctx ends. A store with one replica (SQLite)
+// does not implement it: the server wakes its own pollers.
+type Notifier interface {
+	ListenWork(ctx context.Context, fn func(environmentID string)) error
+}

@@ -105,8 +105,8 @@ func (s *Store) UpdateSession(ctx context.Context, id string, fn func(*store.Ses
 		if err := fn(&sess); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, "UPDATE sessions SET title = ?, metadata = ?, archived_at = ?, updated_at = ? WHERE id = ?",
-			sess.Title, metadataJSON(sess.Metadata), micros(sess.ArchivedAt), micros(sess.UpdatedAt), id)
+		_, err = tx.ExecContext(ctx, "UPDATE sessions SET agent = ?, title = ?, metadata = ?, archived_at = ?, updated_at = ? WHERE id = ?",
+			string(sess.Agent), sess.Title, metadataJSON(sess.Metadata), micros(sess.ArchivedAt), micros(sess.UpdatedAt), id)
 		out = sess
 		return err
 	})

@@ -65,8 +65,14 @@ func (s *Store) RevokeToken(ctx context.Context, id string, now time.Time) (stor
 // TouchToken implements store.Store.
 func (s *Store) TouchToken(ctx context.Context, id string, now time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "UPDATE tokens SET last_used_at = ? WHERE id = ?", now.UnixMicro(), id)
-		return err
+		res, err := tx.ExecContext(ctx, "UPDATE tokens SET last_used_at = ? WHERE id = ?", now.UnixMicro(), id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("token", id)
+		}
+		return nil
 	})
 }
 
@@ -103,8 +109,14 @@ func (s *Store) ReserveIdempotencyKey(ctx context.Context, rec store.Idempotency
 // CompleteIdempotencyKey implements store.Store.
 func (s *Store) CompleteIdempotencyKey(ctx context.Context, tokenID, key string, status int, body []byte) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "UPDATE idempotency_keys SET status = ?, body = ? WHERE token_id = ? AND key = ?", status, body, tokenID, key)
-		return err
+		res, err := tx.ExecContext(ctx, "UPDATE idempotency_keys SET status = ?, body = ? WHERE token_id = ? AND key = ?", status, body, tokenID, key)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("idempotency key", key)
+		}
+		return nil
 	})
 }
 

@@ -195,15 +195,37 @@ func (s *Store) RecordPoll(_ context.Context, environmentID, workerID string, no
 
 // ExpireLeases implements store.Store.
 func (s *Store) ExpireLeases(ctx context.Context, now time.Time, newID func() string) ([]store.Expiry, error) {
+	var out []store.Expiry
+	after := ""
+	for {
+		batch, err := s.expireBatch(ctx, now, newID, after)
+		out = append(out, batch.done...)
+		if err != nil || !batch.more {
+			return out, err
+		}
+		after = batch.last
+	}
+}
+
+// expireBatch is one round of ExpireLeases over at most expiryBatch candidates with IDs
+// after the given one; it reports whether more candidates may remain.
+func (s *Store) expireBatch(ctx context.Context, now time.Time, newID func() string, after string) (expiryBatchResult, error) {
 	type key struct{ env, id string }
+	// <= on the microsecond value: a lease that ended within now's microsecond is a
+	// candidate, and work.ExpireLease decides to the nanosecond.
 	keys, err := query(ctx, s.r, func(r scanner) (key, error) {
 		var k key
 		return k, r.Scan(&k.env, &k.id)
-	}, "SELECT environment_id, id FROM work WHERE lease_expires_at < ? ORDER BY lease_expires_at LIMIT 1000", now.UnixMicro())
+	}, "SELECT environment_id, id FROM work WHERE lease_expires_at <= ? AND id > ? ORDER BY id LIMIT ?", now.UnixMicro(), after, expiryBatch)
+	var res expiryBatchResult
 	if err != nil {
-		return nil, fmt.Errorf("expire leases: %w", err)
+		return res, fmt.Errorf("expire leases: %w", err)
 	}
-	var out []store.Expiry
+	res.more = len(keys) == expiryBatch
+	if len(keys) > 0 {
+		res.last = keys[len(keys)-1].id
+	}
+	out := &res.done
 	for _, k := range keys {
 		err := s.tx(ctx, func(tx *sql.Tx) error {
 			it, err := getWork(ctx, tx, k.env, k.id)
@@ -238,14 +260,24 @@ func (s *Store) ExpireLeases(ctx context.Context, now time.Time, newID func() st
 					exp.Requeue = &fresh
 				}
 			}
-			out = append(out, exp)
+			*out = append(*out, exp)
 			return nil
 		})
 		if err != nil && !isNotFound(err) {
-			return out, fmt.Errorf("expire lease of %s: %w", k.id, err)
+			return res, fmt.Errorf("expire lease of %s: %w", k.id, err)
 		}
 	}
-	return out, nil
+	return res, nil
+}
+
+// expiryBatch bounds one scan of ExpireLeases, so that a backlog of expired leases (a
+// server that was down for a while) is worked through in pieces.
+const expiryBatch = 1000
+
+type expiryBatchResult struct {
+	done []store.Expiry
+	more bool
+	last string
 }
 
 // NextLeaseExpiry implements store.Store.

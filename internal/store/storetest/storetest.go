@@ -49,15 +49,16 @@ const (
 	racers = 8
 )
 
-// NewStore makes a fresh, empty store for one subtest and closes it when t ends.
-type NewStore = func(t *testing.T) store.Store
+// newStoreFunc makes a fresh, empty store for one subtest and closes it when t ends.
+type newStoreFunc = func(t *testing.T) store.Store
 
 // Run runs the conformance suite against the stores newStore makes. Every subtest calls
-// newStore itself, so stores never share rows.
+// newStore itself, so stores never share rows; newStore must return an empty store and
+// close it when its t ends (t.Cleanup).
 func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	groups := []struct {
 		name string
-		run  func(*testing.T, NewStore)
+		run  func(*testing.T, newStoreFunc)
 	}{
 		{"Ping", testPing},
 		{"CreateEnvironment", testCreateEnvironment},
@@ -110,7 +111,7 @@ type fixture struct {
 	st  store.Store
 }
 
-func setup(t *testing.T, newStore NewStore) *fixture {
+func setup(t *testing.T, newStore newStoreFunc) *fixture {
 	t.Helper()
 	return &fixture{ctx: context.Background(), st: newStore(t)}
 }
@@ -545,8 +546,13 @@ func checkPagesUnderInserts(t *testing.T, list lister, initial []string, fence s
 		}
 	}
 
+	// A walk reads at most one page per two rows plus one; more means it is not advancing.
+	maxPages := (len(initial)+inserts)/2 + 2
 	var forward []string
-	for p := (store.Page{Limit: 2}); ; {
+	for p, n := (store.Page{Limit: 2}), 0; ; n++ {
+		if n == maxPages {
+			t.Fatalf("forward walk: no end after %d pages", n)
+		}
 		waitInsert()
 		ids, more, err := list(p)
 		if err != nil {
@@ -559,7 +565,10 @@ func checkPagesUnderInserts(t *testing.T, list lister, initial []string, fence s
 		p.AfterID = ids[len(ids)-1]
 	}
 	var backward []string
-	for p := (store.Page{Limit: 2, BeforeID: fence}); ; {
+	for p, n := (store.Page{Limit: 2, BeforeID: fence}), 0; ; n++ {
+		if n == maxPages {
+			t.Fatalf("backward walk: no end after %d pages", n)
+		}
 		waitInsert()
 		ids, more, err := list(p)
 		if err != nil {
@@ -631,7 +640,7 @@ func race(n int, fn func(i int)) {
 // ---------------------------------------------------------------------------------------
 // Ping
 
-func testPing(t *testing.T, newStore NewStore) {
+func testPing(t *testing.T, newStore newStoreFunc) {
 	t.Run("Reachable", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -644,7 +653,7 @@ func testPing(t *testing.T, newStore NewStore) {
 // ---------------------------------------------------------------------------------------
 // Environments
 
-func testCreateEnvironment(t *testing.T, newStore NewStore) {
+func testCreateEnvironment(t *testing.T, newStore newStoreFunc) {
 	t.Run("RoundTripEveryField", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -704,7 +713,7 @@ func inZone[T any](v T, loc *time.Location) T {
 	return v
 }
 
-func testGetEnvironment(t *testing.T, newStore NewStore) {
+func testGetEnvironment(t *testing.T, newStore newStoreFunc) {
 	t.Run("NotFound", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -714,7 +723,7 @@ func testGetEnvironment(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testListEnvironments(t *testing.T, newStore NewStore) {
+func testListEnvironments(t *testing.T, newStore newStoreFunc) {
 	t.Run("Pagination", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -771,7 +780,7 @@ func testListEnvironments(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testUpdateEnvironment(t *testing.T, newStore NewStore) {
+func testUpdateEnvironment(t *testing.T, newStore newStoreFunc) {
 	t.Run("WritesEveryField", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -873,7 +882,7 @@ func testUpdateEnvironment(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testDeleteEnvironment(t *testing.T, newStore NewStore) {
+func testDeleteEnvironment(t *testing.T, newStore newStoreFunc) {
 	t.Run("Deletes", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -955,7 +964,7 @@ func listIDs[T any](rows []T, idOf func(T) string) []string {
 // ---------------------------------------------------------------------------------------
 // Sessions
 
-func testCreateSession(t *testing.T, newStore NewStore) {
+func testCreateSession(t *testing.T, newStore newStoreFunc) {
 	t.Run("RoundTripEveryField", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -1054,7 +1063,7 @@ func testCreateSession(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testGetSession(t *testing.T, newStore NewStore) {
+func testGetSession(t *testing.T, newStore newStoreFunc) {
 	t.Run("NotFound", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -1115,7 +1124,7 @@ func testGetSession(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testListSessions(t *testing.T, newStore NewStore) {
+func testListSessions(t *testing.T, newStore newStoreFunc) {
 	t.Run("PaginationAndFilters", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -1177,7 +1186,7 @@ func testListSessions(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testUpdateSession(t *testing.T, newStore NewStore) {
+func testUpdateSession(t *testing.T, newStore newStoreFunc) {
 	t.Run("WritesEveryField", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -1187,7 +1196,7 @@ func testUpdateSession(t *testing.T, newStore NewStore) {
 		want := store.Session{
 			ID:            s.ID,
 			EnvironmentID: s.EnvironmentID,
-			Agent:         json.RawMessage(`{"id":"agent_y","type":"agent","version":null}`),
+			Agent:         s.Agent,
 			Title:         "retitled",
 			Metadata:      work.Metadata{"ticket": "T-2"},
 			ArchivedAt:    base.Add(5 * sec),
@@ -1203,6 +1212,28 @@ func testUpdateSession(t *testing.T, newStore NewStore) {
 		if err != nil {
 			t.Fatalf("UpdateSession: %v", err)
 		}
+		checkEqual(t, "UpdateSession's result", got, want)
+		checkEqual(t, "GetSession after UpdateSession", f.getSession(t, s.ID), want)
+	})
+
+	t.Run("WritesAgent", func(t *testing.T) {
+		t.Parallel()
+		// The API never changes a session's agent, but the contract says the result of fn
+		// is written, and UpdateSession returns it as written.
+		f := setup(t, newStore)
+		e := f.env(t, selfHosted)
+		s := draftSession(e.ID, base)
+		f.put(t, s, nil)
+		agent := json.RawMessage(`{"id":"agent_y","type":"agent","version":null}`)
+		got, err := f.st.UpdateSession(f.ctx, s.ID, func(cur *store.Session) error {
+			cur.Agent = agent
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("UpdateSession: %v", err)
+		}
+		want := s
+		want.Agent = agent
 		checkEqual(t, "UpdateSession's result", got, want)
 		checkEqual(t, "GetSession after UpdateSession", f.getSession(t, s.ID), want)
 	})
@@ -1284,7 +1315,7 @@ func testUpdateSession(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testUpdateSessionWork(t *testing.T, newStore NewStore) {
+func testUpdateSessionWork(t *testing.T, newStore newStoreFunc) {
 	t.Run("AppliesFnToLiveItemsOnly", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -1387,8 +1418,8 @@ func testUpdateSessionWork(t *testing.T, newStore NewStore) {
 			stored := f.getWork(t, it)
 			switch {
 			case ackErr == nil:
-				// The ack ran first (cancel stops a starting item gracefully) or second (it
-				// would have been refused: a queued item that is cancelled is stopped).
+				// Only an ack that ran first succeeds (a cancelled queued item is stopped and
+				// refuses acks), and the cancel that followed must have seen it: stopping.
 				if stored.State != work.Stopping || len(cancelled) != 1 || cancelled[0].State != work.Stopping {
 					t.Errorf("ack succeeded: item %s, cancel returned %v; want stopping", stored.State, cancelled)
 				}
@@ -1402,7 +1433,7 @@ func testUpdateSessionWork(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testDeleteSession(t *testing.T, newStore NewStore) {
+func testDeleteSession(t *testing.T, newStore newStoreFunc) {
 	t.Run("StopsLiveItemsAndDeletesEvents", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -1418,6 +1449,9 @@ func testDeleteSession(t *testing.T, newStore NewStore) {
 		_, stopping := draft(e.ID, work.Stopping, base)
 		stopping.SessionID = s.ID
 		f.insertItem(t, stopping)
+		_, active := draft(e.ID, work.Active, base)
+		active.SessionID = s.ID
+		f.insertItem(t, active)
 		other, otherItem := f.item(t, e, work.Active, base)
 		otherEvent := event(other.ID, "user.message", base)
 		if _, err := f.st.AppendEvents(f.ctx, other.ID, []store.Event{otherEvent}, nil); err != nil {
@@ -1430,13 +1464,13 @@ func testDeleteSession(t *testing.T, newStore NewStore) {
 			t.Fatalf("DeleteSession: %v", err)
 		}
 		want := map[string]work.Item{}
-		for _, it := range []work.Item{queued, stopping} {
+		for _, it := range []work.Item{queued, stopping, active} {
 			next, _ := work.Stop(it, true, now)
 			want[it.ID] = next
 		}
 		gotByID := byID(got)
 		if len(got) != len(want) || len(gotByID) != len(want) {
-			t.Errorf("DeleteSession returned %v, want the stopped items %s, %s", itemIDs(got), queued.ID, stopping.ID)
+			t.Errorf("DeleteSession returned %v, want the stopped items %s, %s, %s", itemIDs(got), queued.ID, stopping.ID, active.ID)
 		}
 		for wid, w := range want {
 			if g, ok := gotByID[wid]; ok {
@@ -1492,7 +1526,7 @@ func newItemAt(now time.Time) func(store.Session) work.Item {
 	}
 }
 
-func testAppendEvents(t *testing.T, newStore NewStore) {
+func testAppendEvents(t *testing.T, newStore newStoreFunc) {
 	t.Run("StoresInOrder", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -1573,8 +1607,10 @@ func testAppendEvents(t *testing.T, newStore NewStore) {
 		}
 	})
 
-	t.Run("NoWakeUp", func(t *testing.T) {
+	t.Run("FollowsWakes", func(t *testing.T) {
 		t.Parallel()
+		// Each case appends [typ, system.message]; whether an item is queued is what
+		// work.Wakes says for the session as it was before the call (nil newItem: never).
 		for _, tc := range []struct {
 			name     string
 			config   string
@@ -1583,15 +1619,20 @@ func testAppendEvents(t *testing.T, newStore NewStore) {
 			typ      string
 			nilFn    bool
 		}{
+			{name: "DormantSession", config: selfHosted, item: work.Stopped, typ: "user.message"},
 			{name: "LiveQueuedItem", config: selfHosted, item: work.Queued, typ: "user.message"},
+			{name: "LiveStartingItem", config: selfHosted, item: work.Starting, typ: "user.message"},
 			{name: "LiveActiveItem", config: selfHosted, item: work.Active, typ: "user.message"},
 			{name: "LiveStoppingItem", config: selfHosted, item: work.Stopping, typ: "user.message"},
 			{name: "CloudEnvironment", config: cloud, item: work.Stopped, typ: "user.message"},
 			{name: "ArchivedSession", config: selfHosted, item: work.Stopped, archived: true, typ: "user.message"},
+			{name: "ArchivedSessionLiveItem", config: selfHosted, item: work.Active, archived: true, typ: "user.message"},
 			{name: "NotAUserMessage", config: selfHosted, item: work.Stopped, typ: "user.interrupt"},
 			{name: "NilNewItem", config: selfHosted, item: work.Stopped, typ: "user.message", nilFn: true},
 		} {
-			t.Run(tc.name, func(t *testing.T) {
+			wakes := !tc.nilFn && work.Wakes(tc.typ, tc.config == selfHosted,
+				work.SessionState{Exists: true, Archived: tc.archived, HasLiveItem: tc.item.Live()})
+			t.Run(fmt.Sprintf("%s/wakes=%v", tc.name, wakes), func(t *testing.T) {
 				t.Parallel()
 				f := setup(t, newStore)
 				e := f.env(t, tc.config)
@@ -1610,11 +1651,18 @@ func testAppendEvents(t *testing.T, newStore NewStore) {
 				if err != nil {
 					t.Fatalf("AppendEvents: %v", err)
 				}
-				if queued != nil {
-					t.Errorf("AppendEvents queued %s, want nothing", queued.ID)
+				want := []string{it.ID}
+				switch {
+				case wakes && queued == nil:
+					t.Errorf("AppendEvents queued nothing; work.Wakes holds for this session")
+				case wakes:
+					checkEqual(t, "queued item", *queued, work.New(queued.ID, e.ID, s.ID, s.Metadata, now))
+					want = append(want, queued.ID)
+				case queued != nil:
+					t.Errorf("AppendEvents queued %s; work.Wakes does not hold for this session", queued.ID)
 				}
-				if ids := itemIDs(f.listWork(t, e.ID)); !slices.Equal(ids, []string{it.ID}) {
-					t.Errorf("ListWork = %v, want only %s", ids, it.ID)
+				if ids := itemIDs(f.listWork(t, e.ID)); !slices.Equal(ids, want) {
+					t.Errorf("ListWork = %v, want %v", ids, want)
 				}
 				checkEqual(t, "the session's item", f.getWork(t, it), it)
 				if got := f.listEvents(t, s.ID); len(got) != len(events) {
@@ -1673,7 +1721,7 @@ func testAppendEvents(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testListEvents(t *testing.T, newStore NewStore) {
+func testListEvents(t *testing.T, newStore newStoreFunc) {
 	t.Run("Pagination", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -1732,7 +1780,7 @@ func testListEvents(t *testing.T, newStore NewStore) {
 // ---------------------------------------------------------------------------------------
 // Work
 
-func testClaimWork(t *testing.T, newStore NewStore) {
+func testClaimWork(t *testing.T, newStore newStoreFunc) {
 	t.Run("DeliversOldestDeliverable", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -1858,7 +1906,9 @@ func testClaimWork(t *testing.T, newStore NewStore) {
 		got := make([][]string, racers)
 		errs := make([]error, racers)
 		race(racers, func(i int) {
-			for {
+			// More claims than items means some item came back inside its window: stop
+			// there rather than loop on a store that never records deliveries.
+			for range items + 1 {
 				it, ok, err := f.st.ClaimWork(f.ctx, e.ID, fmt.Sprintf("w%d", i), time.Hour, now)
 				if err != nil {
 					errs[i] = err
@@ -1899,7 +1949,7 @@ func testClaimWork(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testNextReclaim(t *testing.T, newStore NewStore) {
+func testNextReclaim(t *testing.T, newStore newStoreFunc) {
 	t.Run("EarliestUnacknowledgedDelivery", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -1922,7 +1972,7 @@ func testNextReclaim(t *testing.T, newStore NewStore) {
 			t.Errorf("NextReclaim with nothing delivered = %s, want ok false", at)
 		}
 		// Another environment's earlier delivery does not count.
-		_, foreign := f.item(t, other, work.Queued, base)
+		f.item(t, other, work.Queued, base)
 		if _, ok, err := f.st.ClaimWork(f.ctx, other.ID, "w9", reclaim, base.Add(time.Second)); !ok || err != nil {
 			t.Fatalf("ClaimWork in the other environment: ok %v, err %v", ok, err)
 		}
@@ -1943,11 +1993,10 @@ func testNextReclaim(t *testing.T, newStore NewStore) {
 		if at, ok := next(); ok {
 			t.Errorf("NextReclaim with no delivered queued item = %s, want ok false", at)
 		}
-		_ = foreign
 	})
 }
 
-func testGetWork(t *testing.T, newStore NewStore) {
+func testGetWork(t *testing.T, newStore newStoreFunc) {
 	t.Run("RoundTripEveryField", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -1991,7 +2040,7 @@ func testGetWork(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testListWork(t *testing.T, newStore NewStore) {
+func testListWork(t *testing.T, newStore newStoreFunc) {
 	t.Run("PaginationAndStateFilter", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -2055,7 +2104,7 @@ func testListWork(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testUpdateWork(t *testing.T, newStore NewStore) {
+func testUpdateWork(t *testing.T, newStore newStoreFunc) {
 	t.Run("AppliesFnToStoredItem", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -2322,7 +2371,7 @@ func testUpdateWork(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testWorkStats(t *testing.T, newStore NewStore) {
+func testWorkStats(t *testing.T, newStore newStoreFunc) {
 	t.Run("Empty", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -2370,9 +2419,9 @@ func testWorkStats(t *testing.T, newStore NewStore) {
 			env, worker string
 			at          time.Time
 		}{
-			{e.ID, "w1", now.Add(-10 * sec)},
+			{e.ID, "w1", now.Add(-40 * sec)},
 			{e.ID, "w2", now.Add(-sec)},
-			{e.ID, "w1", now.Add(-2 * sec)},                // again: counted once
+			{e.ID, "w1", now.Add(-2 * sec)},                // again: its latest poll counts, once
 			{e.ID, "w3", now.Add(-work.PollerWindow - us)}, // too long ago
 			{other.ID, "w4", now},                          // another environment
 		}
@@ -2406,7 +2455,7 @@ func testWorkStats(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testRecordPoll(t *testing.T, newStore NewStore) {
+func testRecordPoll(t *testing.T, newStore newStoreFunc) {
 	t.Run("ConcurrentPollsCountDistinctWorkers", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -2431,7 +2480,7 @@ func testRecordPoll(t *testing.T, newStore NewStore) {
 // ---------------------------------------------------------------------------------------
 // Lease expiry
 
-func testExpireLeases(t *testing.T, newStore NewStore) {
+func testExpireLeases(t *testing.T, newStore newStoreFunc) {
 	t.Run("StopsAndRequeues", func(t *testing.T) {
 		t.Parallel()
 		for _, state := range []work.State{work.Starting, work.Active} {
@@ -2485,26 +2534,34 @@ func testExpireLeases(t *testing.T, newStore NewStore) {
 		}
 	})
 
-	t.Run("NoRequeue", func(t *testing.T) {
+	t.Run("RequeuePerRule", func(t *testing.T) {
 		t.Parallel()
+		// Whether an expired item's session gets a fresh item is what work.ExpireLease and
+		// work.RequeueAllowed say for the session as it is at expiry.
 		for _, tc := range []struct {
 			name  string
 			state work.State
+			sess  work.SessionState
 			setup func(t *testing.T, f *fixture, env store.Environment, s *store.Session, it *work.Item)
 		}{
-			{name: "StoppingItem", state: work.Stopping},
-			{name: "ArchivedSession", state: work.Active,
+			{name: "StoppingItem", state: work.Stopping, sess: work.SessionState{Exists: true}},
+			{name: "ArchivedSession", state: work.Active, sess: work.SessionState{Exists: true, Archived: true},
 				setup: func(t *testing.T, f *fixture, env store.Environment, s *store.Session, it *work.Item) {
 					s.ArchivedAt = base.Add(sec)
 				}},
-			{name: "DeletedSession", state: work.Active,
+			{name: "DeletedSession", state: work.Active, sess: work.SessionState{},
 				setup: func(t *testing.T, f *fixture, env store.Environment, s *store.Session, it *work.Item) {
-					// The item's session is never stored.
-					it.SessionID = id.New(id.Session)
+					it.SessionID = id.New(id.Session) // never stored
 				}},
-			{name: "SessionHasAnotherLiveItem", state: work.Starting,
+			{name: "SessionHasAnotherLiveItem", state: work.Starting, sess: work.SessionState{Exists: true, HasLiveItem: true},
 				setup: func(t *testing.T, f *fixture, env store.Environment, s *store.Session, it *work.Item) {
 					_, other := draft(env.ID, work.Queued, base.Add(time.Hour))
+					other.SessionID = s.ID
+					f.insertItem(t, other)
+				}},
+			{name: "SessionHasAnotherStoppedItem", state: work.Starting, sess: work.SessionState{Exists: true},
+				setup: func(t *testing.T, f *fixture, env store.Environment, s *store.Session, it *work.Item) {
+					_, other := draft(env.ID, work.Stopped, base.Add(-time.Hour))
 					other.SessionID = s.ID
 					f.insertItem(t, other)
 				}},
@@ -2524,6 +2581,11 @@ func testExpireLeases(t *testing.T, newStore NewStore) {
 				}
 				before := f.listWork(t, e.ID)
 				now := it.LeaseExpiresAt.Add(time.Second)
+				wantStopped, requeue, ok := work.ExpireLease(it, now)
+				if !ok {
+					t.Fatalf("fixture: lease not expired")
+				}
+				wantRequeue := requeue && work.RequeueAllowed(tc.sess)
 				exps, err := f.st.ExpireLeases(f.ctx, now, newWorkID)
 				if err != nil {
 					t.Fatalf("ExpireLeases: %v", err)
@@ -2531,14 +2593,23 @@ func testExpireLeases(t *testing.T, newStore NewStore) {
 				if len(exps) != 1 || exps[0].Item.ID != it.ID {
 					t.Fatalf("ExpireLeases = %v, want exactly %s", expiredIDs(exps), it.ID)
 				}
-				if exps[0].Requeue != nil {
-					t.Errorf("ExpireLeases requeued %s, want no requeue", exps[0].Requeue.ID)
-				}
-				wantStopped, _, _ := work.ExpireLease(it, now)
 				checkEqual(t, "expired item", exps[0].Item, wantStopped)
 				checkEqual(t, "stored expired item", f.getWork(t, it), wantStopped)
-				if after := f.listWork(t, e.ID); len(after) != len(before) {
-					t.Errorf("ListWork after expiry: %v, want the same %d items as before", itemIDs(after), len(before))
+				after := f.listWork(t, e.ID)
+				switch fresh := exps[0].Requeue; {
+				case wantRequeue && fresh == nil:
+					t.Errorf("nothing requeued; work.RequeueAllowed holds")
+				case wantRequeue:
+					checkEqual(t, "requeued item", *fresh, work.New(fresh.ID, e.ID, it.SessionID, it.Metadata, now))
+					if len(after) != len(before)+1 {
+						t.Errorf("ListWork after expiry: %d items, want %d", len(after), len(before)+1)
+					}
+				case fresh != nil:
+					t.Errorf("ExpireLeases requeued %s; the rules say no requeue", fresh.ID)
+				default:
+					if len(after) != len(before) {
+						t.Errorf("ListWork after expiry: %v, want the same %d items as before", itemIDs(after), len(before))
+					}
 				}
 			})
 		}
@@ -2625,6 +2696,9 @@ func testExpireLeases(t *testing.T, newStore NewStore) {
 		// More expired leases than any one batch a store might scan for.
 		f := setup(t, newStore)
 		e := f.env(t, selfHosted)
+		if testing.Short() {
+			t.Skip("creates 1001 items; skipped with -short")
+		}
 		const n = 1001
 		for range n {
 			f.item(t, e, work.Starting, base)
@@ -2755,7 +2829,7 @@ func expiredIDs(exps []store.Expiry) []string {
 	return out
 }
 
-func testNextLeaseExpiry(t *testing.T, newStore NewStore) {
+func testNextLeaseExpiry(t *testing.T, newStore newStoreFunc) {
 	t.Run("EarliestLease", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -2801,7 +2875,7 @@ func testNextLeaseExpiry(t *testing.T, newStore NewStore) {
 // ---------------------------------------------------------------------------------------
 // Tokens
 
-func testCreateToken(t *testing.T, newStore NewStore) {
+func testCreateToken(t *testing.T, newStore newStoreFunc) {
 	t.Run("RoundTripEveryField", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -2824,7 +2898,7 @@ func testCreateToken(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testTokenByHash(t *testing.T, newStore NewStore) {
+func testTokenByHash(t *testing.T, newStore newStoreFunc) {
 	t.Run("FindsByHash", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -2848,7 +2922,7 @@ func testTokenByHash(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testListTokens(t *testing.T, newStore NewStore) {
+func testListTokens(t *testing.T, newStore newStoreFunc) {
 	t.Run("Pagination", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -2883,7 +2957,7 @@ func testListTokens(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testRevokeToken(t *testing.T, newStore NewStore) {
+func testRevokeToken(t *testing.T, newStore newStoreFunc) {
 	t.Run("SetsRevokedAtOnce", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -2949,7 +3023,7 @@ func testRevokeToken(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testTouchToken(t *testing.T, newStore NewStore) {
+func testTouchToken(t *testing.T, newStore newStoreFunc) {
 	t.Run("SetsLastUsedAt", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -2981,7 +3055,7 @@ func testTouchToken(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testCountTokens(t *testing.T, newStore NewStore) {
+func testCountTokens(t *testing.T, newStore newStoreFunc) {
 	t.Run("CountsRevoked", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -3025,7 +3099,7 @@ func (f *fixture) reserve(t *testing.T, rec store.Idempotency) (store.Idempotenc
 	return existing, existed
 }
 
-func testReserveIdempotencyKey(t *testing.T, newStore NewStore) {
+func testReserveIdempotencyKey(t *testing.T, newStore newStoreFunc) {
 	t.Run("FirstReservesSecondFindsIt", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -3053,8 +3127,18 @@ func testReserveIdempotencyKey(t *testing.T, newStore NewStore) {
 		f.reserve(t, rec)
 		other := rec
 		other.TokenID = id.New(id.Token)
+		other.Fingerprint = "fp-other"
 		if _, existed := f.reserve(t, other); existed {
 			t.Errorf("the same key under another token: existed = true")
+		}
+		for _, want := range []store.Idempotency{rec, other} {
+			again := want
+			again.Fingerprint = "fp-again"
+			existing, existed := f.reserve(t, again)
+			if !existed {
+				t.Errorf("token %s: reservation not found", want.TokenID)
+			}
+			checkEqual(t, "token "+want.TokenID+"'s reservation", existing, want)
 		}
 	})
 
@@ -3093,7 +3177,7 @@ func testReserveIdempotencyKey(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testCompleteIdempotencyKey(t *testing.T, newStore NewStore) {
+func testCompleteIdempotencyKey(t *testing.T, newStore newStoreFunc) {
 	t.Run("StoresResponse", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -3120,7 +3204,7 @@ func testCompleteIdempotencyKey(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testReleaseIdempotencyKey(t *testing.T, newStore NewStore) {
+func testReleaseIdempotencyKey(t *testing.T, newStore newStoreFunc) {
 	t.Run("ForgetsReservation", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
@@ -3154,7 +3238,7 @@ func testReleaseIdempotencyKey(t *testing.T, newStore NewStore) {
 	})
 }
 
-func testPruneIdempotencyKeys(t *testing.T, newStore NewStore) {
+func testPruneIdempotencyKeys(t *testing.T, newStore newStoreFunc) {
 	t.Run("DeletesOlderThanCutoff", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// migrate applies the schema migrations that the database lacks. The server applies them
+// at start too; running them first lets a deployment upgrade the schema once, before it
+// rolls out new replicas. Safe to run while replicas start: PostgreSQL migrations run
+// under an advisory lock.
+func migrateCmd() *cobra.Command {
+	var dataDir, databaseURL string
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply pending database migrations and print the schema version",
+		Example: `  berth migrate --database-url postgres://berth@db/berth
+  berth migrate --data-dir /var/lib/berth`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := openStore(cmd.Context(), dataDir, databaseURL)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			v, err := st.(interface {
+				SchemaVersion(context.Context) (int, error)
+			}).SchemaVersion(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Printf("schema version %d\n", v)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", envDefault("BERTH_DATA_DIR", "./berth-data"), "directory of the embedded database (BERTH_DATA_DIR)")
+	cmd.Flags().StringVar(&databaseURL, "database-url", os.Getenv("BERTH_DATABASE_URL"), "PostgreSQL database (BERTH_DATABASE_URL)")
+	return cmd
+}

@@ -147,8 +147,10 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 
 // bootstrapAdmin creates the first admin token when the database has none, writes its
 // secret to <dataDir>/admin-token (0600, the token alone on one line) and logs the path,
-// never the token. The file is written before the token is stored, so a token never
-// exists that nobody can read.
+// never the token. The secret is written and synced to a temporary file before the token
+// is stored, and renamed into place only once it is: a token never exists that nobody can
+// read, and a replica that loses the race to create the first token (PostgreSQL) leaves
+// no file behind.
 func bootstrapAdmin(ctx context.Context, st store.Store, dataDir string, log *slog.Logger) error {
 	n, err := st.CountTokens(ctx)
 	if err != nil {
@@ -157,41 +159,50 @@ func bootstrapAdmin(ctx context.Context, st store.Store, dataDir string, log *sl
 	if n > 0 {
 		return nil
 	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
 	tok, secret := api.NewToken("admin", api.RoleAdmin, "", time.Now())
 	path := filepath.Join(dataDir, AdminTokenFile)
-	if err := writeSecretFile(path, secret+"\n"); err != nil {
+	tmp, err := writeSecretTemp(dataDir, secret+"\n")
+	if err != nil {
 		return fmt.Errorf("write admin token: %w", err)
 	}
-	if err := st.CreateToken(ctx, tok); err != nil {
-		os.Remove(path)
+	defer os.Remove(tmp) // a no-op once renamed
+	created, err := st.CreateFirstToken(ctx, tok)
+	if err != nil {
 		return fmt.Errorf("create admin token: %w", err)
+	}
+	if !created {
+		return nil // another replica sharing the database made the first token
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write admin token: %w", err)
 	}
 	log.Info("created the first admin token", "path", path)
 	return nil
 }
 
-// writeSecretFile writes content to path with mode 0600, atomically (temp file, fsync,
-// rename).
-func writeSecretFile(path, content string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".admin-token-*")
+// writeSecretTemp writes content to a new file of mode 0600 in dir, synced, and returns
+// its name.
+func writeSecretTemp(dir, content string) (string, error) {
+	tmp, err := os.CreateTemp(dir, ".admin-token-*")
 	if err != nil {
-		return err
+		return "", err
 	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
+	err = tmp.Chmod(0o600)
+	if err == nil {
+		_, err = tmp.WriteString(content)
 	}
-	if _, err := tmp.WriteString(content); err != nil {
-		tmp.Close()
-		return err
+	if err == nil {
+		err = tmp.Sync()
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Close(); err != nil {
-		return err
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", err
 	}
-	return os.Rename(tmp.Name(), path)
+	return tmp.Name(), nil
 }

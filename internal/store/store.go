@@ -135,7 +135,8 @@ type Store interface {
 	// hasMore tells whether more rows lie in the direction of travel.
 	ListEnvironments(ctx context.Context, p Page, includeArchived bool) (envs []Environment, hasMore bool, err error)
 	// UpdateEnvironment reads the environment, applies fn to it and writes the result,
-	// atomically. An error from fn is returned unchanged and nothing is written.
+	// atomically, returning it. fn may change any field but ID and CreatedAt. An error
+	// from fn is returned unchanged and nothing is written.
 	UpdateEnvironment(ctx context.Context, id string, fn func(*Environment) error) (Environment, error)
 	// DeleteEnvironment deletes an environment and its work items; ErrConflict while any
 	// session references it.
@@ -147,7 +148,9 @@ type Store interface {
 	GetSession(ctx context.Context, id string) (Session, error)
 	// ListSessions lists one page; environmentID filters when not empty.
 	ListSessions(ctx context.Context, p Page, environmentID string, includeArchived bool) (sessions []Session, hasMore bool, err error)
-	// UpdateSession reads the session, applies fn and writes the result, atomically.
+	// UpdateSession reads the session, applies fn and writes the result, atomically,
+	// returning it. fn may change Agent, Title, Metadata, ArchivedAt and UpdatedAt; the
+	// other fields are the store's (Running is derived).
 	UpdateSession(ctx context.Context, id string, fn func(*Session) error) (Session, error)
 	// UpdateSessionWork applies fn to every live work item of the session, writing those
 	// for which fn reports a change, atomically, and returns the live items as fn left them
@@ -179,6 +182,8 @@ type Store interface {
 	// WorkStats computes the queue statistics at now (API.md §4.3).
 	WorkStats(ctx context.Context, environmentID string, now time.Time) (Stats, error)
 	// RecordPoll notes that workerID polled the environment at now, for workers_polling.
+	// It is the one write that need not be durable: it feeds a 30-second statistic, and a
+	// store may keep it in memory when one process is its only user.
 	RecordPoll(ctx context.Context, environmentID, workerID string, now time.Time) error
 	// ExpireLeases stops every item whose lease expired before now (work.ExpireLease) and
 	// queues a fresh item for its session where work.RequeueAllowed, each item in its own
@@ -188,6 +193,9 @@ type Store interface {
 	NextLeaseExpiry(ctx context.Context) (at time.Time, ok bool, err error)
 
 	CreateToken(ctx context.Context, t Token) error
+	// CreateFirstToken stores t only if the store holds no token at all, and reports
+	// whether it did. Of concurrent callers (on any replica) at most one stores its token.
+	CreateFirstToken(ctx context.Context, t Token) (created bool, err error)
 	// TokenByHash returns the token whose secret hashes to hash (revoked ones too).
 	TokenByHash(ctx context.Context, hash string) (Token, error)
 	ListTokens(ctx context.Context, p Page) (tokens []Token, hasMore bool, err error)

@@ -30,6 +30,25 @@ func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 	})
 }
 
+// firstTokenLock serialises CreateFirstToken across replicas: under READ COMMITTED two
+// transactions would otherwise both see an empty table.
+const firstTokenLock = 0x746f6b31 // "tok1"
+
+// CreateFirstToken implements store.Store.
+func (s *Store) CreateFirstToken(ctx context.Context, t store.Token) (bool, error) {
+	created := false
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", firstTokenLock); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, "INSERT INTO tokens ("+tokenColumns+") SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM tokens)",
+			t.ID, t.Name, t.Role, t.EnvironmentID, t.Hash, micros(t.CreatedAt), micros(t.LastUsedAt), micros(t.RevokedAt))
+		created = err == nil && tag.RowsAffected() == 1
+		return err
+	})
+	return created, err
+}
+
 // TokenByHash implements store.Store.
 func (s *Store) TokenByHash(ctx context.Context, hash string) (store.Token, error) {
 	rows, err := query(ctx, s.pool, scanToken, "SELECT "+tokenColumns+" FROM tokens WHERE hash = $1", hash)

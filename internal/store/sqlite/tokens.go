@@ -31,6 +31,23 @@ func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 	})
 }
 
+// CreateFirstToken implements store.Store; the single writer makes the check and the
+// insert one step.
+func (s *Store) CreateFirstToken(ctx context.Context, t store.Token) (bool, error) {
+	created := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "INSERT INTO tokens ("+tokenColumns+") SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM tokens)",
+			t.ID, t.Name, t.Role, t.EnvironmentID, t.Hash, micros(t.CreatedAt), micros(t.LastUsedAt), micros(t.RevokedAt))
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		created = n == 1
+		return nil
+	})
+	return created, err
+}
+
 // TokenByHash implements store.Store.
 func (s *Store) TokenByHash(ctx context.Context, hash string) (store.Token, error) {
 	rows, err := query(ctx, s.r, scanToken, "SELECT "+tokenColumns+" FROM tokens WHERE hash = ?", hash)

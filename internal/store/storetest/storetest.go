@@ -84,6 +84,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ExpireLeases", testExpireLeases},
 		{"NextLeaseExpiry", testNextLeaseExpiry},
 		{"CreateToken", testCreateToken},
+		{"CreateFirstToken", testCreateFirstToken},
 		{"TokenByHash", testTokenByHash},
 		{"ListTokens", testListTokens},
 		{"RevokeToken", testRevokeToken},
@@ -2895,6 +2896,63 @@ func testCreateToken(t *testing.T, newStore newStoreFunc) {
 			t.Fatalf("ListTokens: %d rows, err %v; want 1", len(list), err)
 		}
 		checkEqual(t, "ListTokens", list[0], want)
+	})
+}
+
+func testCreateFirstToken(t *testing.T, newStore newStoreFunc) {
+	t.Run("OnlyIntoAnEmptyStore", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, newStore)
+		first := draftToken("")
+		created, err := f.st.CreateFirstToken(f.ctx, first)
+		if err != nil || !created {
+			t.Fatalf("CreateFirstToken on an empty store = %t, %v; want true", created, err)
+		}
+		got, err := f.st.TokenByHash(f.ctx, first.Hash)
+		if err != nil {
+			t.Fatalf("TokenByHash: %v", err)
+		}
+		checkEqual(t, "TokenByHash", got, first)
+		second := draftToken("")
+		created, err = f.st.CreateFirstToken(f.ctx, second)
+		if err != nil || created {
+			t.Fatalf("CreateFirstToken on a store with a token = %t, %v; want false", created, err)
+		}
+		if n, err := f.st.CountTokens(f.ctx); err != nil || n != 1 {
+			t.Fatalf("CountTokens = %d, %v; want 1", n, err)
+		}
+	})
+
+	t.Run("ConcurrentCallersOneWinner", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, newStore)
+		var wg sync.WaitGroup
+		wins := make(chan bool, racers)
+		for range racers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				created, err := f.st.CreateFirstToken(f.ctx, draftToken(""))
+				if err != nil {
+					t.Errorf("CreateFirstToken: %v", err)
+				}
+				wins <- created
+			}()
+		}
+		wg.Wait()
+		close(wins)
+		n := 0
+		for w := range wins {
+			if w {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%d concurrent CreateFirstToken calls succeeded, want 1", n)
+		}
+		if count, err := f.st.CountTokens(f.ctx); err != nil || count != 1 {
+			t.Fatalf("CountTokens = %d, %v; want 1", count, err)
+		}
 	})
 }
 

@@ -30,7 +30,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), workerCmd(), tokenCmd(), migrateCmd())
+	root.AddCommand(serveCmd(), workerCmd(), tokenCmd(), migrateCmd(), benchCmd())
 	return root
 }
 

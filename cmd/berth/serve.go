@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/berth-sh/berth/internal/api"
@@ -104,7 +105,11 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 	if err != nil {
 		return err
 	}
-	srv := api.New(api.Config{Store: st, Logger: log})
+	reg := prometheus.NewRegistry()
+	if in, ok := st.(interface{ Instrument(prometheus.Registerer) }); ok {
+		in.Instrument(reg)
+	}
+	srv := api.New(api.Config{Store: st, Logger: log, Registry: reg})
 	httpSrv := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,

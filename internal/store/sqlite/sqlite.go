@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -45,6 +46,13 @@ type Store struct {
 	// read.
 	pollMu  sync.Mutex
 	pollers map[string]map[string]time.Time
+
+	// Group commit (commit.go): writes queue here for the writer goroutine.
+	writes     chan writeRequest
+	closing    chan struct{}
+	closeOnce  sync.Once
+	writerDone chan struct{}
+	metrics    atomic.Pointer[CommitMetrics]
 }
 
 var _ store.Store = (*Store)(nil)
@@ -82,14 +90,18 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{w: w, pollers: map[string]map[string]time.Time{}}
+	s := &Store{
+		w: w, pollers: map[string]map[string]time.Time{},
+		writes: make(chan writeRequest), closing: make(chan struct{}), writerDone: make(chan struct{}),
+	}
+	go s.writer()
 	if err := s.migrate(ctx); err != nil {
-		w.Close()
+		s.Close()
 		return nil, fmt.Errorf("migrate %s: %w", path, err)
 	}
 	r, err := sql.Open("sqlite", dsn("query_only(1)"))
 	if err != nil {
-		w.Close()
+		s.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(4)
@@ -150,8 +162,11 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.r.QueryRowContext(ctx, "SELECT 1").Scan(&one)
 }
 
-// Close closes both connection pools, checkpointing the WAL.
+// Close finishes the writes already queued, then closes both connection pools,
+// checkpointing the WAL into the database file.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
+	<-s.writerDone
 	var errs []error
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
@@ -161,22 +176,6 @@ func (s *Store) Close() error {
 	}
 	errs = append(errs, s.w.Close())
 	return errors.Join(errs...)
-}
-
-// tx runs fn in one write transaction on the writer. The caller's cancellation is not
-// passed on: once a write is accepted it is carried through (or rolled back as a whole by
-// an error), never cut off half-way because a client went away.
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	ctx = context.WithoutCancel(ctx)
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
 }
 
 // micros converts a time to the stored form: microseconds, or NULL for the zero time.

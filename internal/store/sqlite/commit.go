@@ -1,0 +1,126 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Group commit.
+//
+// With synchronous=FULL every commit waits for an fsync, and one fsync costs far more
+// than the writes it protects: committing each request on its own would cap the store at
+// one request per fsync. So the single writer takes every write transaction that is
+// waiting when it starts a batch, runs each in a SAVEPOINT of one SQLite transaction, and
+// commits them together with one fsync. Each caller is answered only after that commit, so
+// an answered write is as durable as before; a function that fails is rolled back to its
+// savepoint alone, and the others commit.
+
+// maxBatch bounds one group: a batch holds the writer for the time of all of its
+// functions, and past a few hundred the fsync is no longer what dominates.
+const maxBatch = 256
+
+// ErrClosed is returned by writes after Close.
+var ErrClosed = errors.New("sqlite: store closed")
+
+type writeRequest struct {
+	fn   func(*sql.Tx) error
+	done chan error
+}
+
+// tx runs fn in a write transaction and returns once its effect is durable (or fn failed).
+// The caller's cancellation is not passed on: once a write is accepted it is carried
+// through, or rolled back as a whole by an error, never cut off half-way.
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	req := writeRequest{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.writes <- req:
+	case <-s.closing:
+		return ErrClosed
+	}
+	return <-req.done
+}
+
+// writer is the one goroutine that writes. It ends when Close closes s.closing and the
+// queue is empty.
+func (s *Store) writer() {
+	defer close(s.writerDone)
+	for {
+		var first writeRequest
+		select {
+		case first = <-s.writes:
+		case <-s.closing:
+			// Serve what was queued before Close, then stop.
+			for {
+				select {
+				case r := <-s.writes:
+					s.commit([]writeRequest{r})
+				default:
+					return
+				}
+			}
+		}
+		batch := []writeRequest{first}
+	gather:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-s.writes:
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		start := time.Now()
+		s.commit(batch)
+		s.metrics.Load().observe(len(batch), time.Since(start))
+	}
+}
+
+// commit runs a batch in one transaction and answers every request.
+func (s *Store) commit(batch []writeRequest) {
+	ctx := context.Background()
+	errs := make([]error, len(batch))
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		for _, r := range batch {
+			r.done <- err
+		}
+		return
+	}
+	for i, r := range batch {
+		errs[i] = runInSavepoint(ctx, tx, r.fn)
+	}
+	if err := tx.Commit(); err != nil {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = fmt.Errorf("commit: %w", err)
+			}
+		}
+	}
+	for i, r := range batch {
+		r.done <- errs[i]
+	}
+}
+
+// runInSavepoint runs fn so that its failure (or panic) undoes its own writes only.
+func runInSavepoint(ctx context.Context, tx *sql.Tx, fn func(*sql.Tx) error) (err error) {
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("write panicked: %v", p)
+		}
+		if err != nil {
+			if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO w"); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+		if _, rerr := tx.ExecContext(ctx, "RELEASE w"); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	return fn(tx)
+}

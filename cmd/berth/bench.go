@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -18,6 +19,7 @@ import (
 func benchCmd() *cobra.Command {
 	var o bench.Options
 	var asJSON bool
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure berth: lifecycle, ceiling, pickup, scale",
@@ -49,6 +51,7 @@ default; --database-url for PostgreSQL) or an external one (--url and --token).
 	f.IntVar(&o.Samples, "samples", 200, "pickup: sessions measured; scale: rounds per size")
 	f.IntVar(&o.ScaleItems, "scale-items", 1_000_000, "scale: items stored")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (server included when in-process) to this file")
 
 	run := func(name string, fn func(context.Context, bench.Options) (any, error)) *cobra.Command {
 		return &cobra.Command{
@@ -60,6 +63,17 @@ default; --database-url for PostgreSQL) or an external one (--url and --token).
 				}
 				if !asJSON && isatty.IsTerminal(os.Stderr.Fd()) {
 					o.Progress = os.Stderr
+				}
+				if cpuProfile != "" {
+					pf, err := os.Create(cpuProfile)
+					if err != nil {
+						return err
+					}
+					defer pf.Close()
+					if err := pprof.StartCPUProfile(pf); err != nil {
+						return err
+					}
+					defer pprof.StopCPUProfile()
 				}
 				res, err := fn(cmd.Context(), o)
 				if err != nil {

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -26,14 +25,14 @@ const maxBatch = 256
 var ErrClosed = errors.New("sqlite: store closed")
 
 type writeRequest struct {
-	fn   func(*sql.Tx) error
+	fn   func(*wtx) error
 	done chan error
 }
 
 // tx runs fn in a write transaction and returns once its effect is durable (or fn failed).
 // The caller's cancellation is not passed on: once a write is accepted it is carried
 // through, or rolled back as a whole by an error, never cut off half-way.
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+func (s *Store) tx(ctx context.Context, fn func(*wtx) error) error {
 	req := writeRequest{fn: fn, done: make(chan error, 1)}
 	select {
 	case s.writes <- req:
@@ -82,17 +81,18 @@ func (s *Store) writer() {
 func (s *Store) commit(batch []writeRequest) {
 	ctx := context.Background()
 	errs := make([]error, len(batch))
-	tx, err := s.w.BeginTx(ctx, nil)
+	sqlTx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		for _, r := range batch {
 			r.done <- err
 		}
 		return
 	}
+	tx := &wtx{tx: sqlTx, c: s.wc}
 	for i, r := range batch {
 		errs[i] = runInSavepoint(ctx, tx, r.fn)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := sqlTx.Commit(); err != nil {
 		for i := range errs {
 			if errs[i] == nil {
 				errs[i] = fmt.Errorf("commit: %w", err)
@@ -102,10 +102,11 @@ func (s *Store) commit(batch []writeRequest) {
 	for i, r := range batch {
 		r.done <- errs[i]
 	}
+	s.wc.prepareLater(ctx)
 }
 
 // runInSavepoint runs fn so that its failure (or panic) undoes its own writes only.
-func runInSavepoint(ctx context.Context, tx *sql.Tx, fn func(*sql.Tx) error) (err error) {
+func runInSavepoint(ctx context.Context, tx *wtx, fn func(*wtx) error) (err error) {
 	if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
 		return err
 	}

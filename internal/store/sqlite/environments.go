@@ -37,7 +37,7 @@ func metadataJSON(m work.Metadata) string {
 
 // CreateEnvironment implements store.Store.
 func (s *Store) CreateEnvironment(ctx context.Context, e store.Environment) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *wtx) error {
 		_, err := tx.ExecContext(ctx, "INSERT INTO environments ("+envColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			e.ID, e.Name, e.Description, e.ConfigType, string(e.Config), metadataJSON(e.Metadata),
 			micros(e.ArchivedAt), micros(e.CreatedAt), micros(e.UpdatedAt))
@@ -52,7 +52,7 @@ func getEnvironment(ctx context.Context, q queryer, id string) (store.Environmen
 
 // GetEnvironment implements store.Store.
 func (s *Store) GetEnvironment(ctx context.Context, id string) (store.Environment, error) {
-	return getEnvironment(ctx, s.r, id)
+	return getEnvironment(ctx, s.rd, id)
 }
 
 // ListEnvironments implements store.Store.
@@ -62,7 +62,7 @@ func (s *Store) ListEnvironments(ctx context.Context, p store.Page, includeArchi
 		q += " AND archived_at IS NULL"
 	}
 	q, args := page(q, nil, p)
-	rows, err := query(ctx, s.r, scanEnvironment, q, args...)
+	rows, err := query(ctx, s.rd, scanEnvironment, q, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("list environments: %w", err)
 	}
@@ -73,7 +73,7 @@ func (s *Store) ListEnvironments(ctx context.Context, p store.Page, includeArchi
 // UpdateEnvironment implements store.Store.
 func (s *Store) UpdateEnvironment(ctx context.Context, id string, fn func(*store.Environment) error) (store.Environment, error) {
 	var out store.Environment
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		e, err := getEnvironment(ctx, tx, id)
 		if err != nil {
 			return err
@@ -93,7 +93,7 @@ func (s *Store) UpdateEnvironment(ctx context.Context, id string, fn func(*store
 
 // DeleteEnvironment implements store.Store.
 func (s *Store) DeleteEnvironment(ctx context.Context, id string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *wtx) error {
 		if _, err := getEnvironment(ctx, tx, id); err != nil {
 			return err
 		}

@@ -38,7 +38,7 @@ func getSession(ctx context.Context, q queryer, id string) (store.Session, error
 	return one(rows, err, "session", id)
 }
 
-func insertEvents(ctx context.Context, tx *sql.Tx, events []store.Event) error {
+func insertEvents(ctx context.Context, tx *wtx, events []store.Event) error {
 	for _, e := range events {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO events (id, session_id, type, body, created_at) VALUES (?, ?, ?, ?, ?)",
 			e.ID, e.SessionID, e.Type, string(e.Body), micros(e.CreatedAt)); err != nil {
@@ -50,7 +50,7 @@ func insertEvents(ctx context.Context, tx *sql.Tx, events []store.Event) error {
 
 // CreateSession implements store.Store.
 func (s *Store) CreateSession(ctx context.Context, sess store.Session, events []store.Event, item *work.Item) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *wtx) error {
 		if _, err := getEnvironment(ctx, tx, sess.EnvironmentID); err != nil {
 			return err
 		}
@@ -71,7 +71,7 @@ func (s *Store) CreateSession(ctx context.Context, sess store.Session, events []
 
 // GetSession implements store.Store.
 func (s *Store) GetSession(ctx context.Context, id string) (store.Session, error) {
-	return getSession(ctx, s.r, id)
+	return getSession(ctx, s.rd, id)
 }
 
 // ListSessions implements store.Store.
@@ -86,7 +86,7 @@ func (s *Store) ListSessions(ctx context.Context, p store.Page, environmentID st
 		q += " AND archived_at IS NULL"
 	}
 	q, args = page(q, args, p)
-	rows, err := query(ctx, s.r, scanSession, q, args...)
+	rows, err := query(ctx, s.rd, scanSession, q, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("list sessions: %w", err)
 	}
@@ -97,7 +97,7 @@ func (s *Store) ListSessions(ctx context.Context, p store.Page, environmentID st
 // UpdateSession implements store.Store.
 func (s *Store) UpdateSession(ctx context.Context, id string, fn func(*store.Session) error) (store.Session, error) {
 	var out store.Session
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		sess, err := getSession(ctx, tx, id)
 		if err != nil {
 			return err
@@ -115,7 +115,7 @@ func (s *Store) UpdateSession(ctx context.Context, id string, fn func(*store.Ses
 
 // updateLive applies fn to every live item of a session inside tx and returns the live
 // items as fn left them.
-func updateLive(ctx context.Context, tx *sql.Tx, sessionID string, fn func(work.Item) (work.Item, bool)) ([]work.Item, error) {
+func updateLive(ctx context.Context, tx *wtx, sessionID string, fn func(work.Item) (work.Item, bool)) ([]work.Item, error) {
 	items, err := query(ctx, tx, scanWork, "SELECT "+workColumns+" FROM work WHERE session_id = ? AND state <> 'stopped' ORDER BY id", sessionID)
 	if err != nil {
 		return nil, err
@@ -136,7 +136,7 @@ func updateLive(ctx context.Context, tx *sql.Tx, sessionID string, fn func(work.
 // UpdateSessionWork implements store.Store.
 func (s *Store) UpdateSessionWork(ctx context.Context, id string, fn func(work.Item) (work.Item, bool)) ([]work.Item, error) {
 	var out []work.Item
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		if _, err := getSession(ctx, tx, id); err != nil {
 			return err
 		}
@@ -150,7 +150,7 @@ func (s *Store) UpdateSessionWork(ctx context.Context, id string, fn func(work.I
 // DeleteSession implements store.Store.
 func (s *Store) DeleteSession(ctx context.Context, id string, now time.Time) ([]work.Item, error) {
 	var out []work.Item
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		if _, err := getSession(ctx, tx, id); err != nil {
 			return err
 		}
@@ -181,7 +181,7 @@ func hasLiveItem(ctx context.Context, q queryer, sessionID, exceptID string) (bo
 // AppendEvents implements store.Store.
 func (s *Store) AppendEvents(ctx context.Context, sessionID string, events []store.Event, newItem func(store.Session) work.Item) (*work.Item, error) {
 	var queued *work.Item
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		sess, err := getSession(ctx, tx, sessionID)
 		if err != nil {
 			return err
@@ -230,11 +230,11 @@ func scanEvent(r scanner) (store.Event, error) {
 
 // ListEvents implements store.Store.
 func (s *Store) ListEvents(ctx context.Context, sessionID string, p store.Page) ([]store.Event, bool, error) {
-	if _, err := getSession(ctx, s.r, sessionID); err != nil {
+	if _, err := getSession(ctx, s.rd, sessionID); err != nil {
 		return nil, false, err
 	}
 	q, args := page("SELECT id, session_id, type, body, created_at FROM events WHERE session_id = ?", []any{sessionID}, p)
-	rows, err := query(ctx, s.r, scanEvent, q, args...)
+	rows, err := query(ctx, s.rd, scanEvent, q, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("list events: %w", err)
 	}

@@ -38,8 +38,10 @@ const FileName = "berth.db"
 
 // Store is the SQLite store. Create it with Open.
 type Store struct {
-	w *sql.DB // the one writer
-	r *sql.DB // read-only pool
+	w  *sql.DB // the one writer
+	r  *sql.DB // read-only pool
+	wc *stmtCache
+	rd readDB // reads on r through prepared statements
 
 	// pollers remembers, per environment, when each Worker-ID last polled. One SQLite
 	// database serves one process, so memory is the whole truth here and a poll stays a
@@ -91,7 +93,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 	s := &Store{
-		w: w, pollers: map[string]map[string]time.Time{},
+		w: w, wc: newStmtCache(w), pollers: map[string]map[string]time.Time{},
 		writes: make(chan writeRequest), closing: make(chan struct{}), writerDone: make(chan struct{}),
 	}
 	go s.writer()
@@ -106,7 +108,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	}
 	r.SetMaxOpenConns(4)
 	r.SetMaxIdleConns(4)
-	s.r = r
+	s.r, s.rd = r, readDB{c: newStmtCache(r)}
 	return s, nil
 }
 
@@ -135,11 +137,13 @@ func (s *Store) migrate(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		err = s.tx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+		err = s.tx(ctx, func(tx *wtx) error {
+			// A migration holds several statements: run it unprepared, on the raw
+			// transaction.
+			if _, err := tx.tx.ExecContext(ctx, string(body)); err != nil {
 				return fmt.Errorf("migration %s: %w", base, err)
 			}
-			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v))
+			_, err := tx.tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v))
 			return err
 		})
 		if err != nil {
@@ -152,14 +156,14 @@ func (s *Store) migrate(ctx context.Context) error {
 // SchemaVersion returns the applied migration version.
 func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	var v int
-	err := s.r.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v)
+	err := s.rd.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v)
 	return v, err
 }
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
-	return s.r.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+	return s.rd.QueryRowContext(ctx, "SELECT 1").Scan(&one)
 }
 
 // Close finishes the writes already queued, then closes both connection pools,
@@ -169,8 +173,10 @@ func (s *Store) Close() error {
 	<-s.writerDone
 	var errs []error
 	if s.r != nil {
+		s.rd.c.close()
 		errs = append(errs, s.r.Close())
 	}
+	s.wc.close()
 	if _, err := s.w.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		errs = append(errs, err)
 	}
@@ -265,7 +271,7 @@ func one[T any](rows []T, err error, what, id string) (T, error) {
 	return rows[0], nil
 }
 
-// queryer is satisfied by *sql.DB and *sql.Tx.
+// queryer is satisfied by readDB and *wtx.
 type queryer interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 	ExecContext(context.Context, string, ...any) (sql.Result, error)

@@ -24,7 +24,7 @@ func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
 
 // CreateToken implements store.Store.
 func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *wtx) error {
 		_, err := tx.ExecContext(ctx, "INSERT INTO tokens ("+tokenColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 			t.ID, t.Name, t.Role, t.EnvironmentID, t.Hash, micros(t.CreatedAt), micros(t.LastUsedAt), micros(t.RevokedAt))
 		return err
@@ -35,7 +35,7 @@ func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 // insert one step.
 func (s *Store) CreateFirstToken(ctx context.Context, t store.Token) (bool, error) {
 	created := false
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, "INSERT INTO tokens ("+tokenColumns+") SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM tokens)",
 			t.ID, t.Name, t.Role, t.EnvironmentID, t.Hash, micros(t.CreatedAt), micros(t.LastUsedAt), micros(t.RevokedAt))
 		if err != nil {
@@ -50,14 +50,14 @@ func (s *Store) CreateFirstToken(ctx context.Context, t store.Token) (bool, erro
 
 // TokenByHash implements store.Store.
 func (s *Store) TokenByHash(ctx context.Context, hash string) (store.Token, error) {
-	rows, err := query(ctx, s.r, scanToken, "SELECT "+tokenColumns+" FROM tokens WHERE hash = ?", hash)
+	rows, err := query(ctx, s.rd, scanToken, "SELECT "+tokenColumns+" FROM tokens WHERE hash = ?", hash)
 	return one(rows, err, "token", "with that secret")
 }
 
 // ListTokens implements store.Store.
 func (s *Store) ListTokens(ctx context.Context, p store.Page) ([]store.Token, bool, error) {
 	q, args := page("SELECT "+tokenColumns+" FROM tokens WHERE 1=1", nil, p)
-	rows, err := query(ctx, s.r, scanToken, q, args...)
+	rows, err := query(ctx, s.rd, scanToken, q, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("list tokens: %w", err)
 	}
@@ -68,7 +68,7 @@ func (s *Store) ListTokens(ctx context.Context, p store.Page) ([]store.Token, bo
 // RevokeToken implements store.Store.
 func (s *Store) RevokeToken(ctx context.Context, id string, now time.Time) (store.Token, error) {
 	var out store.Token
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		if _, err := tx.ExecContext(ctx, "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", now.UnixMicro(), id); err != nil {
 			return err
 		}
@@ -81,7 +81,7 @@ func (s *Store) RevokeToken(ctx context.Context, id string, now time.Time) (stor
 
 // TouchToken implements store.Store.
 func (s *Store) TouchToken(ctx context.Context, id string, now time.Time) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, "UPDATE tokens SET last_used_at = ? WHERE id = ?", now.UnixMicro(), id)
 		if err != nil {
 			return err
@@ -96,7 +96,7 @@ func (s *Store) TouchToken(ctx context.Context, id string, now time.Time) error 
 // CountTokens implements store.Store.
 func (s *Store) CountTokens(ctx context.Context) (int, error) {
 	var n int
-	err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM tokens").Scan(&n)
+	err := s.rd.QueryRowContext(ctx, "SELECT count(*) FROM tokens").Scan(&n)
 	return n, err
 }
 
@@ -104,7 +104,7 @@ func (s *Store) CountTokens(ctx context.Context) (int, error) {
 func (s *Store) ReserveIdempotencyKey(ctx context.Context, rec store.Idempotency) (store.Idempotency, bool, error) {
 	var existing store.Idempotency
 	var existed bool
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (token_id, key, fingerprint, status, body, created_at)
 			VALUES (?, ?, ?, 0, NULL, ?) ON CONFLICT DO NOTHING`, rec.TokenID, rec.Key, rec.Fingerprint, rec.CreatedAt.UnixMicro())
 		if err != nil {
@@ -125,7 +125,7 @@ func (s *Store) ReserveIdempotencyKey(ctx context.Context, rec store.Idempotency
 
 // CompleteIdempotencyKey implements store.Store.
 func (s *Store) CompleteIdempotencyKey(ctx context.Context, tokenID, key string, status int, body []byte) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *wtx) error {
 		res, err := tx.ExecContext(ctx, "UPDATE idempotency_keys SET status = ?, body = ? WHERE token_id = ? AND key = ?", status, body, tokenID, key)
 		if err != nil {
 			return err
@@ -139,7 +139,7 @@ func (s *Store) CompleteIdempotencyKey(ctx context.Context, tokenID, key string,
 
 // ReleaseIdempotencyKey implements store.Store.
 func (s *Store) ReleaseIdempotencyKey(ctx context.Context, tokenID, key string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *wtx) error {
 		_, err := tx.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE token_id = ? AND key = ? AND status = 0", tokenID, key)
 		return err
 	})
@@ -147,7 +147,7 @@ func (s *Store) ReleaseIdempotencyKey(ctx context.Context, tokenID, key string) 
 
 // PruneIdempotencyKeys implements store.Store.
 func (s *Store) PruneIdempotencyKeys(ctx context.Context, cutoff time.Time) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *wtx) error {
 		_, err := tx.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE created_at < ?", cutoff.UnixMicro())
 		return err
 	})

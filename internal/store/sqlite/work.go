@@ -34,7 +34,7 @@ func scanWork(r scanner) (work.Item, error) {
 	return it, nil
 }
 
-func insertWork(ctx context.Context, tx *sql.Tx, it work.Item) error {
+func insertWork(ctx context.Context, tx *wtx, it work.Item) error {
 	_, err := tx.ExecContext(ctx, "INSERT INTO work ("+workColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		it.ID, it.EnvironmentID, it.SessionID, string(it.State), metadataJSON(it.Metadata), micros(it.CreatedAt),
 		micros(it.AcknowledgedAt), micros(it.StartedAt), micros(it.LatestHeartbeatAt), micros(it.StopRequestedAt),
@@ -45,7 +45,7 @@ func insertWork(ctx context.Context, tx *sql.Tx, it work.Item) error {
 
 // updateWork writes every mutable column of it. Only ever called with a row read in the
 // same write transaction, so nothing can have changed in between.
-func updateWork(ctx context.Context, tx *sql.Tx, it work.Item) error {
+func updateWork(ctx context.Context, tx *wtx, it work.Item) error {
 	_, err := tx.ExecContext(ctx, `UPDATE work SET state = ?, metadata = ?, acknowledged_at = ?, started_at = ?,
 		latest_heartbeat_at = ?, stop_requested_at = ?, stopped_at = ?, delivered_at = ?, delivered_to = ?,
 		deliveries = ?, acked_by = ?, lease_expires_at = ?, ttl_seconds = ? WHERE id = ?`,
@@ -71,7 +71,7 @@ func (s *Store) ClaimWork(ctx context.Context, environmentID, workerID string, r
 	// An empty poll is the common case under parked pollers: answer it from a read
 	// connection without queueing for the writer.
 	var probe string
-	switch err := s.r.QueryRowContext(ctx, "SELECT id"+deliverable, environmentID, cutoff).Scan(&probe); {
+	switch err := s.rd.QueryRowContext(ctx, "SELECT id"+deliverable, environmentID, cutoff).Scan(&probe); {
 	case errors.Is(err, sql.ErrNoRows):
 		return work.Item{}, false, nil
 	case err != nil:
@@ -79,7 +79,7 @@ func (s *Store) ClaimWork(ctx context.Context, environmentID, workerID string, r
 	}
 	var out work.Item
 	var found bool
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		rows, err := query(ctx, tx, scanWork, "SELECT "+workColumns+deliverable, environmentID, cutoff)
 		if err != nil || len(rows) == 0 {
 			return err
@@ -100,7 +100,7 @@ func (s *Store) ClaimWork(ctx context.Context, environmentID, workerID string, r
 // NextReclaim implements store.Store.
 func (s *Store) NextReclaim(ctx context.Context, environmentID string, reclaim time.Duration) (time.Time, bool, error) {
 	var at sql.NullInt64
-	err := s.r.QueryRowContext(ctx, `SELECT min(delivered_at) FROM work
+	err := s.rd.QueryRowContext(ctx, `SELECT min(delivered_at) FROM work
 		WHERE environment_id = ? AND state = 'queued' AND delivered_at IS NOT NULL`, environmentID).Scan(&at)
 	if err != nil || !at.Valid {
 		return time.Time{}, false, err
@@ -110,7 +110,7 @@ func (s *Store) NextReclaim(ctx context.Context, environmentID string, reclaim t
 
 // GetWork implements store.Store.
 func (s *Store) GetWork(ctx context.Context, environmentID, id string) (work.Item, error) {
-	return getWork(ctx, s.r, environmentID, id)
+	return getWork(ctx, s.rd, environmentID, id)
 }
 
 // ListWork implements store.Store.
@@ -124,7 +124,7 @@ func (s *Store) ListWork(ctx context.Context, environmentID string, p store.Page
 		}
 	}
 	q, args = page(q, args, p)
-	rows, err := query(ctx, s.r, scanWork, q, args...)
+	rows, err := query(ctx, s.rd, scanWork, q, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("list work: %w", err)
 	}
@@ -135,7 +135,7 @@ func (s *Store) ListWork(ctx context.Context, environmentID string, p store.Page
 // UpdateWork implements store.Store.
 func (s *Store) UpdateWork(ctx context.Context, environmentID, id string, fn func(work.Item) (work.Item, bool, error)) (work.Item, error) {
 	var out work.Item
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		it, err := getWork(ctx, tx, environmentID, id)
 		if err != nil {
 			return err
@@ -158,7 +158,7 @@ func (s *Store) WorkStats(ctx context.Context, environmentID string, now time.Ti
 	var st store.Stats
 	var oldest sql.NullInt64
 	cutoff := now.Add(-work.DefaultReclaim).UnixMicro()
-	err := s.r.QueryRowContext(ctx, `SELECT
+	err := s.rd.QueryRowContext(ctx, `SELECT
 			count(*) FILTER (WHERE delivered_at IS NULL OR delivered_at <= ?),
 			count(*) FILTER (WHERE delivered_at > ?),
 			min(created_at)
@@ -213,7 +213,7 @@ func (s *Store) expireBatch(ctx context.Context, now time.Time, newID func() str
 	type key struct{ env, id string }
 	// <= on the microsecond value: a lease that ended within now's microsecond is a
 	// candidate, and work.ExpireLease decides to the nanosecond.
-	keys, err := query(ctx, s.r, func(r scanner) (key, error) {
+	keys, err := query(ctx, s.rd, func(r scanner) (key, error) {
 		var k key
 		return k, r.Scan(&k.env, &k.id)
 	}, "SELECT environment_id, id FROM work WHERE lease_expires_at <= ? AND id > ? ORDER BY id LIMIT ?", now.UnixMicro(), after, expiryBatch)
@@ -227,7 +227,7 @@ func (s *Store) expireBatch(ctx context.Context, now time.Time, newID func() str
 	}
 	out := &res.done
 	for _, k := range keys {
-		err := s.tx(ctx, func(tx *sql.Tx) error {
+		err := s.tx(ctx, func(tx *wtx) error {
 			it, err := getWork(ctx, tx, k.env, k.id)
 			if err != nil {
 				return err
@@ -283,7 +283,7 @@ type expiryBatchResult struct {
 // NextLeaseExpiry implements store.Store.
 func (s *Store) NextLeaseExpiry(ctx context.Context) (time.Time, bool, error) {
 	var at sql.NullInt64
-	err := s.r.QueryRowContext(ctx, "SELECT min(lease_expires_at) FROM work WHERE lease_expires_at IS NOT NULL").Scan(&at)
+	err := s.rd.QueryRowContext(ctx, "SELECT min(lease_expires_at) FROM work WHERE lease_expires_at IS NOT NULL").Scan(&at)
 	if err != nil || !at.Valid {
 		return time.Time{}, false, err
 	}

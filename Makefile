@@ -5,8 +5,10 @@ GO ?= go
 
 # The PostgreSQL store's tests need a server: scripts/with-postgres starts a throwaway one
 # (installing Debian's postgresql if needed) unless BERTH_TEST_DATABASE_URL names one.
+# The API suite then runs a second time on PostgreSQL.
 test: vet
-	scripts/with-postgres $(GO) test -race -count=1 ./...
+	scripts/with-postgres sh -c '$(GO) test -race -count=1 ./... && \
+		BERTH_TEST_API_STORE=postgres $(GO) test -race -count=1 ./internal/api/'
 
 vet:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

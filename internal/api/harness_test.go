@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,8 @@ import (
 	"github.com/berth-sh/berth/internal/api"
 	"github.com/berth-sh/berth/internal/openapi"
 	"github.com/berth-sh/berth/internal/store"
+	"github.com/berth-sh/berth/internal/store/postgres"
+	"github.com/berth-sh/berth/internal/store/postgres/pgtest"
 	"github.com/berth-sh/berth/internal/store/sqlite"
 )
 
@@ -47,6 +50,28 @@ func (c *testClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// openTestStore opens a fresh store: SQLite in a temporary directory, or, when
+// BERTH_TEST_API_STORE=postgres (as `make test` runs this package a second time), a fresh
+// schema on the PostgreSQL server of BERTH_TEST_DATABASE_URL, so that every API test
+// holds on both stores.
+func openTestStore(t *testing.T) store.Store {
+	t.Helper()
+	var st store.Store
+	var err error
+	switch os.Getenv("BERTH_TEST_API_STORE") {
+	case "", "sqlite":
+		st, err = sqlite.Open(context.Background(), t.TempDir())
+	case "postgres":
+		st, err = postgres.Open(context.Background(), pgtest.URL(t))
+	default:
+		t.Fatalf("BERTH_TEST_API_STORE must be sqlite or postgres")
+	}
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	return st
+}
+
 // harness is one server on a fresh SQLite database behind a real HTTP listener, with a
 // clock the test moves, and an admin token.
 type harness struct {
@@ -60,10 +85,7 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
+	st := openTestStore(t)
 	clock := &testClock{now: time.Date(2026, 7, 1, 8, 15, 0, 0, time.UTC)}
 	srv := api.New(api.Config{Store: st, Now: clock.Now, Logger: discardLogger()})
 	ts := httptest.NewServer(srv)

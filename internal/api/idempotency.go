@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/berth-sh/berth/internal/store"
@@ -23,8 +24,8 @@ const idempotencyWindow = 24 * time.Hour
 // A response with a 5xx status is not kept: the request may not have had its effect, so a
 // retry runs it again.
 func (c *call) idempotent(key string) error {
-	if utf8.RuneCountInString(key) > 255 {
-		return errInvalid("Idempotency-Key", "Idempotency-Key must have at most 255 characters.")
+	if utf8.RuneCountInString(key) > 255 || !printable(key) {
+		return errInvalid("Idempotency-Key", "Idempotency-Key must be at most 255 printable UTF-8 characters.")
 	}
 	ctx := c.r.Context()
 	rec := store.Idempotency{
@@ -101,4 +102,17 @@ func (c *capture) Write(b []byte) (int, error) {
 	}
 	c.body.Write(b)
 	return c.ResponseWriter.Write(b)
+}
+
+// printable reports whether s is valid UTF-8 without control characters.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -89,6 +90,10 @@ func readBody(r *http.Request) ([]byte, error) {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return []byte("{}"), nil
 	}
+	if !utf8.Valid(b) {
+		// JSON text is UTF-8 (RFC 8259 §8.1); storing other bytes would corrupt them.
+		return nil, errInvalid("", "Request body must be valid UTF-8.")
+	}
 	return b, nil
 }
 
@@ -130,6 +135,9 @@ func (f fields) str(name string, maxLen int) (s string, ok bool, err error) {
 	}
 	if utf8.RuneCountInString(s) > maxLen {
 		return "", false, errInvalid(name, "%s must have at most %d characters.", name, maxLen)
+	}
+	if strings.ContainsRune(s, 0) {
+		return "", false, errInvalid(name, "%s must not contain NUL characters.", name)
 	}
 	return s, true, nil
 }

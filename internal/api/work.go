@@ -41,8 +41,8 @@ func (c *call) workTarget() (envID, workID string, err error) {
 // workerID reads the optional Worker-ID header.
 func (c *call) workerID() (string, error) {
 	w := c.r.Header.Get("Worker-ID")
-	if utf8.RuneCountInString(w) > maxNameLen || !utf8.ValidString(w) {
-		return "", errInvalid("Worker-ID", "Worker-ID must be valid UTF-8 of at most %d characters.", maxNameLen)
+	if utf8.RuneCountInString(w) > maxNameLen || !printable(w) {
+		return "", errInvalid("Worker-ID", "Worker-ID must be at most %d printable UTF-8 characters.", maxNameLen)
 	}
 	return w, nil
 }

@@ -190,6 +190,9 @@ func (t *target) startInProcess(ctx context.Context, o Options) error {
 			}
 			t.cleanup = append(t.cleanup, func() { os.RemoveAll(dir) })
 		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
 		var sq *sqlite.Store
 		sq, err = sqlite.Open(ctx, dir)
 		st = sq

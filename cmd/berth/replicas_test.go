@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -88,8 +87,8 @@ func awaitReplica(t *testing.T, p *proc, addrc <-chan string) {
 	}
 }
 
-// metricValue reads one unlabelled metric of a replica's /metrics.
-func metricValue(ctx context.Context, hc *http.Client, p *proc, name string) (float64, error) {
+// replicaMetric reads one unlabelled metric of a replica's /metrics.
+func replicaMetric(ctx context.Context, hc *http.Client, p *proc, name string) (float64, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", p.url("/metrics"), nil)
 	if err != nil {
 		return 0, err
@@ -110,28 +109,28 @@ func metricValue(ctx context.Context, hc *http.Client, p *proc, name string) (fl
 	return strconv.ParseFloat(string(m[1]), 64)
 }
 
-// polled is the outcome of a long poll run in the background.
-type polled struct {
+// replicaPoll is the outcome of a long poll run in the background.
+type replicaPoll struct {
 	work *client.Work
 	err  error
 	at   time.Time // when the answer arrived
 }
 
-// parkedPoll starts a long poll (block_ms=999) on a replica and returns once the replica
+// parkPollOn starts a long poll (block_ms=999) on a replica and returns once the replica
 // reports it parked (berth_work_pollers_parked, which counts a poll from just before its
 // first claim attempt, so work queued from then on wakes it). Only one poll may be in
 // flight on the replica while this runs. The answer arrives on the returned channel.
-func parkedPoll(t *testing.T, ctx context.Context, hc *http.Client, c *client.Client, p *proc, envID, workerID string) (started time.Time, answer <-chan polled) {
+func parkPollOn(t *testing.T, ctx context.Context, hc *http.Client, c *client.Client, p *proc, envID, workerID string) (started time.Time, answer <-chan replicaPoll) {
 	t.Helper()
-	ch := make(chan polled, 1)
+	ch := make(chan replicaPoll, 1)
 	started = time.Now()
 	go func() {
 		w, err := c.PollWork(ctx, envID, client.PollParams{BlockMS: 999, WorkerID: workerID})
-		ch <- polled{w, err, time.Now()}
+		ch <- replicaPoll{w, err, time.Now()}
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		n, err := metricValue(ctx, hc, p, "berth_work_pollers_parked")
+		n, err := replicaMetric(ctx, hc, p, "berth_work_pollers_parked")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,13 +148,13 @@ func parkedPoll(t *testing.T, ctx context.Context, hc *http.Client, c *client.Cl
 	}
 }
 
-// percentile is the nearest-rank percentile of sorted durations.
-func percentile(sorted []time.Duration, pct int) time.Duration {
+// replicaPercentile is the nearest-rank replicaPercentile of sorted durations.
+func replicaPercentile(sorted []time.Duration, pct int) time.Duration {
 	i := (pct*len(sorted)+99)/100 - 1
 	return sorted[max(i, 0)]
 }
 
-func randomHex(n int) string {
+func replicaRandomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
@@ -245,13 +244,17 @@ func TestReplicasOnPostgres(t *testing.T) {
 	}
 
 	// --- Leases, set up first and checked last: they take ten seconds to expire. ---
-	// Ten sessions, each item polled and acknowledged and given a 10 s lease, through
+	// Ten sessions, each item replicaPoll and acknowledged and given a 10 s lease, through
 	// alternating replicas. Both replicas run lease expiry every 200 ms, so they race for
 	// every one of these leases.
 	const leases = 10
 	envL := newEnv(ca, "leases")
-	leased := map[string]string{} // session ID → its first item
-	var leaseEnd time.Time        // the latest lease expiry
+	type lease struct {
+		work string    // the session's first item
+		end  time.Time // when its lease ends
+	}
+	leased := map[string]lease{} // by session ID
+	var leaseEnd time.Time       // the latest lease end
 	for i := range leases {
 		c1, c2 := ca, cb
 		if i%2 == 1 {
@@ -273,15 +276,16 @@ func TestReplicasOnPostgres(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if end := at.Add(10 * time.Second); end.After(leaseEnd) {
+		end := at.Add(10 * time.Second)
+		if end.After(leaseEnd) {
 			leaseEnd = end
 		}
-		leased[sess.ID] = w.ID
+		leased[sess.ID] = lease{w.ID, end}
 	}
 
 	// --- A poll parked on A gets the item of a session created through B. ---
 	envW := newEnv(ca, "wake")
-	started, answer := parkedPoll(t, ctx, hc, ca, a, envW, "w-a")
+	started, answer := parkPollOn(t, ctx, hc, ca, a, envW, "w-a")
 	t0 := time.Now()
 	sess := newSession(cb, envW)
 	r := <-answer
@@ -308,7 +312,7 @@ func TestReplicasOnPostgres(t *testing.T) {
 		if i%2 == 1 {
 			creator = ca
 		}
-		started, answer := parkedPoll(t, ctx, hc, ca, a, envP, "w-pickup")
+		started, answer := parkPollOn(t, ctx, hc, ca, a, envP, "w-pickup")
 		t0 := time.Now()
 		sess := newSession(creator, envP)
 		r := <-answer
@@ -342,8 +346,8 @@ func TestReplicasOnPostgres(t *testing.T) {
 	slices.Sort(same)
 	round := func(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
 	t.Logf("pickup across replicas: p50=%v p99=%v max=%v (same replica: p50=%v p99=%v max=%v), %d rounds each",
-		round(percentile(across, 50)), round(percentile(across, 99)), round(across[len(across)-1]),
-		round(percentile(same, 50)), round(percentile(same, 99)), round(same[len(same)-1]), rounds)
+		round(replicaPercentile(across, 50)), round(replicaPercentile(across, 99)), round(across[len(across)-1]),
+		round(replicaPercentile(same, 50)), round(replicaPercentile(same, 99)), round(same[len(same)-1]), rounds)
 	if late > 0 {
 		t.Errorf("%d of %d polls were not woken by the new session and waited out their block_ms", late, 2*rounds)
 	}
@@ -392,9 +396,9 @@ func TestReplicasOnPostgres(t *testing.T) {
 	}
 
 	// --- Idempotency-Key: the retry may land on the other replica. ---
-	name := "idem-" + randomHex(8)
+	name := "idem-" + replicaRandomHex(8)
 	body := `{"name":"` + name + `","config":{"type":"self_hosted"}}`
-	key := "replicas-" + randomHex(16)
+	key := "replicas-" + replicaRandomHex(16)
 	post := func(p *proc) (int, http.Header, []byte) {
 		t.Helper()
 		req, err := http.NewRequestWithContext(ctx, "POST", p.url("/api/v1/cloud/environments"), strings.NewReader(body))
@@ -453,7 +457,7 @@ func TestReplicasOnPostgres(t *testing.T) {
 	for {
 		stopped := 0
 		for _, w := range listAll() {
-			if leased[w.Data.ID] == w.ID && w.State == client.StateStopped {
+			if leased[w.Data.ID].work == w.ID && w.State == client.StateStopped {
 				stopped++
 			}
 		}
@@ -469,12 +473,12 @@ func TestReplicasOnPostgres(t *testing.T) {
 	time.Sleep(time.Second)
 	items := listAll()
 	var lag time.Duration
-	for sessID, first := range leased {
+	for sessID, l := range leased {
 		var fresh []client.Work
 		for _, w := range items {
 			switch {
 			case w.Data.ID != sessID:
-			case w.ID == first:
+			case w.ID == l.work:
 				if w.State != client.StateStopped {
 					t.Errorf("expired item %s is %s, want stopped", w.ID, w.State)
 				}
@@ -483,17 +487,17 @@ func TestReplicasOnPostgres(t *testing.T) {
 			}
 		}
 		if len(fresh) != 1 || fresh[0].State != client.StateQueued {
-			t.Errorf("session %s: after its lease expired, items %+v besides %s, want exactly one queued", sessID, fresh, first)
+			t.Errorf("session %s: after its lease expired, items %+v besides %s, want exactly one queued", sessID, fresh, l.work)
 			continue
 		}
-		lag = max(lag, fresh[0].CreatedAt.Sub(leaseEnd))
+		lag = max(lag, fresh[0].CreatedAt.Sub(l.end))
 	}
 	if len(items) != 2*leases {
 		t.Errorf("%d items in the lease environment, want %d", len(items), 2*leases)
 	}
 	var requeues [2]float64
 	for i, p := range []*proc{a, b} {
-		v, err := metricValue(ctx, hc, p, "berth_work_requeues_total")
+		v, err := replicaMetric(ctx, hc, p, "berth_work_requeues_total")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -502,7 +506,7 @@ func TestReplicasOnPostgres(t *testing.T) {
 	if requeues[0]+requeues[1] != leases {
 		t.Errorf("requeues: %v on A + %v on B, want %d in all", requeues[0], requeues[1], leases)
 	}
-	t.Logf("lease expiry: %d leases expired, each requeued once (by A %v, by B %v); last requeue %v after the last lease ended",
+	t.Logf("lease expiry: %d leases expired, each requeued once (by A %v, by B %v); requeued at most %v after its lease ended",
 		leases, requeues[0], requeues[1], lag.Round(time.Millisecond))
 
 	// Both replicas are still healthy and logged no error.
@@ -511,5 +515,4 @@ func TestReplicasOnPostgres(t *testing.T) {
 			t.Errorf("replica %s logged an error:\n%s", name, p.log())
 		}
 	}
-	_ = json.Valid // keep encoding/json for debugging output below
 }

@@ -15,6 +15,11 @@ import (
 // idempotencyWindow is how long a response is kept for replay (API.md §1).
 const idempotencyWindow = 24 * time.Hour
 
+// abandonedAfter is when a reservation whose request never answered counts as abandoned
+// (its server died mid-request) and a retry may run the request again. It is well past
+// the longest a request can run: the server's read and write timeouts are a minute each.
+const abandonedAfter = 3 * time.Minute
+
 // idempotent runs the handler under an Idempotency-Key: the first request with a key is
 // answered and its response kept; a later one with the same key, token, method, path,
 // query and body gets that response again, byte for byte, with Idempotent-Replayed: true
@@ -22,7 +27,10 @@ const idempotencyWindow = 24 * time.Hour
 // is a retry that arrives while the first request is still being answered.
 //
 // A response with a 5xx status is not kept: the request may not have had its effect, so a
-// retry runs it again.
+// retry runs it again. Neither is a reservation whose request never answered (its server
+// died): after abandonedAfter a retry takes the key over. Should the server have died
+// after the request's effect was committed but before its answer was kept, that retry
+// acts a second time; the window is the few microseconds between the two commits.
 func (c *call) idempotent(key string) error {
 	if utf8.RuneCountInString(key) > 255 || !printable(key) {
 		return errInvalid("Idempotency-Key", "Idempotency-Key must be at most 255 printable UTF-8 characters.")
@@ -37,6 +45,16 @@ func (c *call) idempotent(key string) error {
 	existing, existed, err := c.s.store.ReserveIdempotencyKey(ctx, rec)
 	if err != nil {
 		return err
+	}
+	if existed && existing.Status == 0 && existing.Fingerprint == rec.Fingerprint &&
+		c.s.now().Sub(existing.CreatedAt) > abandonedAfter {
+		// The first request's server died before it answered: take the key over.
+		if err := c.s.store.ReleaseIdempotencyKey(ctx, c.token.ID, key); err != nil {
+			return err
+		}
+		if existing, existed, err = c.s.store.ReserveIdempotencyKey(ctx, rec); err != nil {
+			return err
+		}
 	}
 	if existed {
 		switch {

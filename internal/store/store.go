@@ -97,6 +97,22 @@ type Page struct {
 	BeforeID string
 }
 
+// TrimPage finishes a keyset page that was read with Limit+1 rows (descending for a
+// BeforeID page): it drops the extra row, which only tells whether there are more, and
+// puts the rows in ascending order. Stores share it so that every list pages alike.
+func TrimPage[T any](rows []T, p Page) (page []T, hasMore bool) {
+	hasMore = len(rows) > p.Limit
+	if hasMore {
+		rows = rows[:p.Limit]
+	}
+	if p.BeforeID != "" {
+		for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 {
+			rows[i], rows[j] = rows[j], rows[i]
+		}
+	}
+	return rows, hasMore
+}
+
 // Stats are a work queue's statistics (API.md §4.3).
 type Stats struct {
 	Depth          int

@@ -188,18 +188,19 @@ func (s *Store) ListenWork(ctx context.Context, fn func(environmentID string)) e
 	return nil
 }
 
+// listen holds a connection of its own, outside the pool: a pool connection held for
+// good would leave requests one short, and none at all with pool_max_conns=1.
 func (s *Store) listen(ctx context.Context, fn func(string)) error {
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return err
 	}
-	defer conn.Release()
+	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, "LISTEN "+workChannel); err != nil {
 		return err
 	}
-	defer conn.Exec(context.Background(), "UNLISTEN "+workChannel)
 	for {
-		n, err := conn.Conn().WaitForNotification(ctx)
+		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
@@ -244,21 +245,6 @@ func page(q string, args []any, p store.Page) (string, []any) {
 	}
 	q += fmt.Sprintf(" LIMIT $%d", n)
 	return q, append(args, p.Limit+1)
-}
-
-// finishPage trims the extra row that tells whether there are more, and restores ascending
-// order.
-func finishPage[T any](rows []T, p store.Page) ([]T, bool) {
-	more := len(rows) > p.Limit
-	if more {
-		rows = rows[:p.Limit]
-	}
-	if p.BeforeID != "" {
-		for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 {
-			rows[i], rows[j] = rows[j], rows[i]
-		}
-	}
-	return rows, more
 }
 
 type querier interface {

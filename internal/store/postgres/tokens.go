@@ -62,7 +62,7 @@ func (s *Store) ListTokens(ctx context.Context, p store.Page) ([]store.Token, bo
 	if err != nil {
 		return nil, false, fmt.Errorf("list tokens: %w", err)
 	}
-	rows, more := finishPage(rows, p)
+	rows, more := store.TrimPage(rows, p)
 	return rows, more, nil
 }
 

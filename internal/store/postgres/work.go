@@ -120,7 +120,7 @@ func (s *Store) ListWork(ctx context.Context, environmentID string, p store.Page
 	if err != nil {
 		return nil, false, fmt.Errorf("list work: %w", err)
 	}
-	rows, more := finishPage(rows, p)
+	rows, more := store.TrimPage(rows, p)
 	return rows, more, nil
 }
 

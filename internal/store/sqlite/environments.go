@@ -66,7 +66,7 @@ func (s *Store) ListEnvironments(ctx context.Context, p store.Page, includeArchi
 	if err != nil {
 		return nil, false, fmt.Errorf("list environments: %w", err)
 	}
-	rows, more := finishPage(rows, p)
+	rows, more := store.TrimPage(rows, p)
 	return rows, more, nil
 }
 

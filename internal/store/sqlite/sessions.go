@@ -90,7 +90,7 @@ func (s *Store) ListSessions(ctx context.Context, p store.Page, environmentID st
 	if err != nil {
 		return nil, false, fmt.Errorf("list sessions: %w", err)
 	}
-	rows, more := finishPage(rows, p)
+	rows, more := store.TrimPage(rows, p)
 	return rows, more, nil
 }
 
@@ -238,6 +238,6 @@ func (s *Store) ListEvents(ctx context.Context, sessionID string, p store.Page) 
 	if err != nil {
 		return nil, false, fmt.Errorf("list events: %w", err)
 	}
-	rows, more := finishPage(rows, p)
+	rows, more := store.TrimPage(rows, p)
 	return rows, more, nil
 }

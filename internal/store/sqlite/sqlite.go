@@ -219,21 +219,6 @@ func page(q string, args []any, p store.Page) (string, []any) {
 	return q, args
 }
 
-// finishPage trims the extra row that tells whether there are more, and restores ascending
-// order.
-func finishPage[T any](rows []T, p store.Page) ([]T, bool) {
-	more := len(rows) > p.Limit
-	if more {
-		rows = rows[:p.Limit]
-	}
-	if p.BeforeID != "" {
-		for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 {
-			rows[i], rows[j] = rows[j], rows[i]
-		}
-	}
-	return rows, more
-}
-
 // query runs a read and scans every row with scan.
 func query[T any](ctx context.Context, db interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)

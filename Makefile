@@ -1,7 +1,7 @@
 # The whole test suite: `make test`. .ci/run runs exactly this.
 GO ?= go
 
-.PHONY: test build vet fmt serve
+.PHONY: test soak build vet fmt serve
 
 # The PostgreSQL store's tests need a server: scripts/with-postgres starts a throwaway one
 # (installing Debian's postgresql if needed) unless BERTH_TEST_DATABASE_URL names one.
@@ -9,6 +9,11 @@ GO ?= go
 test: vet
 	scripts/with-postgres sh -c '$(GO) test -race -count=1 ./... && \
 		BERTH_TEST_API_STORE=postgres $(GO) test -race -count=1 ./internal/api/'
+
+# The long versions of the reliability tests (crash consistency, linearizability, hostile
+# clients): BERTH_SOAK=1 makes them run long; the normal suite runs them briefly.
+soak: vet
+	BERTH_SOAK=1 scripts/with-postgres $(GO) test -race -count=1 -timeout 90m ./...
 
 vet:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -31,6 +31,7 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCmd(), workerCmd(), tokenCmd(), migrateCmd(), benchCmd())
+	root.AddCommand(apiCommands()...)
 	return root
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,33 +10,41 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/berth-sh/berth/client"
 	"github.com/berth-sh/berth/internal/api"
 	"github.com/berth-sh/berth/internal/id"
 	"github.com/berth-sh/berth/internal/store"
 )
 
-// tokenCmd manages tokens offline, directly in the database of --data-dir; it works
-// whether or not a server is running on it.
+// tokenCmd manages tokens over the API when given a server (--url or BERTH_URL), else
+// offline, directly in the database of --data-dir; offline it works whether or not a
+// server is running on it. tokenViaAPI (cli_token.go) makes the choice.
 func tokenCmd() *cobra.Command {
 	var dataDir, databaseURL string
-	var asJSON bool
+	a := &apiConn{}
+	asJSON := &a.asJSON
 	cmd := &cobra.Command{
 		Use:   "token",
-		Short: "Create, list and revoke API tokens in the database",
-		Long:  "Create, list and revoke API tokens directly in the database (--data-dir, or --database-url for PostgreSQL), with or without a running server.",
+		Short: "Create, list and revoke API tokens (over the API with --url, else in the database)",
+		Long:  tokenLong,
+		Example: `  berth token create --name ci --role member                      # in ./berth-data
+  berth token list --url http://127.0.0.1:8080 --token "$(cat berth-data/admin-token)"
+  BERTH_URL=https://berth.example.com berth token revoke tok_…     # over the API`,
 	}
 	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", envDefault("BERTH_DATA_DIR", "./berth-data"), "directory of the database (BERTH_DATA_DIR)")
 	cmd.PersistentFlags().StringVar(&databaseURL, "database-url", os.Getenv("BERTH_DATABASE_URL"), "PostgreSQL database instead of the embedded one (BERTH_DATABASE_URL)")
-	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	cmd.PersistentFlags().BoolVar(asJSON, "json", false, "print JSON instead of a table")
+	a.addConnFlags(cmd, os.Getenv("BERTH_URL"), "call the API at this base URL (a bare http://host:port gets /api/v1/cloud) instead of working on the database (BERTH_URL)", false)
 
 	var name, role, envID string
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a token and print its secret (shown this once)",
 		Example: `  berth token create --name ci --role member
-  berth token create --name worker-1 --role worker --environment-id env_…`,
+  berth token create --name worker-1 --role worker --environment-id env_… > worker-token
+  berth token create --url http://127.0.0.1:8080 --token "$ADMIN" --name ci --role member --json`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if role != api.RoleAdmin && role != api.RoleMember && role != api.RoleWorker {
 				return fmt.Errorf("--role must be admin, member or worker")
 			}
@@ -44,6 +53,15 @@ func tokenCmd() *cobra.Command {
 			}
 			if name == "" {
 				return fmt.Errorf("--name is required")
+			}
+			viaAPI, err := tokenViaAPI(cmd, a)
+			if err != nil {
+				return err
+			}
+			if viaAPI {
+				return a.run(func(ctx context.Context, _ []string) error {
+					return apiTokenCreate(ctx, a, client.CreateTokenParams{Name: name, Role: role, EnvironmentID: envID})
+				})(cmd, args)
 			}
 			st, err := openStore(cmd.Context(), dataDir, databaseURL)
 			if err != nil {
@@ -59,7 +77,7 @@ func tokenCmd() *cobra.Command {
 			if err := st.CreateToken(cmd.Context(), tok); err != nil {
 				return err
 			}
-			if asJSON {
+			if *asJSON {
 				return json.NewEncoder(os.Stdout).Encode(map[string]any{"id": tok.ID, "name": tok.Name, "role": tok.Role, "environment_id": tok.EnvironmentID, "secret": secret})
 			}
 			fmt.Fprintf(os.Stderr, "created %s (%s); its secret, shown this once:\n", tok.ID, tok.Role)
@@ -71,11 +89,28 @@ func tokenCmd() *cobra.Command {
 	create.Flags().StringVar(&role, "role", "member", "admin, member or worker")
 	create.Flags().StringVar(&envID, "environment-id", "", "the environment a worker token is bound to")
 
+	var l listFlags
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List tokens (never their secrets)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Long: `List tokens, never their secrets. On the database it lists every token; over the API one
+page (--limit, --page, --before-id, --after-id), or every page with --all.`,
+		Example: `  berth token list
+  berth token list --url http://127.0.0.1:8080 --all --json | jq -r '.[] | select(.revoked_at == null) | .id'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			viaAPI, err := tokenViaAPI(cmd, a)
+			if err != nil {
+				return err
+			}
+			if viaAPI {
+				return a.run(func(ctx context.Context, _ []string) error { return apiTokenList(ctx, a, &l) })(cmd, args)
+			}
+			for _, f := range []string{"limit", "page", "before-id", "after-id"} {
+				if cmd.Flag(f).Changed {
+					return fmt.Errorf("--%s pages over the API (--url); on the database token list lists every token", f)
+				}
+			}
 			st, err := openStore(cmd.Context(), dataDir, databaseURL)
 			if err != nil {
 				return err
@@ -94,7 +129,7 @@ func tokenCmd() *cobra.Command {
 				}
 				p.AfterID = toks[len(toks)-1].ID
 			}
-			if asJSON {
+			if *asJSON {
 				return json.NewEncoder(os.Stdout).Encode(all)
 			}
 			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -110,8 +145,18 @@ func tokenCmd() *cobra.Command {
 	revoke := &cobra.Command{
 		Use:   "revoke TOKEN_ID",
 		Short: "Revoke a token; it fails from the next request on",
-		Args:  cobra.ExactArgs(1),
+		Example: `  berth token revoke tok_019f3be4fd2475d9a784bf2c739e1194
+  berth token revoke tok_… --url http://127.0.0.1:8080 --token "$ADMIN"`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeTokens(a),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			viaAPI, err := tokenViaAPI(cmd, a)
+			if err != nil {
+				return err
+			}
+			if viaAPI {
+				return a.run(func(ctx context.Context, args []string) error { return apiTokenRevoke(ctx, a, args[0]) })(cmd, args)
+			}
 			if !id.Valid(id.Token, args[0]) {
 				return fmt.Errorf("%q is not a token ID (tok_…)", args[0])
 			}
@@ -128,6 +173,7 @@ func tokenCmd() *cobra.Command {
 			return nil
 		},
 	}
+	l.add(list)
 	cmd.AddCommand(create, list, revoke)
 	return cmd
 }

@@ -26,8 +26,8 @@ func main() {
 
 func rootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "berth",
-		Short:         "A self-hosted work queue for agent sessions",
+		Use:   "berth",
+		Short: "A self-hosted work queue for agent sessions",
 		Long: `berth serves the self-hosted Environment work API: sessions become work items that
 workers poll, acknowledge, hold a lease on with heartbeats, and stop.
 

@@ -31,7 +31,19 @@ type serveOptions struct {
 	dataDir     string
 	databaseURL string
 	logFormat   string
+	// The slow-client limits; hidden flags, so that tests can check them against a real
+	// process without waiting a minute.
+	readHeaderTimeout time.Duration
+	readTimeout       time.Duration
 }
+
+// The defaults of the slow-client limits. Headers are small: ten seconds is long for any
+// honest client. Bodies may be 32 MiB; a minute is generous for that on any link that
+// should carry it, and bounds what a slow client can hold.
+const (
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultReadTimeout       = time.Minute
+)
 
 func serveCmd() *cobra.Command {
 	var o serveOptions
@@ -58,6 +70,10 @@ in-flight requests and closes the database.`,
 	f.StringVar(&o.dataDir, "data-dir", envDefault("BERTH_DATA_DIR", "./berth-data"), "directory of the embedded database, berth.db, and of the first admin token (BERTH_DATA_DIR)")
 	f.StringVar(&o.databaseURL, "database-url", os.Getenv("BERTH_DATABASE_URL"), "PostgreSQL database (postgres://…) shared by several replicas, instead of the embedded one (BERTH_DATABASE_URL)")
 	f.StringVar(&o.logFormat, "log-format", envDefault("BERTH_LOG_FORMAT", "text"), "log format: text or json (BERTH_LOG_FORMAT)")
+	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", defaultReadHeaderTimeout, "longest a client may take to send a request's headers")
+	f.DurationVar(&o.readTimeout, "read-timeout", defaultReadTimeout, "longest a client may take to send a whole request, body included")
+	f.MarkHidden("read-header-timeout")
+	f.MarkHidden("read-timeout")
 	return cmd
 }
 
@@ -110,15 +126,19 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 		in.Instrument(reg)
 	}
 	srv := api.New(api.Config{Store: st, Logger: log, Registry: reg})
+	if o.readHeaderTimeout <= 0 {
+		o.readHeaderTimeout = defaultReadHeaderTimeout
+	}
+	if o.readTimeout <= 0 {
+		o.readTimeout = defaultReadTimeout
+	}
 	httpSrv := &http.Server{
 		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		// Bodies may be 32 MiB; a minute is generous for that on any link that should
-		// carry it, and bounds what a slow client can hold.
-		ReadTimeout:  time.Minute,
-		WriteTimeout: time.Minute,
-		IdleTimeout:  2 * time.Minute,
-		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: o.readHeaderTimeout,
+		ReadTimeout:       o.readTimeout,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()

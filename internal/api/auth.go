@@ -115,7 +115,7 @@ func (c *call) authenticate() error {
 	if subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(hash)) != 1 || !tok.RevokedAt.IsZero() {
 		return errBadToken
 	}
-	c.token = tok
+	c.token, c.secret = tok, secret
 	if now := c.s.now(); now.Sub(tok.LastUsedAt) > touchEvery {
 		if err := c.s.store.TouchToken(c.r.Context(), tok.ID, now); err != nil {
 			c.s.log.Warn("touch token", "token_id", tok.ID, "err", err)

@@ -61,6 +61,9 @@ var (
 	errUnavailable     = &apiError{Status: http.StatusServiceUnavailable, Type: typeAPI, Message: "Storage is unavailable."}
 	errIdempotencyBusy = errConflict("A request with this Idempotency-Key is still being processed.")
 	errIdempotencyBody = errConflict("Idempotency key reused with a different request body.")
+	// A request whose server died before answering: berth cannot tell whether it had its
+	// effect, and will not risk a second one.
+	errIdempotencyInterrupted = errConflict("The request first sent with this Idempotency-Key was interrupted before it was answered; whether it took effect is unknown. Check, then send it again with a new key.")
 )
 
 // asAPIError maps any error to its answer: the one place where store and rule errors

@@ -2,8 +2,13 @@ package api
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net/http"
 	"time"
 	"unicode"
@@ -15,9 +20,9 @@ import (
 // idempotencyWindow is how long a response is kept for replay (API.md §1).
 const idempotencyWindow = 24 * time.Hour
 
-// abandonedAfter is when a reservation whose request never answered counts as abandoned
-// (its server died mid-request) and a retry may run the request again. It is well past
-// the longest a request can run: the server's read and write timeouts are a minute each.
+// abandonedAfter is when a reservation whose request never answered counts as
+// interrupted (its server died mid-request): well past the longest a request can run, as
+// the server's read and write timeouts are a minute each.
 const abandonedAfter = 3 * time.Minute
 
 // idempotent runs the handler under an Idempotency-Key: the first request with a key is
@@ -27,10 +32,14 @@ const abandonedAfter = 3 * time.Minute
 // is a retry that arrives while the first request is still being answered.
 //
 // A response with a 5xx status is not kept: the request may not have had its effect, so a
-// retry runs it again. Neither is a reservation whose request never answered (its server
-// died): after abandonedAfter a retry takes the key over. Should the server have died
-// after the request's effect was committed but before its answer was kept, that retry
-// acts a second time; the window is the few microseconds between the two commits.
+// retry runs it again. A request whose server died before it answered leaves its key
+// reserved with no answer: the request may or may not have had its effect (the effect and
+// the kept answer are separate commits), so running it again could act twice. Such a key
+// is never run again; after abandonedAfter a retry is told the outcome is unknown (409),
+// so that the client checks and goes on with a new key.
+//
+// A kept response that carries a token secret (POST /tokens) is sealed with a key only the
+// caller holds (sealReplay), so that the database never holds a secret in the clear.
 func (c *call) idempotent(key string) error {
 	if utf8.RuneCountInString(key) > 255 || !printable(key) {
 		return errInvalid("Idempotency-Key", "Idempotency-Key must be at most 255 printable UTF-8 characters.")
@@ -46,25 +55,21 @@ func (c *call) idempotent(key string) error {
 	if err != nil {
 		return err
 	}
-	if existed && existing.Status == 0 && existing.Fingerprint == rec.Fingerprint &&
-		c.s.now().Sub(existing.CreatedAt) > abandonedAfter {
-		// The first request's server died before it answered: take the key over.
-		if err := c.s.store.ReleaseIdempotencyKey(ctx, c.token.ID, key); err != nil {
-			return err
-		}
-		if existing, existed, err = c.s.store.ReserveIdempotencyKey(ctx, rec); err != nil {
-			return err
-		}
-	}
 	if existed {
 		switch {
 		case existing.Fingerprint != rec.Fingerprint:
 			return errIdempotencyBody
+		case existing.Status == 0 && c.s.now().Sub(existing.CreatedAt) > abandonedAfter:
+			return errIdempotencyInterrupted
 		case existing.Status == 0:
 			return errIdempotencyBusy
 		}
+		body, err := c.unsealReplay(key, existing.Body)
+		if err != nil {
+			return err
+		}
 		c.w.Header().Set("Idempotent-Replayed", "true")
-		writeRaw(c.w, existing.Status, existing.Body)
+		writeRaw(c.w, existing.Status, body)
 		return nil
 	}
 	cap := &capture{ResponseWriter: c.w}
@@ -79,10 +84,67 @@ func (c *call) idempotent(key string) error {
 		}
 		return nil
 	}
-	if err := c.s.store.CompleteIdempotencyKey(ctx, c.token.ID, key, cap.status, cap.body.Bytes()); err != nil {
+	if err := c.s.store.CompleteIdempotencyKey(ctx, c.token.ID, key, cap.status, c.sealReplay(key, cap.body.Bytes())); err != nil {
 		c.s.log.Error("complete idempotency key", "err", err)
 	}
 	return nil
+}
+
+// sealedPrefix starts a kept response that is sealed; a JSON body never starts with NUL.
+const sealedPrefix = "\x00berth-sealed-1\x00"
+
+// carriesSecret reports whether the route's answer holds a token secret (POST /tokens).
+// API.md §1 and §5: the server stores only a hash of a secret, so such an answer is kept
+// for replay only sealed (sealReplay).
+func (c *call) carriesSecret() bool {
+	return c.route.Method == http.MethodPost && c.route.Pattern == BasePath+"/tokens"
+}
+
+// replayCipher is AES-256-GCM keyed by the caller's own secret and the Idempotency-Key.
+// The server never stores that secret, only its hash, so what it keeps cannot be read
+// back from the database; the replay, which needs the same token, can.
+func (c *call) replayCipher(key string) cipher.AEAD {
+	k := sha256.Sum256([]byte("berth idempotent replay\x00" + c.secret + "\x00" + key))
+	block, err := aes.NewCipher(k[:])
+	if err != nil {
+		panic(err) // a 32-byte key is always valid
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		panic(err)
+	}
+	return aead
+}
+
+// sealReplay returns what to keep of a response body for replay: the body itself, or,
+// when it carries a secret, the body sealed.
+func (c *call) sealReplay(key string, body []byte) []byte {
+	if !c.carriesSecret() {
+		return body
+	}
+	aead := c.replayCipher(key)
+	out := make([]byte, len(sealedPrefix)+aead.NonceSize(), len(sealedPrefix)+aead.NonceSize()+len(body)+aead.Overhead())
+	copy(out, sealedPrefix)
+	nonce := out[len(sealedPrefix):]
+	rand.Read(nonce)
+	return aead.Seal(out, nonce, body, nil)
+}
+
+// unsealReplay is the inverse of sealReplay.
+func (c *call) unsealReplay(key string, kept []byte) ([]byte, error) {
+	rest, ok := bytes.CutPrefix(kept, []byte(sealedPrefix))
+	if !ok {
+		return kept, nil
+	}
+	aead := c.replayCipher(key)
+	if len(rest) < aead.NonceSize() {
+		return nil, errors.New("idempotency: sealed response too short")
+	}
+	body, err := aead.Open(nil, rest[:aead.NonceSize()], rest[aead.NonceSize():], nil)
+	if err != nil {
+		return nil, fmt.Errorf("idempotency: open sealed response: %w", err)
+	}
+	return body, nil
 }
 
 // fingerprint identifies a request for Idempotency-Key purposes: method, escaped path,

@@ -172,7 +172,10 @@ type call struct {
 	r     *http.Request
 	route *Route
 	token store.Token
-	body  []byte
+	// secret is the caller's token secret, kept for this request only: it keys the
+	// sealing of replayed responses that carry a secret (idempotency.go).
+	secret string
+	body   []byte
 }
 
 // serve authenticates, checks the route's access, applies Idempotency-Key, and runs the

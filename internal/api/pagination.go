@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"net/url"
 	"strconv"
 
@@ -19,7 +20,11 @@ const (
 func pageParams(q url.Values, prefix string) (store.Page, error) {
 	p := store.Page{Limit: defaultLimit}
 	if q.Has("limit") {
-		n, err := strconv.Atoi(q.Get("limit"))
+		v := q.Get("limit")
+		n, err := strconv.Atoi(v)
+		if errors.Is(err, strconv.ErrRange) && v[0] != '-' && v[0] != '+' {
+			n, err = maxLimit, nil // a positive integer too large for int is above 100 too
+		}
 		if err != nil || n <= 0 {
 			return p, errInvalid("limit", "limit must be a positive integer")
 		}

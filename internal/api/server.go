@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berth-sh/berth/internal/store"
@@ -72,8 +73,14 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler. The request ID is set here too, before routing, so
+// that even the mux's own answers (the redirect of a path with "//" or dot segments)
+// carry it; entry sets it again, the same way, for the answers of the routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !validRequestID(r.Header.Get("x-request-id")) {
+		r.Header.Set("x-request-id", uuid.NewString())
+	}
+	w.Header().Set("x-request-id", r.Header.Get("x-request-id"))
 	s.mux.ServeHTTP(w, r)
 }
 

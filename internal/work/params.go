@@ -2,6 +2,8 @@ package work
 
 import (
 	"errors"
+	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -60,12 +62,40 @@ func ParseExpectation(s string, present bool) (Expectation, error) {
 	if s == NoHeartbeat {
 		return ExpectNoHeartbeat, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
+	t, ok := parseRFC3339(s)
+	if !ok {
 		return Expectation{}, invalid("expected_last_heartbeat",
 			"expected_last_heartbeat must be %s or an RFC 3339 timestamp.", NoHeartbeat)
 	}
 	return ExpectHeartbeatAt(t), nil
+}
+
+// rfc3339 is the grammar of RFC 3339's date-time, with the upper-case T and Z that berth
+// writes (RFC 3339 also allows lower case; Go's parser does not, and no client echoes
+// one). Go's time.Parse alone is more lenient elsewhere: a comma for the decimal point, a
+// one-digit hour, offsets like +24:00.
+var rfc3339 = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$`)
+
+func parseRFC3339(s string) (time.Time, bool) {
+	if !rfc3339.MatchString(s) {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t, err == nil
+}
+
+// digits reports whether s is a non-empty run of ASCII digits: the one form of a
+// non-negative integer a query parameter may take (no sign, no space, nothing after).
+func digits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseTTL parses desired_ttl_seconds; present is false when the query did not carry it.
@@ -76,11 +106,11 @@ func ParseTTL(s string, present bool) (int, error) {
 		return DefaultTTL, nil
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
-	if errors.Is(err, strconv.ErrRange) {
-		return MaxTTL, nil // a positive integer too large for 64 bits is still clamped
-	}
-	if err != nil || n == 0 {
+	if !digits(s) || (err != nil && !errors.Is(err, strconv.ErrRange)) || n == 0 && err == nil {
 		return 0, invalid("desired_ttl_seconds", "desired_ttl_seconds must be a positive integer.")
+	}
+	if err != nil {
+		return MaxTTL, nil // a positive integer too large for 64 bits is still clamped
 	}
 	return int(min(max(n, MinTTL), MaxTTL)), nil
 }
@@ -105,13 +135,16 @@ func ParseReclaim(s string, present bool) (time.Duration, error) {
 		return DefaultReclaim, nil
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil && !errors.Is(err, strconv.ErrRange) {
+	if !digits(s) || (err != nil && !errors.Is(err, strconv.ErrRange)) {
 		return 0, invalid("reclaim_older_than_ms", "reclaim_older_than_ms must be a non-negative integer.")
 	}
-	// Windows beyond maxReclaim (about 31 years) all mean "never reclaim"; the cap only
-	// keeps the Duration from overflowing.
-	const maxReclaim = 1 << 50
-	return time.Duration(min(n, maxReclaim)) * time.Millisecond, nil
+	// Windows beyond what a Duration holds (about 292 years) all mean "never reclaim";
+	// the cap keeps the multiplication from overflowing into a short or negative window.
+	const maxMillis = uint64(math.MaxInt64 / int64(time.Millisecond))
+	if err != nil || n > maxMillis {
+		n = maxMillis
+	}
+	return time.Duration(n) * time.Millisecond, nil
 }
 
 // ParseStates parses the [ext] state filter of the work list: a comma-separated list of

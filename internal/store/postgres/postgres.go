@@ -3,9 +3,9 @@
 //
 // Every method is one transaction at READ COMMITTED. A read-modify-write locks its rows
 // with SELECT … FOR UPDATE before the rule of internal/work runs, so a write never
-// overwrites a row that changed after it was read; claims use FOR UPDATE SKIP LOCKED so
-// that concurrent pollers on every replica take different items without waiting on each
-// other. Rows are locked in one order, session before its work items, so transactions do
+// overwrites a row that changed after it was read. Claims of one environment take turns
+// under an advisory lock and wait for a locked row rather than skip it, so that a poll
+// always gets the oldest deliverable item whichever replica it reaches. Rows are locked in one order, session before its work items, so transactions do
 // not deadlock; should PostgreSQL still report a deadlock or a serialization failure, the
 // transaction is run again.
 //

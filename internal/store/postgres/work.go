@@ -60,26 +60,45 @@ func getWork(ctx context.Context, q querier, environmentID, id, lock string) (wo
 	return one(rows, err, "work", id)
 }
 
-// ClaimWork implements store.Store: the oldest deliverable item that no other transaction
-// has locked (SKIP LOCKED), so concurrent pollers on every replica take different items
-// without queueing behind each other.
+// ClaimWork implements store.Store. Claims in one environment take turns, under an
+// advisory lock keyed by the environment, and wait for a row that another transaction
+// holds rather than skipping it (SKIP LOCKED would): a poll must deliver the oldest
+// deliverable item and answer null only when there is none (API.md §4.2), and an ack,
+// heartbeat or metadata update holding the oldest row must not hide it. Claims in
+// different environments still run side by side.
 func (s *Store) ClaimWork(ctx context.Context, environmentID, workerID string, reclaim time.Duration, now time.Time) (work.Item, bool, error) {
+	const deliverable = ` FROM work
+		WHERE environment_id = $1 AND state = 'queued' AND (delivered_at IS NULL OR delivered_at <= $2)`
+	cutoff := now.Add(-reclaim).UnixMicro()
 	var out work.Item
 	var found bool
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		found = false
-		rows, err := query(ctx, tx, scanWork, "SELECT "+workColumns+` FROM work
-			WHERE environment_id = $1 AND state = 'queued' AND (delivered_at IS NULL OR delivered_at <= $2)
-			ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED`, environmentID, now.Add(-reclaim).UnixMicro())
-		if err != nil || len(rows) == 0 {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", environmentID); err != nil {
 			return err
 		}
-		if !work.Deliverable(rows[0], now, reclaim) {
-			return nil
+		for {
+			rows, err := query(ctx, tx, scanWork, "SELECT "+workColumns+deliverable+" ORDER BY id LIMIT 1 FOR UPDATE", environmentID, cutoff)
+			if err != nil {
+				return err
+			}
+			if len(rows) == 0 {
+				// At READ COMMITTED a row that changed while the claim waited for its lock
+				// is re-checked and dropped, and LIMIT 1 then yields nothing even if a
+				// younger row qualifies: look again, until nothing qualifies.
+				var more bool
+				if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1"+deliverable+")", environmentID, cutoff).Scan(&more); err != nil || !more {
+					return err
+				}
+				continue
+			}
+			if !work.Deliverable(rows[0], now, reclaim) {
+				return nil
+			}
+			out = work.Deliver(rows[0], workerID, now)
+			found = true
+			return updateWork(ctx, tx, out)
 		}
-		out = work.Deliver(rows[0], workerID, now)
-		found = true
-		return updateWork(ctx, tx, out)
 	})
 	if err != nil {
 		return work.Item{}, false, fmt.Errorf("claim work in %s: %w", environmentID, err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/berth-sh/berth/internal/id"
 	"github.com/berth-sh/berth/internal/store"
@@ -22,8 +23,10 @@ func pageParams(q url.Values, prefix string) (store.Page, error) {
 	if q.Has("limit") {
 		v := q.Get("limit")
 		n, err := strconv.Atoi(v)
-		if errors.Is(err, strconv.ErrRange) && v[0] != '-' && v[0] != '+' {
-			n, err = maxLimit, nil // a positive integer too large for int is above 100 too
+		if errors.Is(err, strconv.ErrRange) && strings.Trim(v, "0123456789") == "" {
+			// A positive integer too large for int is above 100 too. (strconv reports the
+			// range error before it looks at the rest, so check that it is digits only.)
+			n, err = maxLimit, nil
 		}
 		if err != nil || n <= 0 {
 			return p, errInvalid("limit", "limit must be a positive integer")

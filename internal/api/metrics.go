@@ -20,6 +20,7 @@ type metrics struct {
 	reclaims             prometheus.Counter
 	preconditionFailures prometheus.Counter
 	pollWait             prometheus.Histogram
+	pickup               prometheus.Histogram
 }
 
 func newMetrics(reg *prometheus.Registry, w *wait.Waiters) *metrics {
@@ -50,8 +51,12 @@ func newMetrics(reg *prometheus.Registry, w *wait.Waiters) *metrics {
 			Name: "berth_work_poll_wait_seconds", Help: "Time a successful poll waited for its item.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 		}),
+		pickup: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "berth_work_pickup_seconds", Help: "Time from a work item's creation to its first delivery.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.transitions, m.leaseExpiries, m.requeues, m.reclaims,
+	reg.MustRegister(m.pickup, m.requests, m.duration, m.transitions, m.leaseExpiries, m.requeues, m.reclaims,
 		m.preconditionFailures, m.pollWait,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "berth_work_pollers_parked", Help: "Long polls currently waiting for work.",

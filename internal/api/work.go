@@ -142,8 +142,11 @@ func (s *Server) pollWork(c *call) error {
 
 func (s *Server) claim(ctx context.Context, envID, worker string, reclaim time.Duration) (work.Item, bool, error) {
 	item, ok, err := s.store.ClaimWork(ctx, envID, worker, reclaim, s.now())
-	if ok && work.Redelivery(item) && item.Deliveries > 1 {
+	switch {
+	case ok && item.Deliveries > 1:
 		s.metrics.reclaims.Inc()
+	case ok:
+		s.metrics.pickup.Observe(item.DeliveredAt.Sub(item.CreatedAt).Seconds())
 	}
 	return item, ok, err
 }

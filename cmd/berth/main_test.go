@@ -56,7 +56,19 @@ var servingRE = regexp.MustCompile(`msg="berth serving" addr=(\S+)`)
 // listens.
 func startServe(t *testing.T, dataDir string) *proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir)
+	p, addrc := launchServe(t, "--data-dir", dataDir)
+	awaitServe(t, p, addrc)
+	return p
+}
+
+// launchServe starts `berth serve --addr 127.0.0.1:0` with the given flags without
+// waiting for it (awaitServe does), so that several launched one after the other start
+// concurrently. The process is stopped when the test ends: with SIGTERM, so that it closes
+// its connections (before a test's database schema is dropped), and by force if it has
+// not gone within ten seconds.
+func launchServe(t *testing.T, args ...string) (*proc, <-chan string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -82,9 +94,20 @@ func startServe(t *testing.T, dataDir string) *proc {
 		close(p.exited)
 	}()
 	t.Cleanup(func() {
-		cmd.Process.Kill() // harmless once it has exited
-		p.wait()
+		cmd.Process.Signal(syscall.SIGTERM) // harmless once it has exited
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-p.exited
+		}
 	})
+	return p, addrc
+}
+
+// awaitServe waits until a launched server listens.
+func awaitServe(t *testing.T, p *proc, addrc <-chan string) {
+	t.Helper()
 	select {
 	case p.addr = <-addrc:
 	case <-p.exited:
@@ -92,7 +115,6 @@ func startServe(t *testing.T, dataDir string) *proc {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("berth serve did not start\n%s", p.log())
 	}
-	return p
 }
 
 func (p *proc) url(path string) string { return "http://" + p.addr + path }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -10,13 +9,11 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,61 +27,11 @@ import (
 // shared poller counts, immediate revocation, lease expiry without double requeue, and
 // Idempotency-Key replay on any replica.
 
-// launchReplica starts `berth serve` on a free loopback port with its own data directory
-// (where a first admin token would go) and the shared database, without waiting for it:
-// awaitReplica does. Replicas launched one after the other therefore start concurrently.
+// launchReplica starts a replica on a free loopback port with its own data directory
+// (where a first admin token would go) and the shared database, without waiting for it.
 func launchReplica(t *testing.T, dataDir, databaseURL string) (*proc, <-chan string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir,
-		"--database-url", databaseURL)
-	cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, exited: make(chan struct{})}
-	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.logs.WriteString(line + "\n")
-			p.mu.Unlock()
-			if m := servingRE.FindStringSubmatch(line); m != nil {
-				addrc <- m[1]
-			}
-		}
-		p.exitErr = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		// Gracefully, so that the replica closes its connections before the test's schema
-		// is dropped; by force if it does not go within ten seconds.
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-p.exited
-		}
-	})
-	return p, addrc
-}
-
-// awaitReplica waits until a launched replica listens.
-func awaitReplica(t *testing.T, p *proc, addrc <-chan string) {
-	t.Helper()
-	select {
-	case p.addr = <-addrc:
-	case <-p.exited:
-		t.Fatalf("berth serve exited: %v\n%s", p.exitErr, p.log())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("berth serve did not start\n%s", p.log())
-	}
+	return launchServe(t, "--data-dir", dataDir, "--database-url", databaseURL)
 }
 
 // replicaMetric reads one unlabelled metric of a replica's /metrics.
@@ -172,8 +119,8 @@ func TestReplicasOnPostgres(t *testing.T) {
 	dirA, dirB := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
 	a, addrA := launchReplica(t, dirA, dbURL)
 	b, addrB := launchReplica(t, dirB, dbURL)
-	awaitReplica(t, a, addrA)
-	awaitReplica(t, b, addrB)
+	awaitServe(t, a, addrA)
+	awaitServe(t, b, addrB)
 
 	// --- The first admin token: created by exactly one replica. ---
 	var winner, loser *proc

@@ -191,6 +191,27 @@ func (rc *recorder) waitCalls(t *testing.T, n int, what string, match func(call)
 	}
 }
 
+// waitAnswered waits until no recorded call on workID is still unanswered.
+func (rc *recorder) waitAnswered(t *testing.T, workID string, deadline time.Time) {
+	t.Helper()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		rc.mu.Lock()
+		ch := rc.changed
+		rc.mu.Unlock()
+		open := rc.snapshot(func(c call) bool { return c.WorkID == workID && c.End.IsZero() })
+		if len(open) == 0 {
+			return
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			t.Fatalf("%d calls on %s still unanswered, the first %s", len(open), workID, open[0].Op)
+		}
+	}
+}
+
 // logSink collects a worker's log (one Write per record) and tells waiters of new lines.
 type logSink struct {
 	mu      sync.Mutex
@@ -353,12 +374,16 @@ func (b *bench) get(workID string) *client.Work {
 }
 
 // waitState reads the item until it is in state, or fails the test after a deadline.
+// Then it waits until every worker call on the item that the recorder has seen has been
+// answered: the server's state is visible before the recorder has finished the call that
+// set it, and callers go on to inspect the recorded calls.
 func (b *bench) waitState(workID string, state client.State) *client.Work {
 	b.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		w := b.get(workID)
 		if w.State == state {
+			b.rec.waitAnswered(b.t, workID, deadline)
 			return w
 		}
 		if time.Now().After(deadline) {

@@ -67,7 +67,7 @@ func New(cfg Config) *Server {
 	if s.reg == nil {
 		s.reg = prometheus.NewRegistry()
 	}
-	s.metrics = newMetrics(s.reg, s.waiters)
+	s.metrics = newMetrics(s.reg, s.waiters, s.store, s.log)
 	s.mux = http.NewServeMux()
 	s.register()
 	return s

@@ -121,6 +121,13 @@ type Stats struct {
 	WorkersPolling int
 }
 
+// WorkCount is how many work items of one environment are in one state (CountWork).
+type WorkCount struct {
+	EnvironmentID string
+	State         work.State
+	Count         int
+}
+
 // Idempotency is a stored response to a request that carried an Idempotency-Key.
 type Idempotency struct {
 	TokenID     string
@@ -197,6 +204,16 @@ type Store interface {
 	UpdateWork(ctx context.Context, environmentID, id string, fn func(work.Item) (work.Item, bool, error)) (work.Item, error)
 	// WorkStats computes the queue statistics at now (API.md §4.3).
 	WorkStats(ctx context.Context, environmentID string, now time.Time) (Stats, error)
+	// CountWork counts every work item in the store by environment and state: one
+	// WorkCount per (environment, state) pair that has at least one item, so Count is
+	// always at least 1, in no particular order; nothing (an empty slice) when the store
+	// holds no items. Every item counts: stopped ones (they are kept), those of archived
+	// environments and those of deleted sessions. The counts are one consistent snapshot:
+	// an item that changes state during the call is counted once, in one of its states,
+	// and the total is the number of items at one instant. It only reads, but it may scan
+	// every item, so it is for periodic use (the berth_work_items gauge, which caches
+	// it), not for use per request.
+	CountWork(ctx context.Context) ([]WorkCount, error)
 	// RecordPoll notes that workerID polled the environment at now, for workers_polling.
 	// It is the one write that need not be durable: it feeds a 30-second statistic, and a
 	// store may keep it in memory when one process is its only user.

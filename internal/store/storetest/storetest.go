@@ -80,6 +80,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ListWork", testListWork},
 		{"UpdateWork", testUpdateWork},
 		{"WorkStats", testWorkStats},
+		{"CountWork", testCountWork},
 		{"RecordPoll", testRecordPoll},
 		{"ExpireLeases", testExpireLeases},
 		{"NextLeaseExpiry", testNextLeaseExpiry},

@@ -50,9 +50,17 @@ func getEnvironment(ctx context.Context, q queryer, id string) (store.Environmen
 	return one(rows, err, "environment", id)
 }
 
-// GetEnvironment implements store.Store.
+// GetEnvironment implements store.Store, through the read cache (cache.go).
 func (s *Store) GetEnvironment(ctx context.Context, id string) (store.Environment, error) {
-	return getEnvironment(ctx, s.rd, id)
+	if e, ok := s.cache.environment(id); ok {
+		return e, nil
+	}
+	gen := s.cache.generation()
+	e, err := getEnvironment(ctx, s.rd, id)
+	if err == nil {
+		s.cache.putEnvironment(gen, e)
+	}
+	return e, err
 }
 
 // ListEnvironments implements store.Store.

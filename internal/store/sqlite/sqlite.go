@@ -55,6 +55,11 @@ type Store struct {
 	closeOnce  sync.Once
 	writerDone chan struct{}
 	metrics    atomic.Pointer[CommitMetrics]
+
+	// cache keeps tokens and environments once read (cache.go); dataVersion is the
+	// writer connection's last PRAGMA data_version, touched by the writer goroutine only.
+	cache       *readCache
+	dataVersion int64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -93,7 +98,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 	s := &Store{
-		w: w, wc: newStmtCache(w), pollers: map[string]map[string]time.Time{},
+		w: w, wc: newStmtCache(w), pollers: map[string]map[string]time.Time{}, cache: newReadCache(),
 		writes: make(chan writeRequest), closing: make(chan struct{}), writerDone: make(chan struct{}),
 	}
 	go s.writer()

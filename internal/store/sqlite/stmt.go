@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"sync"
 )
 
@@ -105,9 +106,40 @@ func (r readDB) QueryRowContext(ctx context.Context, q string, args ...any) *row
 type wtx struct {
 	tx *sql.Tx
 	c  *stmtCache
+	// saved reports whether the running write function has opened its savepoint: it is
+	// opened just before the function's first statement that is not a SELECT, so that a
+	// function that fails before writing costs no savepoint at all.
+	saved bool
+	// cached reports whether a write of the transaction touched a table that the read
+	// cache keeps (cache.go): the cache is dropped once the transaction ends.
+	cached bool
 }
 
 func (t *wtx) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if !isSelect(q) && (strings.Contains(q, "tokens") || strings.Contains(q, "environments")) {
+		t.cached = true
+	}
+	if !t.saved && !isSelect(q) {
+		if err := t.exec(ctx, "SAVEPOINT w"); err != nil {
+			return nil, err
+		}
+		t.saved = true
+	}
+	return t.prepared(ctx, q)
+}
+
+// exec runs a statement of the transaction's own (savepoints), outside the savepoint
+// rule of stmt.
+func (t *wtx) exec(ctx context.Context, q string) error {
+	st, err := t.prepared(ctx, q)
+	if err != nil {
+		return err
+	}
+	_, err = st.ExecContext(ctx)
+	return err
+}
+
+func (t *wtx) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
 	if st, ok := t.c.cached(q); ok {
 		// The writer pool has one connection, on which st is already prepared:
 		// StmtContext reuses it rather than preparing again.
@@ -160,4 +192,10 @@ func (r *row) Scan(dest ...any) error {
 		return err
 	}
 	return r.rows.Close()
+}
+
+// isSelect reports whether q is a plain SELECT, which writes nothing.
+func isSelect(q string) bool {
+	q = strings.TrimLeft(q, " \t\r\n")
+	return len(q) >= 6 && strings.EqualFold(q[:6], "SELECT")
 }

@@ -48,10 +48,19 @@ func (s *Store) CreateFirstToken(ctx context.Context, t store.Token) (bool, erro
 	return created, err
 }
 
-// TokenByHash implements store.Store.
+// TokenByHash implements store.Store. Tokens found are kept in the read cache
+// (cache.go); unknown hashes are looked up every time.
 func (s *Store) TokenByHash(ctx context.Context, hash string) (store.Token, error) {
+	if t, ok := s.cache.token(hash); ok {
+		return t, nil
+	}
+	gen := s.cache.generation()
 	rows, err := query(ctx, s.rd, scanToken, "SELECT "+tokenColumns+" FROM tokens WHERE hash = ?", hash)
-	return one(rows, err, "token", "with that secret")
+	t, err := one(rows, err, "token", "with that secret")
+	if err == nil {
+		s.cache.putToken(gen, t)
+	}
+	return t, err
 }
 
 // ListTokens implements store.Store.

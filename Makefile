@@ -7,7 +7,7 @@ GO ?= go
 # (installing Debian's postgresql if needed) unless BERTH_TEST_DATABASE_URL names one.
 # The API suite then runs a second time on PostgreSQL.
 test: vet
-	scripts/with-postgres sh -c '$(GO) test -race -count=1 ./... && \
+	scripts/with-chromium scripts/with-postgres sh -c '$(GO) test -race -count=1 ./... && \
 		BERTH_TEST_API_STORE=postgres $(GO) test -race -count=1 ./internal/api/'
 
 # The long versions of the reliability tests (crash consistency, linearizability, hostile

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-sh/berth/internal/api"
+	"github.com/berth-sh/berth/internal/dashboard"
 	"github.com/berth-sh/berth/internal/store"
 	"github.com/berth-sh/berth/internal/store/postgres"
 	"github.com/berth-sh/berth/internal/store/sqlite"
@@ -31,6 +32,7 @@ type serveOptions struct {
 	dataDir     string
 	databaseURL string
 	logFormat   string
+	noDashboard bool
 	// The slow-client limits; hidden flags, so that tests can check them against a real
 	// process without waiting a minute.
 	readHeaderTimeout time.Duration
@@ -70,6 +72,7 @@ in-flight requests and closes the database.`,
 	f.StringVar(&o.dataDir, "data-dir", envDefault("BERTH_DATA_DIR", "./berth-data"), "directory of the embedded database, berth.db, and of the first admin token (BERTH_DATA_DIR)")
 	f.StringVar(&o.databaseURL, "database-url", os.Getenv("BERTH_DATABASE_URL"), "PostgreSQL database (postgres://…) shared by several replicas, instead of the embedded one (BERTH_DATABASE_URL)")
 	f.StringVar(&o.logFormat, "log-format", envDefault("BERTH_LOG_FORMAT", "text"), "log format: text or json (BERTH_LOG_FORMAT)")
+	f.BoolVar(&o.noDashboard, "no-dashboard", envDefault("BERTH_NO_DASHBOARD", "") == "1", "serve the API only, without the web dashboard at / (BERTH_NO_DASHBOARD=1)")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", defaultReadHeaderTimeout, "longest a client may take to send a request's headers")
 	f.DurationVar(&o.readTimeout, "read-timeout", defaultReadTimeout, "longest a client may take to send a whole request, body included")
 	f.MarkHidden("read-header-timeout")
@@ -132,14 +135,23 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 	if o.readTimeout <= 0 {
 		o.readTimeout = defaultReadTimeout
 	}
+	// The dashboard serves / and /ui/ and passes every other path to the API; its live
+	// views end when the server starts shutting down.
+	var handler http.Handler = srv
+	dashCtx, stopDash := context.WithCancel(context.Background())
+	defer stopDash()
+	if !o.noDashboard {
+		handler = dashboard.New(dashboard.Config{API: srv, Store: st, Logger: log, Context: dashCtx})
+	}
 	httpSrv := &http.Server{
-		Handler:           srv,
+		Handler:           handler,
 		ReadHeaderTimeout: o.readHeaderTimeout,
 		ReadTimeout:       o.readTimeout,
 		WriteTimeout:      time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	httpSrv.RegisterOnShutdown(stopDash)
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
 	go srv.Run(runCtx)

@@ -1,0 +1,839 @@
+// berth dashboard: a small single-page app, no build step and no dependencies.
+//
+// Every page is a live view: the server computes it with the API and sends it again over
+// server-sent events whenever it changes. Actions call the API through /ui/api, with the
+// token of the HttpOnly session cookie, which this script never sees.
+'use strict';
+
+(function () {
+  const API = '/ui/api/v1/cloud';
+  const STATES = ['queued', 'starting', 'active', 'stopping', 'stopped'];
+  const FILTERS = [
+    ['', 'All states'],
+    ['queued,starting,active,stopping', 'Live (not stopped)'],
+    ...STATES.map((s) => [s, s[0].toUpperCase() + s.slice(1)]),
+  ];
+
+  const $ = (id) => document.getElementById(id);
+  const app = { role: null, route: null, es: null, shell: null, retry: 0, pendingFocus: '' };
+
+  // ---------------------------------------------------------------- DOM helpers
+
+  // h builds an element: attrs sets text, class, on* listeners and attributes; children
+  // may be nodes, strings, arrays or nothing. Text is always text: no HTML is parsed.
+  function h(tag, attrs, ...kids) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === 'class') el.className = v;
+      else if (k === 'text') el.textContent = v;
+      else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+    add(el, kids);
+    return el;
+  }
+  function add(el, kids) {
+    for (const k of kids.flat(Infinity)) {
+      if (k === null || k === undefined || k === false) continue;
+      el.append(k instanceof Node ? k : String(k));
+    }
+  }
+  function fill(el, ...kids) {
+    el.replaceChildren();
+    add(el, kids);
+  }
+  // keepFocus runs fn, which may rebuild part of the page, and gives the focus back to the
+  // element of the same id if fn took it away.
+  function keepFocus(fn) {
+    const a = document.activeElement;
+    const id = a && a !== document.body ? a.id : '';
+    fn();
+    if (id && document.activeElement !== a) {
+      const el = $(id);
+      if (el) el.focus({ preventScroll: true });
+    }
+  }
+  function setText(el, text) {
+    if (el.textContent !== text) el.textContent = text;
+  }
+
+  // ---------------------------------------------------------------- formatting
+
+  function shortID(id) {
+    const i = id.indexOf('_');
+    return i < 0 ? id : id.slice(0, i + 1) + '…' + id.slice(-8);
+  }
+  function absTime(ts) {
+    return new Date(ts).toLocaleString(undefined, {
+      year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit',
+    });
+  }
+  function duration(ms) {
+    let s = Math.round(ms / 1000);
+    if (s < 60) return s + 's';
+    let m = Math.floor(s / 60);
+    s %= 60;
+    if (m < 60) return m + 'm ' + s + 's';
+    let hr = Math.floor(m / 60);
+    m %= 60;
+    if (hr < 48) return hr + 'h ' + m + 'm';
+    return Math.floor(hr / 24) + 'd ' + (hr % 24) + 'h';
+  }
+  function relTime(ts) {
+    const diff = Date.now() - Date.parse(ts);
+    if (Math.abs(diff) < 1500) return 'just now';
+    return diff > 0 ? duration(diff) + ' ago' : 'in ' + duration(-diff);
+  }
+  // ago is a <time> that says how long ago (or how soon) ts is, kept current each second.
+  function ago(ts) {
+    if (!ts) return h('span', { class: 'muted' }, '—');
+    return h('time', { datetime: ts, title: absTime(ts), class: 'rel', 'data-ts': ts }, relTime(ts));
+  }
+  // when is an absolute time followed by how long ago it was.
+  function when(ts) {
+    return h('span', {}, h('time', { datetime: ts }, absTime(ts)), ' · ',
+      h('time', { datetime: ts, class: 'rel', 'data-ts': ts }, relTime(ts)));
+  }
+  setInterval(() => {
+    for (const t of document.querySelectorAll('time.rel')) setText(t, relTime(t.dataset.ts));
+  }, 1000);
+
+  function badge(text, cls) {
+    return h('span', { class: 'badge st-' + (cls || text) }, text);
+  }
+  function idLink(href, id, elID) {
+    return h('a', { href, id: elID, class: 'id', title: id }, shortID(id));
+  }
+  function qs(params) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v) q.set(k, v);
+    const s = q.toString();
+    return s ? '?' + s : '';
+  }
+  const enc = encodeURIComponent;
+
+  // ---------------------------------------------------------------- server calls
+
+  async function apiCall(method, path, body) {
+    const init = { method, headers: {}, credentials: 'same-origin' };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const res = await fetch(API + path, init);
+    let data = null;
+    try { data = await res.json(); } catch (_) { /* not JSON */ }
+    if (!res.ok) {
+      if (res.status === 401) showSignIn('Your session ended. Sign in again.');
+      const err = new Error((data && data.error && data.error.message) || 'Request failed (HTTP ' + res.status + ').');
+      err.status = res.status;
+      throw err;
+    }
+    return data;
+  }
+
+  // ---------------------------------------------------------------- sign-in
+
+  function showSignInError(msg) {
+    const e = $('signin-error');
+    e.textContent = msg;
+    e.hidden = !msg;
+    $('token').setAttribute('aria-invalid', msg ? 'true' : 'false');
+  }
+
+  function showSignIn(message) {
+    closeStream();
+    closeDialog();
+    app.role = null;
+    app.route = null;
+    $('view').replaceChildren();
+    for (const id of ['topnav', 'signout', 'who', 'live']) $(id).hidden = true;
+    $('signin').hidden = false;
+    document.title = 'Sign in · berth';
+    showSignInError(message || '');
+    $('token').focus();
+  }
+
+  function signedIn(me) {
+    app.role = me.role;
+    $('signin').hidden = true;
+    showSignInError('');
+    for (const id of ['topnav', 'signout', 'who', 'live']) $(id).hidden = false;
+    $('who').textContent = 'Signed in as ' + me.role;
+    route(true);
+  }
+
+  $('signin-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const input = $('token');
+    const token = input.value.trim();
+    if (!token) {
+      showSignInError('Enter a token.');
+      input.focus();
+      return;
+    }
+    const btn = $('signin-submit');
+    btn.disabled = true;
+    try {
+      const res = await fetch('/ui/signin', {
+        method: 'POST', credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token }),
+      });
+      let data = null;
+      try { data = await res.json(); } catch (_) { /* not JSON */ }
+      if (!res.ok) {
+        showSignInError((data && data.error && data.error.message) || 'Sign-in failed (HTTP ' + res.status + ').');
+        input.focus();
+        input.select();
+        return;
+      }
+      input.value = '';
+      signedIn(data);
+    } catch (_) {
+      showSignInError('The server cannot be reached.');
+    } finally {
+      btn.disabled = false;
+    }
+  });
+
+  $('signout').addEventListener('click', async () => {
+    closeStream();
+    try { await fetch('/ui/signout', { method: 'POST', credentials: 'same-origin' }); } catch (_) { /* signed out here anyway */ }
+    showSignIn('');
+  });
+
+  // ---------------------------------------------------------------- live status and toasts
+
+  function setLive(state) {
+    const el = $('live');
+    el.className = 'live ' + state;
+    setText(el, { on: 'Live', off: 'Reconnecting…', wait: 'Connecting…' }[state]);
+  }
+
+  let toastTimer = 0;
+  function toast(msg) {
+    setText($('toast'), msg);
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => setText($('toast'), ''), 6000);
+  }
+
+  // ---------------------------------------------------------------- dialog
+
+  // A modal dialog that traps the focus, closes on Escape and gives the focus back to the
+  // control that opened it. run does the action; an error it throws is shown in the dialog.
+  const dlg = { opener: null, openerID: '', run: null, busy: false };
+
+  function openDialog(o) {
+    const d = $('dialog');
+    dlg.opener = document.activeElement;
+    dlg.openerID = dlg.opener ? dlg.opener.id : '';
+    dlg.run = o.run;
+    dlg.busy = false;
+    setText($('dialog-title'), o.title);
+    fill($('dialog-body'), (o.body || []).map((t) => h('p', {}, t)));
+    fill($('dialog-fields'), o.fields || []);
+    const err = $('dialog-error');
+    err.hidden = true;
+    err.textContent = '';
+    const ok = $('dialog-confirm');
+    ok.textContent = o.confirm;
+    ok.className = 'btn ' + (o.danger ? 'btn-danger' : 'btn-primary');
+    ok.disabled = false;
+    $('dialog-cancel').disabled = false;
+    d.showModal();
+    const first = d.querySelector('#dialog-fields input, #dialog-fields textarea, #dialog-fields select');
+    (first || $('dialog-cancel')).focus();
+  }
+
+  function closeDialog() {
+    const d = $('dialog');
+    if (d.open) d.close();
+  }
+
+  $('dialog').addEventListener('close', () => {
+    // The close event comes after the dialog closed, as a task of its own: if the dialog
+    // was opened again meanwhile, this one is stale.
+    if ($('dialog').open) return;
+    const back = dlg.opener && document.contains(dlg.opener) ? dlg.opener : (dlg.openerID && $(dlg.openerID));
+    if (back) back.focus();
+    dlg.opener = null;
+    dlg.run = null;
+  });
+  $('dialog-cancel').addEventListener('click', closeDialog);
+  $('dialog').addEventListener('keydown', (e) => {
+    if (e.key !== 'Tab') return;
+    const items = [...$('dialog').querySelectorAll('button, input, select, textarea, a[href]')]
+      .filter((el) => !el.disabled && el.offsetParent !== null);
+    if (!items.length) return;
+    const first = items[0];
+    const last = items[items.length - 1];
+    if (e.shiftKey && document.activeElement === first) {
+      e.preventDefault();
+      last.focus();
+    } else if (!e.shiftKey && document.activeElement === last) {
+      e.preventDefault();
+      first.focus();
+    }
+  });
+  $('dialog-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!dlg.run || dlg.busy) return;
+    const err = $('dialog-error');
+    dlg.busy = true;
+    $('dialog-confirm').disabled = true;
+    try {
+      await dlg.run();
+      closeDialog();
+    } catch (ex) {
+      err.textContent = ex.message;
+      err.hidden = false;
+      $('dialog-confirm').disabled = false;
+      $('dialog-confirm').focus();
+    } finally {
+      dlg.busy = false;
+    }
+  });
+
+  function field(id, label, input, hint) {
+    return h('div', { class: 'field' }, h('label', { for: id }, label), input,
+      hint ? h('span', { class: 'muted small', id: id + '-hint' }, hint) : null);
+  }
+
+  // ---------------------------------------------------------------- routing
+
+  // Routes: #/ · #/env/ENV[?state=&before=&after=] · #/env/ENV/sessions[?before=&after=]
+  // · #/env/ENV/work/WORK · #/session/SESS[?before=&after=]
+  function parseRoute() {
+    const raw = location.hash.replace(/^#/, '') || '/';
+    const qi = raw.indexOf('?');
+    const path = qi < 0 ? raw : raw.slice(0, qi);
+    const q = new URLSearchParams(qi < 0 ? '' : raw.slice(qi + 1));
+    let parts;
+    try { parts = path.split('/').filter(Boolean).map(decodeURIComponent); } catch (_) { parts = ['?']; }
+    const cur = { before: q.get('before') || '', after: q.get('after') || '' };
+    if (parts.length === 0) return { name: 'overview' };
+    if (parts[0] === 'env' && parts.length === 2) return { name: 'work', env: parts[1], state: q.get('state') || '', ...cur };
+    if (parts[0] === 'env' && parts.length === 3 && parts[2] === 'sessions') return { name: 'sessions', env: parts[1], ...cur };
+    if (parts[0] === 'env' && parts.length === 4 && parts[2] === 'work') return { name: 'item', env: parts[1], id: parts[3] };
+    if (parts[0] === 'session' && parts.length === 2) return { name: 'session', id: parts[1], ...cur };
+    return { name: 'notfound' };
+  }
+
+  const hrefs = {
+    overview: () => '#/',
+    work: (env, p) => '#/env/' + enc(env) + qs(p || {}),
+    sessions: (env, p) => '#/env/' + enc(env) + '/sessions' + qs(p || {}),
+    item: (env, id) => '#/env/' + enc(env) + '/work/' + enc(id),
+    session: (id, p) => '#/session/' + enc(id) + qs(p || {}),
+  };
+
+  function route(fresh) {
+    if (app.role === null) return;
+    const r = parseRoute();
+    const prev = app.route;
+    const samePage = !fresh && prev && prev.name === r.name && prev.env === r.env && prev.id === r.id;
+    app.route = r;
+    closeStream();
+    const page = pages[r.name] || pages.notfound;
+    const focused = document.activeElement && document.activeElement !== document.body ? document.activeElement.id : '';
+    keepFocus(() => {
+      app.shell = page.shell(r);
+      $('view').replaceChildren(app.shell.root);
+    });
+    // A control of the same page that is drawn only with the data (a pager link) gets the
+    // focus back when the first view arrives.
+    app.pendingFocus = samePage && focused && !$(focused) ? focused : '';
+    if (!samePage) {
+      setText($('toast'), '');
+      const title = $('page-title');
+      if (title) title.focus({ preventScroll: false });
+      window.scrollTo(0, 0);
+    }
+    document.title = page.title(r) + ' · berth';
+    if (page.update) openStream(r, page);
+  }
+  window.addEventListener('hashchange', () => route(false));
+
+  function closeStream() {
+    if (app.es) app.es.close();
+    app.es = null;
+    clearTimeout(app.retry);
+  }
+
+  function streamQuery(r) {
+    const p = { view: r.name };
+    for (const k of ['env', 'id', 'state', 'before', 'after']) if (r[k]) p[k] = r[k];
+    return new URLSearchParams(p).toString();
+  }
+
+  function openStream(r, page) {
+    const es = new EventSource('/ui/stream?' + streamQuery(r));
+    app.es = es;
+    setLive('wait');
+    es.addEventListener('view', (ev) => {
+      if (app.es !== es) return;
+      setLive('on');
+      let v;
+      try { v = JSON.parse(ev.data); } catch (_) { return; }
+      if (v.error && v.error.status === 401) {
+        showSignIn('Your session ended: the token is no longer valid. Sign in again.');
+        return;
+      }
+      keepFocus(() => page.update(app.shell, v, r));
+      if (app.pendingFocus) {
+        const el = $(app.pendingFocus);
+        app.pendingFocus = '';
+        if (el && el.tabIndex >= 0) el.focus({ preventScroll: true });
+        else $('page-title').focus({ preventScroll: true });
+      }
+    });
+    es.addEventListener('open', () => { if (app.es === es) setLive('on'); });
+    es.addEventListener('error', async () => {
+      if (app.es !== es) return;
+      setLive('off');
+      if (es.readyState !== EventSource.CLOSED) return; // the browser reconnects by itself
+      // The server refused the stream: the session may have ended; else try again soon.
+      let status = 0;
+      try { status = (await fetch('/ui/me', { credentials: 'same-origin' })).status; } catch (_) { /* offline */ }
+      if (app.es !== es) return;
+      if (status === 401) {
+        showSignIn('Your session ended. Sign in again.');
+        return;
+      }
+      app.retry = setTimeout(() => { if (app.es === es) openStream(r, page); }, 3000);
+    });
+  }
+
+  // ---------------------------------------------------------------- shared page parts
+
+  function crumbs(...items) {
+    const nav = h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' });
+    items.forEach((it, i) => {
+      if (i > 0) nav.append(h('span', { 'aria-hidden': 'true' }, '/'));
+      nav.append(it);
+    });
+    return nav;
+  }
+  function pageTitle(...kids) {
+    return h('h1', { id: 'page-title', tabindex: '-1' }, kids);
+  }
+  function loading() {
+    return h('div', { class: 'panel empty' }, 'Loading…');
+  }
+  function errorBanner(e) {
+    return h('div', { class: 'banner err', role: 'alert' }, e.message,
+      e.status === 404 ? h('span', {}, ' ', h('a', { href: '#/' }, 'Back to environments')) : null);
+  }
+  function table(caption, columns, rows, empty) {
+    if (!rows.length) return h('div', { class: 'panel empty' }, empty);
+    return h('div', { class: 'table-wrap' }, h('table', { 'aria-label': caption },
+      h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.num ? 'num' : null }, c.label)))),
+      h('tbody', {}, rows)));
+  }
+  function cell(label, content, cls) {
+    return h('td', { 'data-label': label, class: cls || null }, content);
+  }
+  function envName(env) {
+    return env ? env.name : '';
+  }
+
+  // pager links the pages of a list shown newest first (or oldest first when ascending is
+  // set). API pages are ascending: before=X is the page just before X (the newest page
+  // has no cursor), after=X the page just after it.
+  function pager(r, page, hrefFor, noun, ascending) {
+    const data = page.data || [];
+    const newest = !r.before && !r.after;
+    let older = null;
+    let newer = null;
+    if (r.after) {
+      if (data.length) older = hrefFor({ before: page.first_id });
+      if (page.has_more) newer = hrefFor({ after: page.last_id });
+    } else {
+      if (page.has_more && data.length) older = hrefFor({ before: page.first_id });
+      if (!newest && data.length) newer = hrefFor({ after: page.last_id });
+    }
+    const link = (href, id, text) => href
+      ? h('a', { href, id }, text)
+      : h('span', { class: 'disabled', 'aria-disabled': 'true' }, text);
+    const count = data.length + ' ' + noun + (data.length === 1 ? '' : 's') +
+      (newest ? (ascending ? ', the latest' : ', newest first') : '');
+    const links = ascending
+      ? [link(older, 'page-older', '← Older'), link(newer, 'page-newer', 'Newer →')]
+      : [link(newer, 'page-newer', '← Newer'), link(older, 'page-older', 'Older →')];
+    return h('nav', { class: 'pager', 'aria-label': 'Pages' }, h('span', { class: 'count' }, count),
+      link(newest ? null : hrefFor({}), 'page-newest', 'Latest'), links);
+  }
+
+  function statCards(el, stats) {
+    const ok = stats && !stats.error;
+    const v = (k) => (ok ? String(stats[k]) : '—');
+    fill(el,
+      h('div', { class: 'stat' }, h('dt', {}, 'Depth'), h('dd', { id: 'stat-depth' }, v('depth'))),
+      h('div', { class: 'stat' }, h('dt', {}, 'Pending'), h('dd', { id: 'stat-pending' }, v('pending'))),
+      h('div', { class: 'stat' }, h('dt', {}, 'Oldest queued'),
+        h('dd', { class: 'small-value', id: 'stat-oldest' }, ok ? ago(stats.oldest_queued_at) : '—')),
+      h('div', { class: 'stat' }, h('dt', {}, 'Workers polling'), h('dd', { id: 'stat-workers' }, v('workers_polling'))));
+  }
+
+  function envHeader(r, tab) {
+    const title = pageTitle(h('span', { id: 'env-name' }, shortID(r.env)));
+    const s = {
+      title,
+      crumbName: h('span', { id: 'crumb-env' }, shortID(r.env)),
+      sub: h('p', { class: 'sub', id: 'env-sub' }, h('span', { class: 'id' }, r.env)),
+      stats: h('dl', { class: 'stats', id: 'stats', 'aria-label': 'Queue statistics' }),
+      newSession: h('button', { type: 'button', class: 'btn btn-primary', id: 'new-session', onclick: () => createSession(r.env) }, 'New session…'),
+    };
+    statCards(s.stats, null);
+    s.head = [
+      crumbs(h('a', { href: '#/' }, 'Environments'), s.crumbName),
+      h('div', { class: 'head' }, h('div', { class: 'head-title' }, title), h('div', { class: 'btn-row' }, s.newSession)),
+      s.sub,
+      s.stats,
+      h('nav', { class: 'tabs', 'aria-label': 'Environment' },
+        h('a', { href: hrefs.work(r.env), id: 'tab-work', 'aria-current': tab === 'work' ? 'page' : null }, 'Work items'),
+        h('a', { href: hrefs.sessions(r.env), id: 'tab-sessions', 'aria-current': tab === 'sessions' ? 'page' : null }, 'Sessions')),
+    ];
+    return s;
+  }
+
+  function updateEnvHeader(s, env, stats) {
+    setText(s.title.firstChild, env.name);
+    setText(s.crumbName, env.name);
+    document.title = env.name + ' · berth';
+    fill(s.sub, h('span', { class: 'id' }, env.id), ' ', badge(env.config.type),
+      env.archived_at ? [' ', badge('archived')] : null,
+      env.description ? [' · ', env.description] : null);
+    statCards(s.stats, stats);
+  }
+
+  // ---------------------------------------------------------------- actions
+
+  function createSession(env) {
+    const agent = h('input', { id: 'f-agent', name: 'agent', required: true, autocomplete: 'off', spellcheck: 'false', placeholder: 'agent_…', 'aria-describedby': 'f-agent-hint' });
+    const title = h('input', { id: 'f-title', name: 'title', autocomplete: 'off' });
+    const message = h('textarea', { id: 'f-message', name: 'message', rows: '3' });
+    openDialog({
+      title: 'New session',
+      body: ['A session in a self_hosted environment queues a work item for a worker to run.'],
+      fields: [
+        field('f-agent', 'Agent', agent, 'The agent ID the session runs, e.g. agent_demo.'),
+        field('f-title', 'Title (optional)', title),
+        field('f-message', 'First message (optional)', message),
+      ],
+      confirm: 'Create session',
+      run: async () => {
+        const a = agent.value.trim();
+        if (!a) {
+          agent.focus();
+          throw new Error('Enter an agent ID.');
+        }
+        const body = { agent: a, environment_id: env };
+        if (title.value.trim()) body.title = title.value.trim();
+        if (message.value.trim()) body.initial_events = [{ type: 'user.message', content: [{ type: 'text', text: message.value.trim() }] }];
+        const s = await apiCall('POST', '/sessions', body);
+        toast('Session ' + shortID(s.id) + ' created.');
+      },
+    });
+  }
+
+  function stopItem(r, force) {
+    openDialog({
+      title: force ? 'Force stop this work item?' : 'Stop this work item gracefully?',
+      body: [
+        force
+          ? 'The item becomes stopped at once. Its worker learns of it at its next heartbeat and must abandon the work.'
+          : 'The worker is asked to drain and then confirm: the item becomes stopping. An item not yet acknowledged, or already stopping, becomes stopped at once.',
+        h('code', { class: 'id' }, r.id),
+      ],
+      confirm: force ? 'Force stop' : 'Stop gracefully',
+      danger: force,
+      run: async () => {
+        const w = await apiCall('POST', '/environments/' + enc(r.env) + '/work/' + enc(r.id) + '/stop', { force });
+        toast('Work item ' + shortID(w.id) + ' is ' + w.state + '.');
+      },
+    });
+  }
+
+  // setEnabled keeps a control focusable while it cannot be used, so that a live update
+  // never drops the keyboard focus.
+  function setEnabled(btn, on) {
+    btn.setAttribute('aria-disabled', on ? 'false' : 'true');
+  }
+  function guarded(fn) {
+    return (e) => {
+      if (e.currentTarget.getAttribute('aria-disabled') === 'true') return;
+      fn();
+    };
+  }
+
+  // ---------------------------------------------------------------- pages
+
+  const pages = {};
+
+  pages.overview = {
+    title: () => 'Environments',
+    shell() {
+      const body = h('div', { id: 'ov-body' }, loading());
+      return {
+        body,
+        root: h('div', {},
+          h('div', { class: 'head' }, h('div', {}, pageTitle('Environments'),
+            h('p', { class: 'sub' }, 'Every environment and its work queue, live.'))),
+          body),
+      };
+    },
+    update(s, v) {
+      if (v.error) return fill(s.body, errorBanner(v.error));
+      const envs = v.environments.data;
+      const rows = envs.map((e) => {
+        const st = v.stats[e.id];
+        const ok = st && !st.error;
+        const num = (k) => (ok ? String(st[k]) : '—');
+        return h('tr', { id: 'env-' + e.id },
+          cell('Environment', [h('a', { href: hrefs.work(e.id), id: 'link-' + e.id }, e.name),
+            h('div', { class: 'id muted' }, e.id)], 'primary'),
+          cell('Type', [badge(e.config.type), e.archived_at ? [' ', badge('archived')] : null]),
+          cell('Depth', num('depth'), 'num stat-depth'),
+          cell('Pending', num('pending'), 'num stat-pending'),
+          cell('Oldest queued', ok ? ago(st.oldest_queued_at) : '—', 'num'),
+          cell('Workers polling', num('workers_polling'), 'num stat-workers'));
+      });
+      fill(s.body,
+        table('Environments', [{ label: 'Environment' }, { label: 'Type' }, { label: 'Depth', num: true },
+          { label: 'Pending', num: true }, { label: 'Oldest queued', num: true }, { label: 'Workers polling', num: true }],
+        rows, 'No environments yet. Create one with the API (POST /environments) or berth env create.'),
+        v.environments.has_more ? h('p', { class: 'muted small' }, 'Showing the first ' + envs.length + ' environments.') : null);
+    },
+  };
+
+  pages.work = {
+    title: (r) => shortID(r.env),
+    shell(r) {
+      const s = envHeader(r, 'work');
+      s.filter = h('select', { id: 'state-filter', name: 'state' },
+        FILTERS.map(([value, label]) => h('option', { value, selected: value === r.state }, label)));
+      s.filter.addEventListener('change', () => { location.hash = hrefs.work(r.env, { state: s.filter.value }); });
+      s.body = h('div', { id: 'work-body' }, loading());
+      s.pager = h('div', {});
+      s.root = h('div', {}, s.head,
+        h('div', { class: 'toolbar' }, field('state-filter', 'State', s.filter)),
+        s.body, s.pager);
+      return s;
+    },
+    update(s, v, r) {
+      if (v.error) return fill(s.body, errorBanner(v.error));
+      updateEnvHeader(s, v.environment, v.stats);
+      if (v.work.error) {
+        fill(s.pager);
+        return fill(s.body, h('div', { class: 'panel empty' }, v.work.error.message));
+      }
+      const items = [...v.work.data].reverse();
+      const rows = items.map((w) => h('tr', { id: 'row-' + w.id, 'data-state': w.state },
+        cell('Work item', idLink(hrefs.item(r.env, w.id), w.id, 'link-' + w.id), 'primary'),
+        cell('State', badge(w.state)),
+        cell('Session', idLink(hrefs.session(w.data.id), w.data.id)),
+        cell('Created', ago(w.created_at)),
+        cell('Last heartbeat', ago(w.latest_heartbeat_at))));
+      fill(s.body, table('Work items', [{ label: 'Work item' }, { label: 'State' }, { label: 'Session' },
+        { label: 'Created' }, { label: 'Last heartbeat' }], rows,
+      r.state ? 'No work items in this state.' : 'No work items yet. Create a session to queue one.'));
+      fill(s.pager, pager(r, v.work, (c) => hrefs.work(r.env, { state: r.state, ...c }), 'item'));
+    },
+  };
+
+  pages.sessions = {
+    title: (r) => shortID(r.env),
+    shell(r) {
+      const s = envHeader(r, 'sessions');
+      s.body = h('div', { id: 'sessions-body' }, loading());
+      s.pager = h('div', {});
+      s.root = h('div', {}, s.head, s.body, s.pager);
+      return s;
+    },
+    update(s, v, r) {
+      if (v.error) return fill(s.body, errorBanner(v.error));
+      updateEnvHeader(s, v.environment, v.stats);
+      if (v.sessions.error) return fill(s.body, errorBanner(v.sessions.error));
+      const rows = [...v.sessions.data].reverse().map((x) => h('tr', { id: 'row-' + x.id },
+        cell('Session', idLink(hrefs.session(x.id), x.id, 'link-' + x.id), 'primary'),
+        cell('Title', x.title || h('span', { class: 'muted' }, '—')),
+        cell('Status', [badge(x.status), x.archived_at ? [' ', badge('archived')] : null]),
+        cell('Agent', h('span', { class: 'id' }, x.agent && x.agent.id ? x.agent.id : '')),
+        cell('Created', ago(x.created_at))));
+      fill(s.body, table('Sessions', [{ label: 'Session' }, { label: 'Title' }, { label: 'Status' },
+        { label: 'Agent' }, { label: 'Created' }], rows, 'No sessions yet.'));
+      fill(s.pager, pager(r, v.sessions, (c) => hrefs.sessions(r.env, c), 'session'));
+    },
+  };
+
+  pages.item = {
+    title: (r) => shortID(r.id),
+    shell(r) {
+      const s = {};
+      s.crumbEnv = h('a', { href: hrefs.work(r.env), id: 'crumb-env' }, shortID(r.env));
+      s.state = h('span', { class: 'badge big', id: 'item-state' }, '…');
+      s.stop = h('button', { type: 'button', class: 'btn', id: 'stop-graceful', 'aria-disabled': 'true', onclick: guarded(() => stopItem(r, false)) }, 'Stop gracefully…');
+      s.force = h('button', { type: 'button', class: 'btn btn-danger', id: 'stop-force', 'aria-disabled': 'true', onclick: guarded(() => stopItem(r, true)) }, 'Force stop…');
+      s.timeline = h('ol', { class: 'timeline', id: 'timeline' });
+      s.details = h('dl', { class: 'kv', id: 'details' });
+      s.meta = h('div', { id: 'metadata' });
+      s.body = h('div', {}, h('div', { class: 'grid-2' },
+        h('section', { class: 'panel', 'aria-labelledby': 'h-timeline' }, h('h2', { id: 'h-timeline' }, 'Timeline'), s.timeline),
+        h('div', {},
+          h('section', { class: 'panel', 'aria-labelledby': 'h-details' }, h('h2', { id: 'h-details' }, 'Details'), s.details),
+          h('section', { class: 'panel', 'aria-labelledby': 'h-meta' }, h('h2', { id: 'h-meta' }, 'Metadata'), s.meta))));
+      s.banner = h('div', {});
+      s.root = h('div', {},
+        crumbs(h('a', { href: '#/' }, 'Environments'), s.crumbEnv, h('span', {}, 'Work item')),
+        h('div', { class: 'head' },
+          h('div', { class: 'head-title' }, pageTitle('Work item ', h('span', { class: 'id' }, r.id)), s.state),
+          h('div', { class: 'btn-row' }, s.stop, s.force)),
+        s.banner, s.body);
+      return s;
+    },
+    update(s, v, r) {
+      if (v.error) {
+        fill(s.banner, errorBanner(v.error));
+        s.body.hidden = true;
+        return;
+      }
+      fill(s.banner);
+      s.body.hidden = false;
+      const w = v.work;
+      const d = v.delivery;
+      setText(s.crumbEnv, envName(v.environment));
+      setText(s.state, w.state);
+      s.state.className = 'badge big st-' + w.state;
+      setEnabled(s.stop, w.state !== 'stopped');
+      setEnabled(s.force, w.state !== 'stopped');
+
+      const leased = w.state === 'starting' || w.state === 'active' || w.state === 'stopping';
+      const step = (key, what, ts, detail, cls) => h('li', { id: 'tl-' + key, class: ts ? (cls || 'done') : 'pending' },
+        h('div', { class: 'what' }, what),
+        ts ? h('div', { class: 'when' }, when(ts)) : null,
+        detail ? h('div', { class: 'detail' }, detail) : null);
+      const deliveries = d.deliveries === 1 ? '1 delivery' : d.deliveries + ' deliveries';
+      fill(s.timeline,
+        step('created', 'Created', w.created_at),
+        step('delivered', d.deliveries ? 'Delivered to ' + (d.delivered_to || 'a worker without Worker-ID') : 'Not delivered yet',
+          d.delivered_at, d.deliveries ? deliveries : null),
+        step('acknowledged', w.acknowledged_at ? 'Acknowledged' + (d.acked_by ? ' by ' + d.acked_by : '') : 'Not acknowledged',
+          w.acknowledged_at),
+        step('started', w.started_at ? 'Started (first heartbeat)' : 'Not started', w.started_at),
+        step('heartbeat', w.latest_heartbeat_at ? 'Latest heartbeat' : 'No heartbeat', w.latest_heartbeat_at,
+          leased && d.lease_expires_at ? ['Lease expires ', ago(d.lease_expires_at), ' (TTL ' + d.ttl_seconds + 's)'] : null),
+        step('stop-requested', w.stop_requested_at ? 'Stop requested' : 'No stop requested', w.stop_requested_at, null, 'warn'),
+        step('stopped', w.stopped_at ? 'Stopped' : 'Not stopped', w.stopped_at, null, 'end'));
+
+      const kv = (k, val) => [h('dt', {}, k), h('dd', {}, val)];
+      fill(s.details,
+        kv('State', badge(w.state)),
+        kv('Session', h('a', { href: hrefs.session(w.data.id), id: 'item-session', class: 'id' }, w.data.id)),
+        kv('Environment', h('a', { href: hrefs.work(r.env) }, envName(v.environment) || r.env)),
+        kv('Delivered to', d.delivered_to || h('span', { class: 'muted' }, '—')),
+        kv('Deliveries', String(d.deliveries)),
+        kv('Acknowledged by', d.acked_by || h('span', { class: 'muted' }, '—')),
+        kv('Lease expires', leased && d.lease_expires_at ? ago(d.lease_expires_at) : h('span', { class: 'muted' }, '—')));
+
+      const keys = Object.keys(w.metadata || {}).sort();
+      fill(s.meta, keys.length
+        ? h('dl', { class: 'kv' }, keys.map((k) => [h('dt', { class: 'mono' }, k), h('dd', {}, w.metadata[k])]))
+        : h('p', { class: 'muted' }, 'No metadata.'));
+    },
+  };
+
+  // eventText finds the words of an event: a text field, or the text blocks of content.
+  function eventText(e) {
+    if (typeof e.text === 'string') return e.text;
+    if (typeof e.content === 'string') return e.content;
+    if (Array.isArray(e.content)) {
+      return e.content.filter((b) => b && typeof b.text === 'string').map((b) => b.text).join('\n');
+    }
+    return '';
+  }
+
+  pages.session = {
+    title: (r) => shortID(r.id),
+    shell(r) {
+      const s = {};
+      s.crumbEnv = h('span', {}, '…');
+      s.status = h('span', { class: 'badge big', id: 'session-status' }, '…');
+      s.details = h('dl', { class: 'kv', id: 'session-details' });
+      s.events = h('div', { id: 'events' }, loading());
+      s.pager = h('div', {});
+      s.banner = h('div', {});
+      s.body = h('div', { class: 'grid-2' },
+        h('section', { class: 'panel', 'aria-labelledby': 'h-events' }, h('h2', { id: 'h-events' }, 'Events'), s.events, s.pager),
+        h('section', { class: 'panel', 'aria-labelledby': 'h-sdetails' }, h('h2', { id: 'h-sdetails' }, 'Details'), s.details));
+      s.root = h('div', {},
+        crumbs(h('a', { href: '#/' }, 'Environments'), s.crumbEnv, h('span', {}, 'Session')),
+        h('div', { class: 'head' },
+          h('div', { class: 'head-title' }, pageTitle('Session ', h('span', { class: 'id' }, r.id)), s.status)),
+        s.banner, s.body);
+      return s;
+    },
+    update(s, v, r) {
+      if (v.error) {
+        fill(s.banner, errorBanner(v.error));
+        s.body.hidden = true;
+        return;
+      }
+      fill(s.banner);
+      s.body.hidden = false;
+      const x = v.session;
+      const env = v.environment && !v.environment.error ? v.environment : null;
+      const crumb = h('a', { href: hrefs.sessions(x.environment_id), id: 'crumb-env' }, env ? env.name : shortID(x.environment_id));
+      s.crumbEnv.replaceWith(crumb);
+      s.crumbEnv = crumb;
+      setText(s.status, x.status);
+      s.status.className = 'badge big st-' + x.status;
+      const kv = (k, val) => [h('dt', {}, k), h('dd', {}, val)];
+      const keys = Object.keys(x.metadata || {}).sort();
+      fill(s.details,
+        kv('Title', x.title || h('span', { class: 'muted' }, '—')),
+        kv('Status', [badge(x.status), x.archived_at ? [' ', badge('archived')] : null]),
+        kv('Agent', h('span', { class: 'id' }, x.agent && x.agent.id ? x.agent.id : '')),
+        kv('Environment', h('a', { href: hrefs.work(x.environment_id) }, env ? env.name : x.environment_id)),
+        kv('Created', when(x.created_at)),
+        keys.map((k) => kv(k, x.metadata[k])));
+      if (v.events.error) {
+        fill(s.pager);
+        return fill(s.events, errorBanner(v.events.error));
+      }
+      const evs = v.events.data;
+      fill(s.events, evs.length
+        ? h('ol', { class: 'events' }, evs.map((e) => {
+          const text = eventText(e);
+          return h('li', { id: 'ev-' + e.id },
+            h('div', { class: 'ev-head' }, h('span', { class: 'ev-type' }, e.type), ago(e.created_at)),
+            text ? h('p', { class: 'ev-text' }, text) : null,
+            h('details', {}, h('summary', {}, 'JSON'), h('pre', {}, JSON.stringify(e, null, 2))));
+        }))
+        : h('p', { class: 'muted' }, 'No events.'));
+      fill(s.pager, pager(r, v.events, (c) => hrefs.session(r.id, c), 'event', true));
+    },
+  };
+
+  pages.notfound = {
+    title: () => 'Not found',
+    shell() {
+      return { root: h('div', {}, pageTitle('Page not found'), h('p', {}, h('a', { href: '#/' }, 'Back to environments'))) };
+    },
+  };
+
+  // ---------------------------------------------------------------- start
+
+  (async function start() {
+    let res;
+    try {
+      res = await fetch('/ui/me', { credentials: 'same-origin' });
+    } catch (_) {
+      showSignIn('The server cannot be reached.');
+      return;
+    }
+    if (res.ok) signedIn(await res.json());
+    else showSignIn('');
+  })();
+})();

@@ -1,0 +1,413 @@
+package dashboard_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+)
+
+// browserTimeout bounds the whole browser scenario; the browser is killed when it ends.
+const browserTimeout = 60 * time.Second
+
+// chromiumPath finds the browser: BERTH_CHROMIUM, else Debian's chromium on PATH. Without
+// one the test is skipped, unless BERTH_REQUIRE_BROWSER=1 (scripts/with-chromium, which
+// `make test` runs under) makes that a failure.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("BERTH_CHROMIUM"); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath("chromium"); err == nil {
+		return p
+	}
+	const msg = "no Chromium: install Debian's chromium (scripts/with-chromium does) or set BERTH_CHROMIUM to a Chromium binary"
+	if os.Getenv("BERTH_REQUIRE_BROWSER") == "1" {
+		t.Fatal(msg + " (BERTH_REQUIRE_BROWSER=1)")
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// artifactDir is where screenshots go: BERTH_ARTIFACTS, else berth-artifacts in the
+// temporary directory. Never the repository.
+func artifactDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("BERTH_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "berth-artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("artifacts: %v", err)
+	}
+	return dir
+}
+
+// browser is one headless Chromium tab on the fixture's dashboard.
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+	dir string
+
+	mu       sync.Mutex
+	problems []string // exceptions and CSP violations seen in the page
+}
+
+// Do runs actions, failing the test (with a screenshot) if one fails.
+func (b *browser) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, actions...); err != nil {
+		b.fail(what, err)
+	}
+}
+
+// eval evaluates a JavaScript expression (awaiting a promise) and decodes its value.
+func eval[T any](b *browser, js string) T {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[T](js, func(p *runtime.EvaluateParams) { p.AwaitPromise = new(true) }))
+	if err != nil {
+		b.fail("evaluate "+js, err)
+	}
+	return v
+}
+
+// wait waits until the JavaScript expression js is true; while it throws (the page is
+// still changing), it is false.
+func (b *browser) wait(what, js string) {
+	b.t.Helper()
+	_, err := chromedp.Run(b.ctx, chromedp.Poll[bool]("(() => { try { return !!("+js+"); } catch (_) { return false; } })()",
+		chromedp.WithPollingInterval(25*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)))
+	if err != nil {
+		b.fail("wait for "+what, err)
+	}
+}
+
+func (b *browser) fail(what string, err error) {
+	b.t.Helper()
+	text, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+	b.screenshot("failure")
+	b.t.Fatalf("%s: %v\npage text:\n%s", what, err, text)
+}
+
+// screenshot writes a full-page PNG to the artifact directory and logs its path.
+func (b *browser) screenshot(name string) {
+	b.t.Helper()
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	path := filepath.Join(b.dir, "dashboard-"+name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		b.t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	b.t.Logf("screenshot: %s", path)
+}
+
+// activeID is the id of the element that has the focus.
+func (b *browser) activeID() string {
+	b.t.Helper()
+	return eval[string](b, `document.activeElement ? document.activeElement.id : ""`)
+}
+
+// press sends keys to the focused element, as a keyboard would.
+func (b *browser) press(keys string) {
+	b.t.Helper()
+	b.do("press "+fmt.Sprintf("%q", keys), chromedp.KeyEvent(keys))
+}
+
+// TestDashboardInBrowser drives the dashboard in headless Chromium against a real API
+// server: keyboard sign-in, the overview's live stats, a work item that appears without a
+// reload, stops through the confirmation dialog, a session made from the page and its
+// events, and a phone-sized viewport.
+func TestDashboardInBrowser(t *testing.T) {
+	t.Parallel()
+	exe := chromiumPath(t)
+	f := newFixture(t, fixtureOpt{interval: 100 * time.Millisecond})
+
+	// The data a dashboard would show: a self_hosted environment with an item a worker
+	// runs and one queued, an empty one, and a cloud one.
+	byoc := f.apiDo(f.admin, "POST", "/environments",
+		`{"name":"byoc-lab","description":"GPU workers in the lab","config":{"type":"self_hosted"}}`, 201)["id"].(string)
+	staging := f.environment("staging")
+	f.apiDo(f.admin, "POST", "/environments", `{"name":"cloud-sandbox"}`, 201)
+	sessA := f.apiDo(f.admin, "POST", "/sessions",
+		`{"agent":"agent_build","environment_id":"`+byoc+`","title":"nightly build","metadata":{"repo":"berth","branch":"main"}}`, 201)["id"].(string)
+	itemA := f.apiDo(f.admin, "GET", "/environments/"+byoc+"/work/poll", "", 200, "Worker-ID", "worker-a")["id"].(string)
+	f.apiDo(f.admin, "POST", "/environments/"+byoc+"/work/"+itemA+"/ack", "", 200, "Worker-ID", "worker-a")
+	f.apiDo(f.admin, "POST", "/environments/"+byoc+"/work/"+itemA+"/heartbeat?expected_last_heartbeat=NO_HEARTBEAT", "", 200)
+	_, itemB := f.session(byoc)
+	_ = sessA
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	tabCtx, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithErrorf(func(string, ...any) {}))
+	ctx, cancelTimeout := context.WithTimeout(tabCtx, browserTimeout)
+	var proc *os.Process
+	defer func() {
+		// Chromium and all its processes end with the allocator, whatever happened.
+		cancelTimeout()
+		cancelTab()
+		cancelAlloc()
+		if proc != nil && proc.Signal(syscall.Signal(0)) == nil {
+			t.Errorf("Chromium (pid %d) still runs after the test", proc.Pid)
+		}
+	}()
+	b := &browser{t: t, ctx: ctx, dir: artifactDir(t)}
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("start Chromium %s: %v", exe, err)
+	}
+	if c := chromedp.FromContext(ctx); c != nil && c.Browser != nil {
+		proc = c.Browser.Process()
+	}
+	console := chromedp.Console(ctx)
+	go func() {
+		for m, err := range console {
+			if err != nil {
+				return
+			}
+			if m.IsException() || strings.Contains(m.Text, "Content Security Policy") {
+				b.mu.Lock()
+				b.problems = append(b.problems, m.String())
+				b.mu.Unlock()
+			}
+		}
+	}()
+	defer func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, p := range b.problems {
+			t.Errorf("page problem: %s", p)
+		}
+	}()
+
+	// Sign in with the keyboard alone: Tab to the token field, a wrong token and Enter,
+	// then the right one, Tab to the button and Enter.
+	b.do("open the dashboard", chromedp.EmulateViewport(1280, 900), chromedp.Navigate(f.url+"/"))
+	b.wait("the sign-in form", `document.querySelector('#signin:not([hidden])') && document.activeElement.id === 'token'`)
+	eval[bool](b, `(document.activeElement.blur(), true)`)
+	for i := 0; b.activeID() != "token"; i++ {
+		if i == 10 {
+			b.fail("tab to the token field", fmt.Errorf("focus on %q", b.activeID()))
+		}
+		b.press(kb.Tab)
+	}
+	b.press("pt-" + strings.Repeat("x", 43))
+	b.press(kb.Enter)
+	b.wait("the sign-in error", `document.getElementById('signin-error').textContent === 'Invalid or revoked token.'`)
+	if id := b.activeID(); id != "token" {
+		t.Errorf("after a failed sign-in the focus is on %q, want the token field", id)
+	}
+	b.screenshot("signin-error")
+	b.press(f.admin) // replaces the wrong token, which the form selected
+	b.press(kb.Tab)
+	if id := b.activeID(); id != "signin-submit" {
+		t.Errorf("Tab from the token field went to %q, want the Sign in button", id)
+	}
+	b.press(kb.Enter)
+	b.wait("the environments page", `document.getElementById('page-title')?.textContent === 'Environments'`)
+	if c := eval[string](b, `document.cookie`); strings.Contains(c, "pt-") {
+		t.Errorf("the token is readable by scripts: document.cookie = %q", c)
+	}
+
+	// The overview lists the environment with its live stats: depth 1 (item B), one
+	// worker polling.
+	row := "#env-" + byoc
+	b.wait("byoc-lab's stats", `document.querySelector('`+row+` .stat-depth')?.textContent === '1' &&
+		document.querySelector('`+row+` .stat-pending')?.textContent === '0' &&
+		document.querySelector('`+row+` .stat-workers')?.textContent === '1'`)
+	b.wait("the three environments", `document.querySelectorAll('#ov-body tbody tr').length === 3 && document.getElementById('live').textContent === 'Live'`)
+	b.screenshot("overview")
+
+	// The environment's work items; a session made through the API, outside the browser,
+	// shows its item without a reload.
+	b.do("open byoc-lab", chromedp.Click(chromedp.ID("link-"+byoc)))
+	b.wait("items A and B", `document.getElementById('row-`+itemA+`') && document.getElementById('row-`+itemB+`')`)
+	eval[bool](b, `(window.__sameDocument = true)`)
+	sessC := f.apiDo(f.admin, "POST", "/sessions",
+		`{"agent":"agent_review","environment_id":"`+byoc+`","title":"review PR 42","metadata":{"pr":"42","repo":"berth"},"initial_events":[{"type":"user.message","content":[{"type":"text","text":"Please review PR 42."}]}]}`, 201)["id"].(string)
+	var itemC string
+	for _, it := range f.apiDo(f.admin, "GET", "/environments/"+byoc+"/work?state=queued", "", 200)["data"].([]any) {
+		if w := it.(map[string]any); w["data"].(map[string]any)["id"] == sessC {
+			itemC = w["id"].(string)
+		}
+	}
+	b.wait("item C, live", `document.querySelector('#row-`+itemC+`[data-state="queued"]')`)
+	b.wait("the stats, live", `document.getElementById('stat-depth').textContent === '2'`)
+	if !eval[bool](b, `window.__sameDocument === true`) {
+		t.Fatal("the page was reloaded")
+	}
+	b.screenshot("environment")
+
+	// The state filter.
+	eval[bool](b, `(() => { const s = document.getElementById('state-filter'); s.value = 'active'; s.dispatchEvent(new Event('change')); return true; })()`)
+	b.wait("only the active item", `document.getElementById('row-`+itemA+`') && !document.getElementById('row-`+itemC+`') &&
+		document.querySelectorAll('#work-body tbody tr').length === 1`)
+	eval[bool](b, `(() => { const s = document.getElementById('state-filter'); s.value = ''; s.dispatchEvent(new Event('change')); return true; })()`)
+	b.wait("all items", `document.querySelectorAll('#work-body tbody tr').length === 3`)
+
+	// Item C's timeline follows a worker live: delivered, acknowledged, heartbeat.
+	b.do("open item C", chromedp.Click(chromedp.ID("link-"+itemC)))
+	b.wait("item C queued, with its metadata", `document.getElementById('item-state').textContent === 'queued' &&
+		document.getElementById('tl-delivered').textContent.includes('Not delivered yet') &&
+		document.getElementById('metadata').textContent === 'pr42repoberth'`)
+	for i := 0; ; i++ { // the oldest deliverable item comes first: B, then C
+		if i == 3 {
+			t.Fatal("item C was never delivered")
+		}
+		if w := f.apiDo(f.admin, "GET", "/environments/"+byoc+"/work/poll", "", 200, "Worker-ID", "worker-b"); w["id"] == itemC {
+			break
+		}
+	}
+	f.apiDo(f.admin, "POST", "/environments/"+byoc+"/work/"+itemC+"/ack", "", 200, "Worker-ID", "worker-b")
+	f.apiDo(f.admin, "POST", "/environments/"+byoc+"/work/"+itemC+"/heartbeat?expected_last_heartbeat=NO_HEARTBEAT&desired_ttl_seconds=120", "", 200)
+	b.wait("item C active, with its worker and lease", `document.getElementById('item-state').textContent === 'active' &&
+		document.getElementById('tl-delivered').textContent.includes('Delivered to worker-b') &&
+		document.getElementById('tl-acknowledged').textContent.includes('by worker-b') &&
+		document.getElementById('tl-heartbeat').textContent.includes('Lease expires') &&
+		document.getElementById('tl-heartbeat').textContent.includes('TTL 120s')`)
+
+	// The graceful stop's dialog: opened by keyboard, the focus inside and trapped, Escape
+	// closes it and the focus comes back; then confirmed.
+	b.do("focus Stop gracefully", chromedp.Focus(chromedp.ID("stop-graceful")))
+	b.press(kb.Enter)
+	b.wait("the dialog", `document.getElementById('dialog').open && document.activeElement.id === 'dialog-cancel'`)
+	for range 3 {
+		b.press(kb.Tab)
+		if !eval[bool](b, `document.getElementById('dialog').contains(document.activeElement)`) {
+			t.Fatalf("Tab left the dialog: focus on %q", b.activeID())
+		}
+	}
+	b.press(kb.Escape)
+	b.wait("the dialog closed by Escape, the focus back on its button",
+		`!document.getElementById('dialog').open && document.activeElement.id === 'stop-graceful'`)
+	if s := f.apiDo(f.admin, "GET", "/environments/"+byoc+"/work/"+itemC, "", 200)["state"]; s != "active" {
+		t.Fatalf("Escape changed the item: %v", s)
+	}
+	b.press(kb.Enter)
+	b.wait("the dialog again", `document.getElementById('dialog').open`)
+	b.screenshot("dialog")
+	b.do("confirm the graceful stop", chromedp.Click(chromedp.ID("dialog-confirm")))
+	b.wait("item C stopping, live", `document.getElementById('item-state').textContent === 'stopping' &&
+		document.getElementById('tl-stop-requested').classList.contains('warn')`)
+	b.screenshot("item-stopping")
+
+	b.do("force stop", chromedp.Click(chromedp.ID("stop-force")))
+	b.wait("the force dialog", `document.getElementById('dialog').open && document.getElementById('dialog-confirm').textContent === 'Force stop'`)
+	b.do("confirm the force stop", chromedp.Click(chromedp.ID("dialog-confirm")))
+	b.wait("item C stopped, live", `document.getElementById('item-state').textContent === 'stopped' &&
+		document.getElementById('stop-force').getAttribute('aria-disabled') === 'true'`)
+	if !eval[bool](b, `window.__sameDocument === true`) {
+		t.Fatal("the page was reloaded")
+	}
+	b.screenshot("item-stopped")
+
+	// A session made in the page, in its environment; its item shows in the list.
+	b.do("back to byoc-lab", chromedp.Click(chromedp.ID("crumb-env")))
+	b.wait("the work list", `document.getElementById('row-`+itemC+`')`)
+	b.do("new session", chromedp.Click(chromedp.ID("new-session")))
+	b.wait("the new-session dialog", `document.getElementById('dialog').open && document.activeElement.id === 'f-agent'`)
+	b.do("fill in the session",
+		chromedp.SendKeys(chromedp.ID("f-agent"), "agent_dashboard"),
+		chromedp.SendKeys(chromedp.ID("f-title"), "made in the dashboard"),
+		chromedp.SendKeys(chromedp.ID("f-message"), "Hello from the browser."),
+		chromedp.Click(chromedp.ID("dialog-confirm")))
+	b.wait("the dialog closed", `!document.getElementById('dialog').open && document.getElementById('toast').textContent.includes('created')`)
+	var sessD, itemD string
+	for _, s := range f.apiDo(f.admin, "GET", "/sessions?environment_id="+byoc, "", 200)["data"].([]any) {
+		if m := s.(map[string]any); m["title"] == "made in the dashboard" {
+			sessD = m["id"].(string)
+		}
+	}
+	if sessD == "" {
+		t.Fatal("the session made in the page is not in the API")
+	}
+	for _, it := range f.apiDo(f.admin, "GET", "/environments/"+byoc+"/work?state=queued", "", 200)["data"].([]any) {
+		if w := it.(map[string]any); w["data"].(map[string]any)["id"] == sessD {
+			itemD = w["id"].(string)
+		}
+	}
+	b.wait("its work item", `document.getElementById('row-`+itemD+`')`)
+
+	// Sessions, and one session's events.
+	b.do("sessions tab", chromedp.Click(chromedp.ID("tab-sessions")))
+	b.wait("the sessions", `document.getElementById('row-`+sessD+`') && document.getElementById('row-`+sessC+`')`)
+	b.screenshot("sessions")
+	b.do("open session D", chromedp.Click(chromedp.ID("link-"+sessD)))
+	b.wait("its first message", `document.getElementById('events').textContent.includes('Hello from the browser.')`)
+	f.apiDo(f.admin, "POST", "/sessions/"+sessD+"/events", `{"events":[{"type":"user.message","content":[{"type":"text","text":"And a second message."}]}]}`, 200)
+	b.wait("the second message, live", `document.querySelectorAll('#events li').length === 2 &&
+		document.getElementById('events').textContent.includes('And a second message.')`)
+	b.screenshot("session")
+
+	// Paging, by keyboard: 25 items are a page of 20, newest first, and an older page of 5.
+	for i := range 25 {
+		f.apiDo(f.admin, "POST", "/sessions", fmt.Sprintf(`{"agent":"agent_batch","environment_id":"%s","title":"batch %d"}`, staging, i), 201)
+	}
+	b.do("open staging", chromedp.Navigate(f.url+"/#/env/"+staging))
+	b.wait("the newest page", `document.querySelectorAll('#work-body tbody tr').length === 20 && document.getElementById('page-older')`)
+	b.do("focus Older", chromedp.Focus(chromedp.ID("page-older")))
+	b.press(kb.Enter)
+	b.wait("the older page, the focus kept", `document.querySelectorAll('#work-body tbody tr').length === 5 &&
+		document.getElementById('page-newer') && !document.getElementById('page-older') && document.activeElement.id === 'page-title'`)
+	b.do("focus Newer", chromedp.Focus(chromedp.ID("page-newer")))
+	b.press(kb.Enter)
+	b.wait("the newer page, the newest", `document.querySelectorAll('#work-body tbody tr').length === 20 &&
+		!document.getElementById('page-newer') && document.getElementById('page-older')`)
+
+	// A phone: the same pages in one column, nothing wider than the screen.
+	b.do("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile, chromedp.EmulateTouch),
+		chromedp.Navigate(f.url+"/#/"))
+	b.wait("the overview on a phone", `document.querySelector('`+row+` .stat-depth')?.textContent === '2'`)
+	for _, page := range []struct{ name, hash, ready string }{
+		{"phone-overview", "#/", `document.querySelector('` + row + ` .stat-depth')`},
+		{"phone-environment", "#/env/" + byoc, `document.getElementById('row-` + itemC + `')`},
+		{"phone-item", "#/env/" + byoc + "/work/" + itemC, `document.getElementById('item-state').textContent === 'stopped'`},
+	} {
+		eval[bool](b, `(location.hash = `+jsString(page.hash)+`, true)`)
+		b.wait(page.name, page.ready)
+		if w := eval[[]int](b, `[document.documentElement.scrollWidth, window.innerWidth]`); w[0] > w[1] {
+			t.Errorf("%s: the page is %dpx wide on a %dpx screen", page.name, w[0], w[1])
+		}
+		if out := eval[[]string](b, `[...document.querySelectorAll('body *')].filter((e) => {
+				const r = e.getBoundingClientRect();
+				return r.width > 0 && (r.left < -1 || r.right > window.innerWidth + 1);
+			}).map((e) => e.tagName + '#' + e.id + '.' + e.className)`); len(out) > 0 {
+			t.Errorf("%s: elements beyond the screen's edges: %v", page.name, out)
+		}
+		b.screenshot(page.name)
+	}
+
+	// Sign out: the cookie is gone, the form is back.
+	b.do("sign out", chromedp.Click(chromedp.ID("signout")))
+	b.wait("the sign-in form again", `!document.getElementById('signin').hidden`)
+	if s := eval[int](b, `fetch('/ui/me').then((r) => r.status)`); s != 401 {
+		t.Errorf("after sign-out /ui/me answers %d, want 401", s)
+	}
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

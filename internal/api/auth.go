@@ -118,7 +118,7 @@ func (c *call) authenticate() error {
 	c.token, c.secret = tok, secret
 	if now := c.s.now(); now.Sub(tok.LastUsedAt) > touchEvery {
 		if err := c.s.store.TouchToken(c.r.Context(), tok.ID, now); err != nil {
-			c.s.log.Warn("touch token", "token_id", tok.ID, "err", err)
+			c.log.Warn("touch token", "token_id", tok.ID, "err", err)
 		}
 	}
 	return nil

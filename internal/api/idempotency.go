@@ -80,12 +80,12 @@ func (c *call) idempotent(key string) error {
 	}
 	if cap.status >= 500 || cap.status == 0 {
 		if err := c.s.store.ReleaseIdempotencyKey(ctx, c.token.ID, key); err != nil {
-			c.s.log.Error("release idempotency key", "err", err)
+			c.log.Error("release idempotency key", "err", err)
 		}
 		return nil
 	}
 	if err := c.s.store.CompleteIdempotencyKey(ctx, c.token.ID, key, cap.status, c.sealReplay(key, cap.body.Bytes())); err != nil {
-		c.s.log.Error("complete idempotency key", "err", err)
+		c.log.Error("complete idempotency key", "err", err)
 	}
 	return nil
 }

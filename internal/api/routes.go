@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"sort"
@@ -90,6 +92,16 @@ func (s *Server) register() {
 	s.mux.Handle("/", s.entry(nil))
 }
 
+type quietKey struct{}
+
+// Quiet marks a request, made in-process with this context, whose access-log line is
+// written at Debug rather than Info level: the dashboard's periodic reads, which would
+// otherwise log several lines every half second for each open page. Everything else
+// about the request (auth, metrics, errors) is unchanged.
+func Quiet(ctx context.Context) context.Context {
+	return context.WithValue(ctx, quietKey{}, true)
+}
+
 // entry wraps the routes of one path pattern: request ID, panic recovery, access log and
 // metrics, then method dispatch (405 for other methods, 404 for no pattern at all).
 func (s *Server) entry(routes []*Route) http.Handler {
@@ -100,6 +112,7 @@ func (s *Server) entry(routes []*Route) http.Handler {
 			reqID = uuid.NewString()
 		}
 		w.Header().Set("x-request-id", reqID)
+		log := s.log.With("request_id", reqID)
 		rec := &statusRecorder{ResponseWriter: w}
 		var rt *Route
 		for _, cand := range routes {
@@ -113,14 +126,18 @@ func (s *Server) entry(routes []*Route) http.Handler {
 		}
 		defer func() {
 			if p := recover(); p != nil {
-				s.log.Error("panic", "request_id", reqID, "panic", p, "stack", string(debug.Stack()))
+				log.Error("panic", "panic", p, "stack", string(debug.Stack()))
 				if !rec.wrote {
 					writeError(rec, errInternal)
 				}
 			}
 			elapsed := time.Since(start)
 			s.metrics.observeRequest(r.Method, pattern, rec.status, elapsed)
-			s.log.Info("request", "request_id", reqID, "method", r.Method, "path", r.URL.EscapedPath(),
+			level := slog.LevelInfo
+			if r.Context().Value(quietKey{}) != nil {
+				level = slog.LevelDebug
+			}
+			log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.EscapedPath(),
 				"status", rec.status, "duration_ms", float64(elapsed.Microseconds())/1000)
 		}()
 		switch {
@@ -135,11 +152,11 @@ func (s *Server) entry(routes []*Route) http.Handler {
 			writeError(rec, &apiError{Status: http.StatusMethodNotAllowed, Type: typeInvalidRequest,
 				Message: "Method " + r.Method + " is not allowed on this path."})
 		default:
-			c := &call{s: s, w: rec, r: r, route: rt}
+			c := &call{s: s, w: rec, r: r, route: rt, log: log}
 			if err := c.serve(); err != nil {
 				ae := asAPIError(err, nil)
 				if ae.Status >= 500 {
-					s.log.Error("request failed", "request_id", reqID, "err", err)
+					log.Error("request failed", "err", err)
 				}
 				if !rec.wrote {
 					writeError(rec, ae)
@@ -171,6 +188,9 @@ type call struct {
 	w     http.ResponseWriter
 	r     *http.Request
 	route *Route
+	// log is the server's logger with this request's request_id: every line logged while
+	// serving the request goes through it.
+	log   *slog.Logger
 	token store.Token
 	// secret is the caller's token secret, kept for this request only: it keys the
 	// sealing of replayed responses that carry a secret (idempotency.go).

@@ -24,7 +24,7 @@ func (s *Server) readyz(c *call) error {
 	ctx, cancel := context.WithTimeout(c.r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
-		s.log.Warn("readyz: storage unreachable", "err", err)
+		c.log.Warn("readyz: storage unreachable", "err", err)
 		return errUnavailable
 	}
 	return c.json(200, statusJSON{"ok"})

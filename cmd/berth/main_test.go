@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -174,6 +175,22 @@ func TestServeCreatesAdminTokenOnceAndKeepsData(t *testing.T) {
 	}
 	var env struct{ ID string }
 	json.Unmarshal(body, &env)
+	// The serve command instruments its store: the first token, its first use's
+	// last_used_at and the environment were commits at least (background upkeep may add).
+	_, metrics := request(t, "GET", p.url("/metrics"), "", "")
+	sample := func(name string) float64 {
+		m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(metrics)
+		if m == nil {
+			t.Fatalf("/metrics lacks %s:\n%s", name, metrics)
+		}
+		v, _ := strconv.ParseFloat(string(m[1]), 64)
+		return v
+	}
+	commits, carried := sample("berth_store_commit_batch_size_count"), sample("berth_store_commit_batch_size_sum")
+	if commits < 3 || carried < commits || sample("berth_store_commit_duration_seconds_count") != commits {
+		t.Errorf("store commit metrics: %v commits carrying %v transactions, %v durations",
+			commits, carried, sample("berth_store_commit_duration_seconds_count"))
+	}
 
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if err := p.wait(); err != nil {

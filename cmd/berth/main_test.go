@@ -186,10 +186,11 @@ func TestServeCreatesAdminTokenOnceAndKeepsData(t *testing.T) {
 		v, _ := strconv.ParseFloat(string(m[1]), 64)
 		return v
 	}
+	// (A commit of background upkeep may land between the two histograms' updates, so
+	// their counts are not compared; the store's own test counts exactly.)
 	commits, carried := sample("berth_store_commit_batch_size_count"), sample("berth_store_commit_batch_size_sum")
-	if commits < 3 || carried < commits || sample("berth_store_commit_duration_seconds_count") != commits {
-		t.Errorf("store commit metrics: %v commits carrying %v transactions, %v durations",
-			commits, carried, sample("berth_store_commit_duration_seconds_count"))
+	if durations := sample("berth_store_commit_duration_seconds_count"); commits < 3 || carried < commits || durations < 3 {
+		t.Errorf("store commit metrics: %v commits carrying %v transactions, %v durations", commits, carried, durations)
 	}
 
 	p.cmd.Process.Signal(syscall.SIGTERM)

@@ -610,3 +610,82 @@ func TestPollWokenByReclaim(t *testing.T) {
 		t.Errorf("the reclaimed item came after %v: the poll was not woken by the reclaim window", p.elapsed)
 	}
 }
+
+// TestPollHandOffDeliversToThePoller: the item of a new session reaches a parked poll
+// delivered to that poll's Worker-ID: an ack from another worker is refused (409) and
+// one from the poller succeeds.
+func TestPollHandOffDeliversToThePoller(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	env := h.env(true)
+	res := h.wkPollAsync(env, "block_ms=999", "w-parked")
+	h.wkWaitParked(1)
+	sess := h.session(env)
+	w := (<-res).item(t)
+	if w == nil || w.Data["id"] != sess {
+		t.Fatalf("parked poll got %+v, want the item of %s", w, sess)
+	}
+	wantError(t, h.do("POST", workPath(env, w.ID, "/ack"), "", header("Worker-ID", "w-other")), 409, "invalid_request_error", "")
+	wantStatus(t, h.do("POST", workPath(env, w.ID, "/ack"), "", header("Worker-ID", "w-parked")), 200)
+}
+
+// TestPollNoItemLostToDeadlines: sessions are created while polls with a 1–3 ms block
+// come and go, so that items are handed to polls whose block is running out. Every item
+// reaches exactly one poll. The polls never reclaim (a one-hour window), so an item
+// delivered to a poll that then answered null would never arrive.
+func TestPollNoItemLostToDeadlines(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	env := h.env(true)
+	const sessions, pollers = 60, 6
+	var mu sync.Mutex
+	got := map[string]int{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range pollers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := h.do("GET", fmt.Sprintf("/environments/%s/work/poll?block_ms=%d&reclaim_older_than_ms=3600000", env, 1+(i+n)%3), "",
+					header("Worker-ID", fmt.Sprintf("w%d", i)))
+				if r.Status != 200 || string(r.Body) == "null" {
+					continue
+				}
+				var w workJSON
+				r.decode(t, &w)
+				mu.Lock()
+				got[w.ID]++
+				mu.Unlock()
+			}
+		}()
+	}
+	for range sessions {
+		h.session(env)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n == sessions || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if len(got) != sessions {
+		t.Errorf("%d of %d items reached a poll", len(got), sessions)
+	}
+	for id, n := range got {
+		if n != 1 {
+			t.Errorf("%s delivered %d times", id, n)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -233,19 +234,49 @@ func (s *Server) createSession(c *call) error {
 	if !env.ArchivedAt.IsZero() {
 		return errInvalid("environment_id", "Environment %s is archived; it takes no new sessions.", envID)
 	}
-	var item *work.Item
-	if env.SelfHosted() {
-		it := work.New(newWorkID(), envID, sess.ID, meta, now)
-		item = &it
+	if !env.SelfHosted() {
+		if err := s.store.CreateSession(c.r.Context(), sess, events, nil); err != nil {
+			return asAPIError(err, envNotFound)
+		}
+		return c.json(201, sessionObject(sess))
 	}
-	if err := s.store.CreateSession(c.r.Context(), sess, events, item); err != nil {
+	item := work.New(newWorkID(), envID, sess.ID, meta, now)
+	if err := s.enqueue(c.r.Context(), sess, events, item); err != nil {
 		return asAPIError(err, envNotFound)
 	}
-	if item != nil {
-		s.metrics.transition("queued")
-		s.waiters.Notify(envID, 1)
-	}
 	return c.json(201, sessionObject(sess))
+}
+
+// enqueue stores a new session with its first work item and gets the item to a poller.
+// When one is parked in the environment, the item is claimed for it in the same
+// transaction (store.CreateSessionAndClaim) and handed over: one commit instead of the
+// create's and then the poller's own claim. Otherwise, or when an older item was
+// delivered instead, one parked poller is woken to claim it.
+func (s *Server) enqueue(ctx context.Context, sess store.Session, events []store.Event, item work.Item) error {
+	wt := s.waiters.Take(item.EnvironmentID)
+	if wt == nil {
+		if err := s.store.CreateSession(ctx, sess, events, &item); err != nil {
+			return err
+		}
+		s.metrics.transition("queued")
+		s.waiters.Notify(item.EnvironmentID, 1)
+		return nil
+	}
+	delivered, ok, err := s.store.CreateSessionAndClaim(ctx, sess, events, item, wt.WorkerID, wt.Reclaim, s.now())
+	if err != nil || !ok {
+		s.waiters.Hand(wt, nil) // an ordinary wake-up: the poller claims for itself
+		if err != nil {
+			return err
+		}
+	} else {
+		s.observeClaim(delivered)
+		s.waiters.Hand(wt, &delivered)
+	}
+	s.metrics.transition("queued")
+	if !ok || delivered.ID != item.ID {
+		s.waiters.Notify(item.EnvironmentID, 1)
+	}
+	return nil
 }
 
 func (s *Server) listSessions(c *call) error {

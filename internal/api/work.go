@@ -100,20 +100,24 @@ func (s *Server) pollWork(c *call) error {
 	}
 	started := time.Now()
 	deadline := started.Add(block)
+	found := func(item work.Item) error {
+		s.metrics.pollWait.Observe(time.Since(started).Seconds())
+		return c.json(200, workObject(item))
+	}
 	for {
-		var wt = s.waiters.Park(env.ID)
+		// Parked before the claim, so that an item created between the two wakes it.
+		wt := s.waiters.Park(env.ID, worker, reclaim)
 		item, ok, err := s.claim(ctx, env.ID, worker, reclaim)
 		if err != nil || ok {
-			s.waiters.Leave(wt, false)
+			s.waiters.Leave(wt)
 			if ok {
-				s.metrics.pollWait.Observe(time.Since(started).Seconds())
-				return c.json(200, workObject(item))
+				return found(item)
 			}
 			return err
 		}
 		wake := time.Until(deadline)
 		if wake <= 0 || s.closing() {
-			s.waiters.Leave(wt, false)
+			s.waiters.Leave(wt)
 			return c.null()
 		}
 		if at, ok, err := s.store.NextReclaim(ctx, env.ID, reclaim); err == nil && ok {
@@ -121,34 +125,49 @@ func (s *Server) pollWork(c *call) error {
 				wake = max(d, time.Millisecond)
 			}
 		}
+		s.waiters.Sleep(wt)
 		timer := time.NewTimer(wake)
+		giveUp := false
 		select {
 		case <-wt.C:
-			s.waiters.Leave(wt, true)
 		case <-timer.C:
-			s.waiters.Leave(wt, false)
 		case <-ctx.Done():
-			timer.Stop()
-			s.waiters.Leave(wt, false)
-			return c.null()
+			giveUp = true
 		case <-s.done:
-			timer.Stop()
-			s.waiters.Leave(wt, false)
-			return c.null()
+			giveUp = true
 		}
 		timer.Stop()
+		// An item handed over is delivered to this poll already: answer with it even
+		// when giving up (a client that has gone leaves it to its reclaim window, as with
+		// any answer it did not read).
+		handed, woken := s.waiters.Stop(wt)
+		if handed != nil {
+			return found(*handed)
+		}
+		if giveUp {
+			if woken {
+				s.waiters.Notify(env.ID, 1) // not used here: pass it on
+			}
+			return c.null()
+		}
 	}
 }
 
 func (s *Server) claim(ctx context.Context, envID, worker string, reclaim time.Duration) (work.Item, bool, error) {
 	item, ok, err := s.store.ClaimWork(ctx, envID, worker, reclaim, s.now())
-	switch {
-	case ok && item.Deliveries > 1:
-		s.metrics.reclaims.Inc()
-	case ok:
-		s.metrics.pickup.Observe(item.DeliveredAt.Sub(item.CreatedAt).Seconds())
+	if ok {
+		s.observeClaim(item)
 	}
 	return item, ok, err
+}
+
+// observeClaim counts a delivery: a reclaim, or a first delivery's pickup latency.
+func (s *Server) observeClaim(item work.Item) {
+	if item.Deliveries > 1 {
+		s.metrics.reclaims.Inc()
+	} else {
+		s.metrics.pickup.Observe(item.DeliveredAt.Sub(item.CreatedAt).Seconds())
+	}
 }
 
 func (s *Server) closing() bool {

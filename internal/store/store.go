@@ -168,6 +168,13 @@ type Store interface {
 	// CreateSession stores a session with its initial events and, when item is not nil,
 	// its first work item. ErrNotFound if the environment does not exist.
 	CreateSession(ctx context.Context, s Session, events []Event, item *work.Item) error
+	// CreateSessionAndClaim is CreateSession with its first work item, followed in the
+	// same transaction by ClaimWork(ctx, s.EnvironmentID, workerID, reclaim, now) for a
+	// parked poller: both happen or neither. It returns what that claim delivered: the
+	// oldest deliverable item of the environment, which is item unless an older one was
+	// deliverable too. It lets a new item reach a waiting poller with one commit instead
+	// of two.
+	CreateSessionAndClaim(ctx context.Context, s Session, events []Event, item work.Item, workerID string, reclaim time.Duration, now time.Time) (delivered work.Item, ok bool, err error)
 	GetSession(ctx context.Context, id string) (Session, error)
 	// ListSessions lists one page; environmentID filters when not empty.
 	ListSessions(ctx context.Context, p Page, environmentID string, includeArchived bool) (sessions []Session, hasMore bool, err error)

@@ -54,25 +54,55 @@ func insertEvents(ctx context.Context, tx pgx.Tx, events []store.Event) error {
 // CreateSession implements store.Store.
 func (s *Store) CreateSession(ctx context.Context, sess store.Session, events []store.Event, item *work.Item) error {
 	return s.tx(ctx, func(tx pgx.Tx) error {
-		if _, err := getEnvironment(ctx, tx, sess.EnvironmentID, " FOR SHARE"); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO sessions (id, environment_id, agent, title, metadata, archived_at, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, sess.ID, sess.EnvironmentID, string(sess.Agent), sess.Title,
-			metadataJSON(sess.Metadata), micros(sess.ArchivedAt), micros(sess.CreatedAt), micros(sess.UpdatedAt)); err != nil {
-			return err
-		}
-		if err := insertEvents(ctx, tx, events); err != nil {
-			return err
-		}
-		if item == nil {
-			return nil
-		}
-		if err := insertWork(ctx, tx, *item); err != nil {
+		if err := createSession(ctx, tx, sess, events, item); err != nil || item == nil {
 			return err
 		}
 		return s.notify(ctx, tx, item.EnvironmentID)
 	})
+}
+
+// CreateSessionAndClaim implements store.Store. The item goes to this replica's poller,
+// so other replicas are told of new work only when an older item was delivered instead
+// and the new one still waits.
+func (s *Store) CreateSessionAndClaim(ctx context.Context, sess store.Session, events []store.Event, item work.Item,
+	workerID string, reclaim time.Duration, now time.Time) (work.Item, bool, error) {
+	var out work.Item
+	var found bool
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		if err := createSession(ctx, tx, sess, events, &item); err != nil {
+			return err
+		}
+		var err error
+		if out, found, err = claimWork(ctx, tx, sess.EnvironmentID, workerID, reclaim, now); err != nil {
+			return err
+		}
+		if !found || out.ID != item.ID {
+			return s.notify(ctx, tx, item.EnvironmentID)
+		}
+		return nil
+	})
+	if err != nil {
+		return work.Item{}, false, err
+	}
+	return out, found, nil
+}
+
+func createSession(ctx context.Context, tx pgx.Tx, sess store.Session, events []store.Event, item *work.Item) error {
+	if _, err := getEnvironment(ctx, tx, sess.EnvironmentID, " FOR SHARE"); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO sessions (id, environment_id, agent, title, metadata, archived_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, sess.ID, sess.EnvironmentID, string(sess.Agent), sess.Title,
+		metadataJSON(sess.Metadata), micros(sess.ArchivedAt), micros(sess.CreatedAt), micros(sess.UpdatedAt)); err != nil {
+		return err
+	}
+	if err := insertEvents(ctx, tx, events); err != nil {
+		return err
+	}
+	if item == nil {
+		return nil
+	}
+	return insertWork(ctx, tx, *item)
 }
 
 // GetSession implements store.Store.

@@ -67,43 +67,48 @@ func getWork(ctx context.Context, q querier, environmentID, id, lock string) (wo
 // heartbeat or metadata update holding the oldest row must not hide it. Claims in
 // different environments still run side by side.
 func (s *Store) ClaimWork(ctx context.Context, environmentID, workerID string, reclaim time.Duration, now time.Time) (work.Item, bool, error) {
-	const deliverable = ` FROM work
-		WHERE environment_id = $1 AND state = 'queued' AND (delivered_at IS NULL OR delivered_at <= $2)`
-	cutoff := now.Add(-reclaim).UnixMicro()
 	var out work.Item
 	var found bool
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		found = false
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", environmentID); err != nil {
-			return err
-		}
-		for {
-			rows, err := query(ctx, tx, scanWork, "SELECT "+workColumns+deliverable+" ORDER BY id LIMIT 1 FOR UPDATE", environmentID, cutoff)
-			if err != nil {
-				return err
-			}
-			if len(rows) == 0 {
-				// At READ COMMITTED a row that changed while the claim waited for its lock
-				// is re-checked and dropped, and LIMIT 1 then yields nothing even if a
-				// younger row qualifies: look again, until nothing qualifies.
-				var more bool
-				if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1"+deliverable+")", environmentID, cutoff).Scan(&more); err != nil || !more {
-					return err
-				}
-				continue
-			}
-			if !work.Deliverable(rows[0], now, reclaim) {
-				return nil
-			}
-			out = work.Deliver(rows[0], workerID, now)
-			found = true
-			return updateWork(ctx, tx, out)
-		}
+		var err error
+		out, found, err = claimWork(ctx, tx, environmentID, workerID, reclaim, now)
+		return err
 	})
 	if err != nil {
 		return work.Item{}, false, fmt.Errorf("claim work in %s: %w", environmentID, err)
 	}
 	return out, found, nil
+}
+
+// claimWork is ClaimWork inside a transaction.
+func claimWork(ctx context.Context, tx pgx.Tx, environmentID, workerID string, reclaim time.Duration, now time.Time) (work.Item, bool, error) {
+	const deliverable = ` FROM work
+		WHERE environment_id = $1 AND state = 'queued' AND (delivered_at IS NULL OR delivered_at <= $2)`
+	cutoff := now.Add(-reclaim).UnixMicro()
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", environmentID); err != nil {
+		return work.Item{}, false, err
+	}
+	for {
+		rows, err := query(ctx, tx, scanWork, "SELECT "+workColumns+deliverable+" ORDER BY id LIMIT 1 FOR UPDATE", environmentID, cutoff)
+		if err != nil {
+			return work.Item{}, false, err
+		}
+		if len(rows) == 0 {
+			// At READ COMMITTED a row that changed while the claim waited for its lock
+			// is re-checked and dropped, and LIMIT 1 then yields nothing even if a
+			// younger row qualifies: look again, until nothing qualifies.
+			var more bool
+			if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1"+deliverable+")", environmentID, cutoff).Scan(&more); err != nil || !more {
+				return work.Item{}, false, err
+			}
+			continue
+		}
+		if !work.Deliverable(rows[0], now, reclaim) {
+			return work.Item{}, false, nil
+		}
+		out := work.Deliver(rows[0], workerID, now)
+		return out, true, updateWork(ctx, tx, out)
+	}
 }
 
 // NextReclaim implements store.Store.

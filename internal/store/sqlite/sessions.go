@@ -50,23 +50,44 @@ func insertEvents(ctx context.Context, tx *wtx, events []store.Event) error {
 
 // CreateSession implements store.Store.
 func (s *Store) CreateSession(ctx context.Context, sess store.Session, events []store.Event, item *work.Item) error {
-	return s.tx(ctx, func(tx *wtx) error {
-		if _, err := getEnvironment(ctx, tx, sess.EnvironmentID); err != nil {
+	return s.tx(ctx, func(tx *wtx) error { return createSession(ctx, tx, sess, events, item) })
+}
+
+// CreateSessionAndClaim implements store.Store.
+func (s *Store) CreateSessionAndClaim(ctx context.Context, sess store.Session, events []store.Event, item work.Item,
+	workerID string, reclaim time.Duration, now time.Time) (work.Item, bool, error) {
+	var out work.Item
+	var found bool
+	err := s.tx(ctx, func(tx *wtx) error {
+		if err := createSession(ctx, tx, sess, events, &item); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, environment_id, agent, title, metadata, archived_at, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, sess.ID, sess.EnvironmentID, string(sess.Agent), sess.Title,
-			metadataJSON(sess.Metadata), micros(sess.ArchivedAt), micros(sess.CreatedAt), micros(sess.UpdatedAt)); err != nil {
-			return err
-		}
-		if err := insertEvents(ctx, tx, events); err != nil {
-			return err
-		}
-		if item != nil {
-			return insertWork(ctx, tx, *item)
-		}
-		return nil
+		var err error
+		out, found, err = claimWork(ctx, tx, sess.EnvironmentID, workerID, reclaim, now)
+		return err
 	})
+	if err != nil {
+		return work.Item{}, false, err
+	}
+	return out, found, nil
+}
+
+func createSession(ctx context.Context, tx *wtx, sess store.Session, events []store.Event, item *work.Item) error {
+	if _, err := getEnvironment(ctx, tx, sess.EnvironmentID); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, environment_id, agent, title, metadata, archived_at, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, sess.ID, sess.EnvironmentID, string(sess.Agent), sess.Title,
+		metadataJSON(sess.Metadata), micros(sess.ArchivedAt), micros(sess.CreatedAt), micros(sess.UpdatedAt)); err != nil {
+		return err
+	}
+	if err := insertEvents(ctx, tx, events); err != nil {
+		return err
+	}
+	if item != nil {
+		return insertWork(ctx, tx, *item)
+	}
+	return nil
 }
 
 // GetSession implements store.Store.

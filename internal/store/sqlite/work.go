@@ -64,9 +64,6 @@ func getWork(ctx context.Context, q queryer, environmentID, id string) (work.Ite
 // ID order and skips those delivered inside the reclaim window; the single writer makes the
 // read and the delivery one atomic step.
 func (s *Store) ClaimWork(ctx context.Context, environmentID, workerID string, reclaim time.Duration, now time.Time) (work.Item, bool, error) {
-	const deliverable = ` FROM work
-		WHERE environment_id = ? AND state = 'queued' AND (delivered_at IS NULL OR delivered_at <= ?)
-		ORDER BY id LIMIT 1`
 	cutoff := now.Add(-reclaim).UnixMicro()
 	// An empty poll is the common case under parked pollers: answer it from a read
 	// connection without queueing for the writer.
@@ -80,21 +77,36 @@ func (s *Store) ClaimWork(ctx context.Context, environmentID, workerID string, r
 	var out work.Item
 	var found bool
 	err := s.tx(ctx, func(tx *wtx) error {
-		rows, err := query(ctx, tx, scanWork, "SELECT "+workColumns+deliverable, environmentID, cutoff)
-		if err != nil || len(rows) == 0 {
-			return err
-		}
-		if !work.Deliverable(rows[0], now, reclaim) {
-			return nil
-		}
-		out = work.Deliver(rows[0], workerID, now)
-		found = true
-		return updateWork(ctx, tx, out)
+		var err error
+		out, found, err = claimWork(ctx, tx, environmentID, workerID, reclaim, now)
+		return err
 	})
+	if err != nil {
+		return work.Item{}, false, err
+	}
+	return out, found, nil
+}
+
+// deliverable selects the oldest item of an environment (?1) that is deliverable with a
+// reclaim cutoff (?2).
+const deliverable = ` FROM work
+	WHERE environment_id = ? AND state = 'queued' AND (delivered_at IS NULL OR delivered_at <= ?)
+	ORDER BY id LIMIT 1`
+
+// claimWork is ClaimWork inside a write transaction.
+func claimWork(ctx context.Context, tx *wtx, environmentID, workerID string, reclaim time.Duration, now time.Time) (work.Item, bool, error) {
+	rows, err := query(ctx, tx, scanWork, "SELECT "+workColumns+deliverable, environmentID, now.Add(-reclaim).UnixMicro())
 	if err != nil {
 		return work.Item{}, false, fmt.Errorf("claim work in %s: %w", environmentID, err)
 	}
-	return out, found, nil
+	if len(rows) == 0 || !work.Deliverable(rows[0], now, reclaim) {
+		return work.Item{}, false, nil
+	}
+	out := work.Deliver(rows[0], workerID, now)
+	if err := updateWork(ctx, tx, out); err != nil {
+		return work.Item{}, false, fmt.Errorf("claim work in %s: %w", environmentID, err)
+	}
+	return out, true, nil
 }
 
 // NextReclaim implements store.Store.

@@ -67,6 +67,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UpdateEnvironment", testUpdateEnvironment},
 		{"DeleteEnvironment", testDeleteEnvironment},
 		{"CreateSession", testCreateSession},
+		{"CreateSessionAndClaim", testCreateSessionAndClaim},
 		{"GetSession", testGetSession},
 		{"ListSessions", testListSessions},
 		{"UpdateSession", testUpdateSession},

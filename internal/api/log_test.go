@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,24 +16,10 @@ import (
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// logBuffer is an io.Writer safe for the server's concurrent log writes.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// lines decodes every JSON log line written so far.
-func (b *logBuffer) lines(t *testing.T) (out []map[string]any, raw string) {
+// logLines decodes every JSON log line written to b so far.
+func logLines(t *testing.T, b *lockedBuffer) (out []map[string]any, raw string) {
 	t.Helper()
-	b.mu.Lock()
-	raw = b.buf.String()
-	b.mu.Unlock()
+	raw = b.String()
 	for _, l := range strings.Split(strings.TrimSpace(raw), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
@@ -52,7 +36,7 @@ func (b *logBuffer) lines(t *testing.T) (out []map[string]any, raw string) {
 func TestLogLinesCarryTheRequestIDAndNoSecret(t *testing.T) {
 	t.Parallel()
 	st := openTestStore(t)
-	logs := &logBuffer{}
+	logs := &lockedBuffer{}
 	clock := &testClock{now: time.Date(2026, 7, 1, 8, 15, 0, 0, time.UTC)}
 	srv := api.New(api.Config{Store: st, Now: clock.Now,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
@@ -90,7 +74,7 @@ func TestLogLinesCarryTheRequestIDAndNoSecret(t *testing.T) {
 	}
 	record(ready)
 
-	lines, raw := logs.lines(t)
+	lines, raw := logLines(t, logs)
 	for _, secret := range []string{h.admin, unknown, "Bearer"} {
 		if strings.Contains(raw, secret) {
 			t.Errorf("the log holds %q:\n%s", secret, raw)

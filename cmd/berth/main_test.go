@@ -175,8 +175,9 @@ func TestServeCreatesAdminTokenOnceAndKeepsData(t *testing.T) {
 	}
 	var env struct{ ID string }
 	json.Unmarshal(body, &env)
-	// The serve command instruments its store: the first token, its first use's
-	// last_used_at and the environment were commits at least (background upkeep may add).
+	// The serve command instruments its store: the admin token's first last_used_at and
+	// the environment were commits at least (background upkeep may add; the first token
+	// may be made before the metrics exist).
 	_, metrics := request(t, "GET", p.url("/metrics"), "", "")
 	sample := func(name string) float64 {
 		m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(metrics)
@@ -189,7 +190,7 @@ func TestServeCreatesAdminTokenOnceAndKeepsData(t *testing.T) {
 	// (A commit of background upkeep may land between the two histograms' updates, so
 	// their counts are not compared; the store's own test counts exactly.)
 	commits, carried := sample("berth_store_commit_batch_size_count"), sample("berth_store_commit_batch_size_sum")
-	if durations := sample("berth_store_commit_duration_seconds_count"); commits < 3 || carried < commits || durations < 3 {
+	if durations := sample("berth_store_commit_duration_seconds_count"); commits < 2 || carried < commits || durations < 2 {
 		t.Errorf("store commit metrics: %v commits carrying %v transactions, %v durations", commits, carried, durations)
 	}
 

@@ -80,14 +80,13 @@ func (s *Store) writer() {
 				break gather
 			}
 		}
-		start := time.Now()
 		s.commit(batch)
-		s.metrics.Load().observe(len(batch), time.Since(start))
 	}
 }
 
 // commit runs a batch in one transaction and answers every request.
 func (s *Store) commit(batch []writeRequest) {
+	start := time.Now()
 	ctx := context.Background()
 	errs := make([]error, len(batch))
 	sqlTx, err := s.w.BeginTx(ctx, nil)
@@ -113,6 +112,9 @@ func (s *Store) commit(batch []writeRequest) {
 		// comes from the cache.
 		s.cache.invalidate()
 	}
+	// Also before the answers, so that a caller who reads the metrics next finds its
+	// commit there.
+	s.metrics.Load().observe(len(batch), time.Since(start))
 	for i, r := range batch {
 		r.done <- errs[i]
 	}

@@ -178,12 +178,21 @@ func sameOriginRead(next http.Handler) http.Handler {
 	})
 }
 
+// errorEnvelope is the API's error envelope, in the API's key order (without a
+// request_id: the dashboard's own answers are not API requests).
+type errorEnvelope struct {
+	Type  string `json:"type"`
+	Error struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
 // writeError writes an error in the shape of the API's envelope.
 func writeError(w http.ResponseWriter, status int, typ, message string) {
-	writeJSON(w, status, map[string]any{
-		"type":  "error",
-		"error": map[string]string{"type": typ, "message": message},
-	})
+	e := errorEnvelope{Type: "error"}
+	e.Error.Type, e.Error.Message = typ, message
+	writeJSON(w, status, e)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

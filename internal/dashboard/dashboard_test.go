@@ -187,8 +187,10 @@ func TestCrossOriginRequestsAreRefusedAndChangeNothing(t *testing.T) {
 	} {
 		hs := append([]string{"Cookie", c, "Content-Type", "application/json"}, tc.headers...)
 		r := f.do(tc.method, tc.path, tc.body, hs...)
-		if r.status != 403 || r.errorMessage(t) != "Cross-origin request refused." {
-			t.Errorf("%s: %d %s, want 403", tc.name, r.status, r.body)
+		// The API's envelope, in its key order.
+		const want = `{"type":"error","error":{"type":"permission_error","message":"Cross-origin request refused."}}`
+		if r.status != 403 || string(r.body) != want {
+			t.Errorf("%s: %d %s, want 403 %s", tc.name, r.status, r.body, want)
 		}
 		if sc := r.header.Values("Set-Cookie"); len(sc) != 0 {
 			t.Errorf("%s: set a cookie: %v", tc.name, sc)

@@ -85,9 +85,19 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWith(t, nil)
+}
+
+// newHarnessWith is newHarness with the server's configuration changed by mod first.
+func newHarnessWith(t *testing.T, mod func(*api.Config)) *harness {
+	t.Helper()
 	st := openTestStore(t)
 	clock := &testClock{now: time.Date(2026, 7, 1, 8, 15, 0, 0, time.UTC)}
-	srv := api.New(api.Config{Store: st, Now: clock.Now, Logger: discardLogger()})
+	cfg := api.Config{Store: st, Now: clock.Now, Logger: discardLogger()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv := api.New(cfg)
 	ts := httptest.NewServer(srv)
 	h := &harness{t: t, srv: srv, store: st, clock: clock, url: ts.URL}
 	t.Cleanup(func() {

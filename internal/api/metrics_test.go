@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/berth-sh/berth/internal/api"
 	"github.com/berth-sh/berth/internal/store"
 )
@@ -39,7 +41,15 @@ func metricValue(body []byte, sample string) (float64, bool) {
 // requeue, a parked poller while one waits, and the HTTP requests by route and code.
 func TestMetricsAfterAScriptedLifecycle(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	// The SQLite store's commit metrics go to the server's registry, as berth serve does.
+	instrumented := false
+	h := newHarnessWith(t, func(cfg *api.Config) {
+		cfg.Registry = prometheus.NewRegistry()
+		if in, ok := cfg.Store.(interface{ Instrument(prometheus.Registerer) }); ok {
+			in.Instrument(cfg.Registry)
+			instrumented = true
+		}
+	})
 	env := h.env(true)
 	h.session(env)
 	w := h.poll(env, "w1")
@@ -105,6 +115,21 @@ func TestMetricsAfterAScriptedLifecycle(t *testing.T) {
 		got, ok := metricValue(m.Body, sample)
 		if !ok || got != v {
 			t.Errorf("%s = %v (present %t), want %v", sample, got, ok, v)
+		}
+	}
+	if instrumented {
+		// The script sent one request at a time and the harness runs no background
+		// upkeep, so every commit carried one write transaction: the admin token, its
+		// last_used_at (on first use, and again once the clock has moved 61 s), two
+		// environments, two sessions (the second one's item handed to the parked poll in
+		// the same transaction), two claims, the ack, the heartbeat, the 412 heartbeat (a
+		// write transaction whose rule refused, so it wrote nothing) and the lease expiry
+		// with its requeue. The empty polls are reads.
+		commits, _ := metricValue(m.Body, "berth_store_commit_batch_size_count")
+		carried, _ := metricValue(m.Body, "berth_store_commit_batch_size_sum")
+		durations, _ := metricValue(m.Body, "berth_store_commit_duration_seconds_count")
+		if commits != 13 || carried != 13 || durations != 13 {
+			t.Errorf("store commits: %v carrying %v write transactions, %v durations; want 13 of one each", commits, carried, durations)
 		}
 	}
 }

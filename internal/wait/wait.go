@@ -22,6 +22,7 @@ import (
 type Waiters struct {
 	mu     sync.Mutex
 	queues map[string]*list.List // environment ID → FIFO of *Waiter
+	asleep int                   // queued waiters that sleep (Parked)
 }
 
 // New returns an empty set.
@@ -70,6 +71,9 @@ func (w *Waiters) Park(env, workerID string, reclaim time.Duration) *Waiter {
 func (w *Waiters) Sleep(wt *Waiter) {
 	w.mu.Lock()
 	wt.asleep = true
+	if wt.el != nil {
+		w.asleep++
+	}
 	w.mu.Unlock()
 }
 
@@ -138,6 +142,9 @@ func (w *Waiters) pop(env string, asleep bool) *Waiter {
 
 // remove takes wt off its queue. w.mu must be held.
 func (w *Waiters) remove(wt *Waiter) {
+	if wt.asleep {
+		w.asleep--
+	}
 	q := w.queues[wt.env]
 	q.Remove(wt.el)
 	wt.el = nil
@@ -191,13 +198,10 @@ func (w *Waiters) Leave(wt *Waiter) {
 	}
 }
 
-// Parked returns the number of parked pollers across all environments.
+// Parked returns the number of pollers that sleep, waiting for work, across all
+// environments: not those still looking for work of their own.
 func (w *Waiters) Parked() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	n := 0
-	for _, q := range w.queues {
-		n += q.Len()
-	}
-	return n
+	return w.asleep
 }

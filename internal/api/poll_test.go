@@ -167,7 +167,9 @@ func TestPollOldestFirst(t *testing.T) {
 }
 
 // TestPollWokenByNewSession: a long poll parked before the session exists is woken by it
-// and gets its item before its block_ms runs out.
+// and gets its item before its block_ms runs out, delivered to the poll's Worker-ID (the
+// item is handed to it in the create's own transaction): an ack from another worker is
+// refused and one from the poller succeeds.
 func TestPollWokenByNewSession(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
@@ -188,6 +190,8 @@ func TestPollWokenByNewSession(t *testing.T) {
 	if h.wkParked() != 0 {
 		t.Errorf("a poll is still parked")
 	}
+	wantError(t, h.do("POST", workPath(env, w.ID, "/ack"), "", header("Worker-ID", "w-other")), 409, "invalid_request_error", "")
+	wantStatus(t, h.do("POST", workPath(env, w.ID, "/ack"), "", header("Worker-ID", "w1")), 200)
 }
 
 // TestPollWokenByDormantWakeUp: a user.message that queues a new item for a dormant
@@ -609,24 +613,6 @@ func TestPollWokenByReclaim(t *testing.T) {
 	if p.elapsed >= 999*time.Millisecond {
 		t.Errorf("the reclaimed item came after %v: the poll was not woken by the reclaim window", p.elapsed)
 	}
-}
-
-// TestPollHandOffDeliversToThePoller: the item of a new session reaches a parked poll
-// delivered to that poll's Worker-ID: an ack from another worker is refused (409) and
-// one from the poller succeeds.
-func TestPollHandOffDeliversToThePoller(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t)
-	env := h.env(true)
-	res := h.wkPollAsync(env, "block_ms=999", "w-parked")
-	h.wkWaitParked(1)
-	sess := h.session(env)
-	w := (<-res).item(t)
-	if w == nil || w.Data["id"] != sess {
-		t.Fatalf("parked poll got %+v, want the item of %s", w, sess)
-	}
-	wantError(t, h.do("POST", workPath(env, w.ID, "/ack"), "", header("Worker-ID", "w-other")), 409, "invalid_request_error", "")
-	wantStatus(t, h.do("POST", workPath(env, w.ID, "/ack"), "", header("Worker-ID", "w-parked")), 200)
 }
 
 // TestPollNoItemLostToDeadlines: sessions are created while polls with a 1–3 ms block

@@ -116,10 +116,13 @@ type wtx struct {
 }
 
 func (t *wtx) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
-	if !isSelect(q) && (strings.Contains(q, "tokens") || strings.Contains(q, "environments")) {
+	if isSelect(q) {
+		return t.prepared(ctx, q)
+	}
+	if strings.Contains(q, "tokens") || strings.Contains(q, "environments") {
 		t.cached = true
 	}
-	if !t.saved && !isSelect(q) {
+	if !t.saved {
 		if err := t.exec(ctx, "SAVEPOINT w"); err != nil {
 			return nil, err
 		}

@@ -8,7 +8,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,25 +41,20 @@ type Server struct {
 	reg     *prometheus.Registry
 	mux     *http.ServeMux
 	routes  []*Route
-
-	// done is closed by Shutdown: parked long polls answer null at once.
-	done     chan struct{}
-	doneOnce sync.Once
 }
 
 // New returns a server for cfg.
 func New(cfg Config) *Server {
 	s := &Server{
-		store:   cfg.Store,
-		now:     cfg.Now,
-		log:     cfg.Logger,
-		waiters: wait.New(),
-		reg:     cfg.Registry,
-		done:    make(chan struct{}),
+		store: cfg.Store,
+		now:   cfg.Now,
+		log:   cfg.Logger,
+		reg:   cfg.Registry,
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.waiters = wait.New(wait.Config{NextReclaim: s.store.NextReclaim, Now: s.now})
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -90,7 +84,7 @@ func (s *Server) Routes() []*Route { return s.routes }
 // Shutdown makes parked long polls answer null at once and new ones answer without
 // waiting. It does not close the store.
 func (s *Server) Shutdown() {
-	s.doneOnce.Do(func() { close(s.done) })
+	s.waiters.Close()
 }
 
 // Run expires leases and prunes idempotency records until ctx ends. Exactly one Run per
@@ -98,7 +92,7 @@ func (s *Server) Shutdown() {
 func (s *Server) Run(ctx context.Context) {
 	if n, ok := s.store.(store.Notifier); ok {
 		// Work queued through another replica wakes one of this replica's pollers.
-		go n.ListenWork(ctx, func(env string) { s.waiters.Notify(env, 1) })
+		go n.ListenWork(ctx, func(env string) { s.waiters.Queued(env) })
 	}
 	const tick = 200 * time.Millisecond // lease expiry must happen within 1 s (API.md §4.9)
 	t := time.NewTicker(tick)
@@ -134,7 +128,7 @@ func (s *Server) ExpireLeases(ctx context.Context) error {
 		if e.Requeue != nil {
 			s.metrics.requeues.Inc()
 			s.metrics.transition("queued")
-			s.waiters.Notify(e.Requeue.EnvironmentID, 1)
+			s.waiters.Queued(e.Requeue.EnvironmentID)
 		}
 	}
 	return err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/berth-sh/berth/internal/id"
 	"github.com/berth-sh/berth/internal/store"
+	"github.com/berth-sh/berth/internal/wait"
 	"github.com/berth-sh/berth/internal/work"
 )
 
@@ -247,35 +248,25 @@ func (s *Server) createSession(c *call) error {
 	return c.json(201, sessionObject(sess))
 }
 
-// enqueue stores a new session with its first work item and gets the item to a poller.
-// When one is parked in the environment, the item is claimed for it in the same
-// transaction (store.CreateSessionAndClaim) and handed over: one commit instead of the
-// create's and then the poller's own claim. Otherwise, or when an older item was
-// delivered instead, one parked poller is woken to claim it.
+// enqueue stores a new session with its first work item and gets the item to a poller
+// (wait.Enqueue): when one is parked in the environment, the item is claimed for it in the
+// same transaction (store.CreateSessionAndClaim), one commit instead of the create's and
+// then the poller's own claim.
 func (s *Server) enqueue(ctx context.Context, sess store.Session, events []store.Event, item work.Item) error {
-	wt := s.waiters.Take(item.EnvironmentID)
-	if wt == nil {
-		if err := s.store.CreateSession(ctx, sess, events, &item); err != nil {
-			return err
+	err := s.waiters.Enqueue(item.EnvironmentID, item.ID, func(p *wait.Poll) (work.Item, bool, error) {
+		if p == nil {
+			return work.Item{}, false, s.store.CreateSession(ctx, sess, events, &item)
 		}
-		s.metrics.transition("queued")
-		s.waiters.Notify(item.EnvironmentID, 1)
-		return nil
-	}
-	delivered, ok, err := s.store.CreateSessionAndClaim(ctx, sess, events, item, wt.WorkerID, wt.Reclaim, s.now())
-	if err != nil || !ok {
-		s.waiters.Hand(wt, nil) // an ordinary wake-up: the poller claims for itself
-		if err != nil {
-			return err
+		delivered, ok, err := s.store.CreateSessionAndClaim(ctx, sess, events, item, p.WorkerID, p.Reclaim, s.now())
+		if ok {
+			s.observeClaim(delivered)
 		}
-	} else {
-		s.observeClaim(delivered)
-		s.waiters.Hand(wt, &delivered)
+		return delivered, ok, err
+	})
+	if err != nil {
+		return err
 	}
 	s.metrics.transition("queued")
-	if !ok || delivered.ID != item.ID {
-		s.waiters.Notify(item.EnvironmentID, 1)
-	}
 	return nil
 }
 
@@ -458,7 +449,7 @@ func (s *Server) sendEvents(c *call) error {
 	}
 	if queued != nil {
 		s.metrics.transition("queued")
-		s.waiters.Notify(queued.EnvironmentID, 1)
+		s.waiters.Queued(queued.EnvironmentID)
 	}
 	out := eventListJSON{Data: make([]json.RawMessage, len(events))}
 	for i, e := range events {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/berth-sh/berth/internal/id"
 	"github.com/berth-sh/berth/internal/store"
+	"github.com/berth-sh/berth/internal/wait"
 	"github.com/berth-sh/berth/internal/work"
 )
 
@@ -68,12 +69,9 @@ func (s *Server) listWork(c *call) error {
 	return c.json(200, newPage(items, more, p, workID, workObject))
 }
 
-// pollWork delivers the oldest deliverable item, waiting up to block_ms for one. The
-// answer when nothing came is 200 with the four bytes null.
-//
-// A waiting poll parks itself before each claim attempt, so that an item queued between
-// the attempt and the wait still wakes it; it also wakes when a delivered item passes its
-// reclaim window (NextReclaim), since that item becomes deliverable without any event.
+// pollWork delivers the oldest deliverable item, waiting up to block_ms for one
+// (internal/wait runs the wait). The answer when nothing came is 200 with the four bytes
+// null.
 func (s *Server) pollWork(c *call) error {
 	env, err := c.workEnvironment()
 	if err != nil {
@@ -99,58 +97,18 @@ func (s *Server) pollWork(c *call) error {
 		}
 	}
 	started := time.Now()
-	deadline := started.Add(block)
-	found := func(item work.Item) error {
-		s.metrics.pollWait.Observe(time.Since(started).Seconds())
-		return c.json(200, workObject(item))
+	item, ok, err := s.waiters.Poll(ctx, &wait.Poll{Env: env.ID, WorkerID: worker, Reclaim: reclaim, Block: block,
+		Claim: func(ctx context.Context) (work.Item, bool, error) {
+			return s.claim(ctx, env.ID, worker, reclaim)
+		}})
+	if err != nil {
+		return err
 	}
-	for {
-		// Parked before the claim, so that an item created between the two wakes it.
-		wt := s.waiters.Park(env.ID, worker, reclaim)
-		item, ok, err := s.claim(ctx, env.ID, worker, reclaim)
-		if err != nil || ok {
-			s.waiters.Leave(wt)
-			if ok {
-				return found(item)
-			}
-			return err
-		}
-		wake := time.Until(deadline)
-		if wake <= 0 || s.closing() {
-			s.waiters.Leave(wt)
-			return c.null()
-		}
-		if at, ok, err := s.store.NextReclaim(ctx, env.ID, reclaim); err == nil && ok {
-			if d := at.Sub(s.now()); d < wake {
-				wake = max(d, time.Millisecond)
-			}
-		}
-		s.waiters.Sleep(wt)
-		timer := time.NewTimer(wake)
-		giveUp := false
-		select {
-		case <-wt.C:
-		case <-timer.C:
-		case <-ctx.Done():
-			giveUp = true
-		case <-s.done:
-			giveUp = true
-		}
-		timer.Stop()
-		// An item handed over is delivered to this poll already: answer with it even
-		// when giving up (a client that has gone leaves it to its reclaim window, as with
-		// any answer it did not read).
-		handed, woken := s.waiters.Stop(wt)
-		if handed != nil {
-			return found(*handed)
-		}
-		if giveUp {
-			if woken {
-				s.waiters.Notify(env.ID, 1) // not used here: pass it on
-			}
-			return c.null()
-		}
+	if !ok {
+		return c.null()
 	}
+	s.metrics.pollWait.Observe(time.Since(started).Seconds())
+	return c.json(200, workObject(item))
 }
 
 func (s *Server) claim(ctx context.Context, envID, worker string, reclaim time.Duration) (work.Item, bool, error) {
@@ -167,15 +125,6 @@ func (s *Server) observeClaim(item work.Item) {
 		s.metrics.reclaims.Inc()
 	} else {
 		s.metrics.pickup.Observe(item.DeliveredAt.Sub(item.CreatedAt).Seconds())
-	}
-}
-
-func (s *Server) closing() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
 	}
 }
 

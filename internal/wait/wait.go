@@ -1,207 +1,492 @@
-// Package wait parks long polls and wakes them when work arrives: one waiting poller per
-// new deliverable item, per environment, not all of them. Waking everyone for one item
-// would have every poller race for it and all but one go back to sleep, which costs a
-// store query per parked poller per item: with a thousand parked pollers that is the
-// difference between one claim and a thousand.
+// Package wait runs long polls: it parks a poll that found no work and wakes it when work
+// arrives, one waiting poller per new deliverable item, per environment, not all of them.
+// Waking everyone for one item would have every poller race for it and all but one go
+// back to sleep, which costs a store query per parked poller per item: with a thousand
+// parked pollers that is the difference between one claim and a thousand.
 //
-// A new item can also be handed to a parked poller directly (Take, then Hand): the item's
-// creator claims it for that poller in the same transaction that creates it, which saves
-// the poller a claim of its own, and on a durable store a second commit.
+// Work becomes deliverable in three ways, and each wakes exactly one poller:
+//   - A new item (a session, a dormant wake-up, a requeue; or another replica's, through
+//     store.Notifier): Queued wakes the oldest parked poller of the environment.
+//   - A new item created through Enqueue is handed to the oldest sleeping poller
+//     directly: the creator claims it for that poller in the same transaction that
+//     creates it, which saves the poller a claim of its own, and on a durable store a
+//     second commit.
+//   - A delivered item passing its reclaim window: the pollers of an environment that
+//     share a reclaim window share one timer, set to the earliest such moment; when it
+//     fires it wakes one poller, which claims and then sets the timer for the next.
+//
+// A poller woken that does not claim (its request ended, the server is shutting down)
+// passes its wake-up on to the next one, so that no wake-up is lost while a poller waits.
+// Everything here happens inside Poll and Enqueue: callers follow no protocol.
 package wait
 
 import (
 	"container/list"
+	"context"
 	"sync"
 	"time"
 
 	"github.com/berth-sh/berth/internal/work"
 )
 
-// Waiters is the set of parked pollers of every environment. The zero value is not usable;
-// use New.
+// recheck is how long the answer of a NextReclaim query is trusted by the pollers that go
+// to sleep after it. Deliveries made by this process are seen at once and keep the answer
+// true; this bounds how late a reclaim of another replica's delivery is noticed, and
+// spares a fleet of pollers one query per poll.
+const recheck = time.Second
+
+// Config configures Waiters.
+type Config struct {
+	// NextReclaim returns when the earliest delivered, unacknowledged item of the
+	// environment becomes deliverable again with the given reclaim window (ok false:
+	// none), as store.Store.NextReclaim does.
+	NextReclaim func(ctx context.Context, env string, reclaim time.Duration) (at time.Time, ok bool, err error)
+	// Now is the clock of the times NextReclaim returns; nil means time.Now.
+	Now func() time.Time
+}
+
+// Waiters is the set of parked polls of every environment. Create it with New.
 type Waiters struct {
+	cfg Config
+
 	mu     sync.Mutex
-	queues map[string]*list.List // environment ID → FIFO of *Waiter
-	asleep int                   // queued waiters that sleep (Parked)
+	envs   map[string]*envWait
+	asleep int  // sleeping pollers, all environments
+	closed bool // Close was called
+	done   chan struct{}
+}
+
+// envWait is one environment's parked polls and reclaim timers.
+type envWait struct {
+	pollers list.List                       // *poller, oldest first
+	groups  map[time.Duration]*reclaimTimer // by reclaim window
+}
+
+// reclaimTimer is the one reclaim timer of the pollers of an environment that share a
+// reclaim window.
+type reclaimTimer struct {
+	timer   *time.Timer // armed for at; nil when not armed
+	at      time.Time
+	checked time.Time // when the store was last asked (rearm); zero: not since the timer fired
+}
+
+// poller is one parked poll.
+type poller struct {
+	p   *Poll
+	c   chan struct{} // closed when woken or handed an item
+	el  *list.Element // in its environment's list while parked; nil once off it
+	env *envWait
+
+	// Set under Waiters.mu.
+	asleep  bool       // it claimed in vain and waits: it may be taken (Enqueue)
+	woken   bool       // taken off the list by a wake-up
+	reclaim bool       // woken by its reclaim timer: it sets the timer again after its claim
+	taken   bool       // taken off the list by Enqueue, which settles it
+	item    *work.Item // what Enqueue handed it (nil: a plain wake-up)
+}
+
+// Poll is one long poll.
+type Poll struct {
+	Env      string
+	WorkerID string
+	// Reclaim is the poll's reclaim window: a delivered, unacknowledged item is
+	// deliverable to it again this long after its delivery.
+	Reclaim time.Duration
+	// Block is how long the poll waits for work; 0 answers at once.
+	Block time.Duration
+	// Claim delivers the oldest deliverable item of Env to this poll, as
+	// store.Store.ClaimWork does with WorkerID and Reclaim.
+	Claim func(ctx context.Context) (work.Item, bool, error)
 }
 
 // New returns an empty set.
-func New() *Waiters {
-	return &Waiters{queues: map[string]*list.List{}}
-}
-
-// Waiter is one parked poller.
-type Waiter struct {
-	// C is closed when the poller is woken (Notify) or its hand-off is settled (Hand).
-	C <-chan struct{}
-	// WorkerID and Reclaim are the poll's Worker-ID and reclaim window: a hand-off
-	// claims with them, as the poller itself would.
-	WorkerID string
-	Reclaim  time.Duration
-
-	c   chan struct{}
-	env string
-	el  *list.Element // in its queue while parked; nil once off it
-	// Set under Waiters.mu.
-	asleep bool       // the poller has claimed in vain and waits: it may be taken
-	woken  bool       // taken off the queue by Notify
-	taken  bool       // taken off the queue by Take; Hand settles it
-	item   *work.Item // what Hand gave it (nil: a plain wake-up)
-}
-
-// Park adds a poller for environment env at the back of its queue, before it looks for
-// work, so that no item created meanwhile goes unnoticed. The caller must eventually call
-// Leave (when it does not wait after all) or Sleep and then Stop.
-func (w *Waiters) Park(env, workerID string, reclaim time.Duration) *Waiter {
-	c := make(chan struct{})
-	wt := &Waiter{C: c, c: c, env: env, WorkerID: workerID, Reclaim: reclaim}
-	w.mu.Lock()
-	q := w.queues[env]
-	if q == nil {
-		q = list.New()
-		w.queues[env] = q
+func New(cfg Config) *Waiters {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
-	wt.el = q.PushBack(wt)
-	w.mu.Unlock()
-	return wt
+	return &Waiters{cfg: cfg, envs: map[string]*envWait{}, done: make(chan struct{})}
 }
 
-// Sleep marks a parked poller as waiting: it found no work, and from now on it may be
-// handed an item (Take).
-func (w *Waiters) Sleep(wt *Waiter) {
-	w.mu.Lock()
-	wt.asleep = true
-	if wt.el != nil {
-		w.asleep++
-	}
-	w.mu.Unlock()
-}
-
-// Notify wakes up to n parked pollers of env, oldest first, and returns how many it woke.
-func (w *Waiters) Notify(env string, n int) int {
+// Close makes every parked poll answer at once without an item, and later polls answer
+// without waiting. It is for server shutdown.
+func (w *Waiters) Close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	woke := 0
-	for woke < n {
-		wt := w.pop(env, false)
-		if wt == nil {
-			break
+	if w.closed {
+		return
+	}
+	w.closed = true
+	close(w.done)
+	for _, e := range w.envs {
+		for _, g := range e.groups {
+			if g.timer != nil {
+				g.timer.Stop()
+				g.timer = nil
+			}
 		}
-		wt.woken = true
-		close(wt.c)
-		woke++
-	}
-	return woke
-}
-
-// Take removes the oldest sleeping poller of env from its queue, for the caller to claim
-// an item for it and then Hand it over; nil when none sleeps. The caller must call Hand
-// exactly once, soon: the poller waits for it.
-func (w *Waiters) Take(env string) *Waiter {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	wt := w.pop(env, true)
-	if wt != nil {
-		wt.taken = true
-	}
-	return wt
-}
-
-// Hand settles a taken poller: item is what was claimed for it, or nil, in which case it
-// is an ordinary wake-up and the poller claims by itself.
-func (w *Waiters) Hand(wt *Waiter, item *work.Item) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !wt.taken || wt.item != nil {
-		panic("wait: Hand on a waiter that was not taken, or twice")
-	}
-	if item != nil {
-		c := *item
-		wt.item = &c
-	}
-	close(wt.c)
-}
-
-// pop removes the oldest poller of env (the oldest sleeping one if asleep) from its
-// queue. w.mu must be held.
-func (w *Waiters) pop(env string, asleep bool) *Waiter {
-	q := w.queues[env]
-	if q == nil {
-		return nil
-	}
-	for el := q.Front(); el != nil; el = el.Next() {
-		wt := el.Value.(*Waiter)
-		if asleep && !wt.asleep {
-			continue
-		}
-		w.remove(wt)
-		return wt
-	}
-	return nil
-}
-
-// remove takes wt off its queue. w.mu must be held.
-func (w *Waiters) remove(wt *Waiter) {
-	if wt.asleep {
-		w.asleep--
-	}
-	q := w.queues[wt.env]
-	q.Remove(wt.el)
-	wt.el = nil
-	if q.Len() == 0 {
-		delete(w.queues, wt.env)
 	}
 }
 
-// Stop ends a sleeping poller's wait, whatever ended it. It returns the item handed to
-// it, if any (the poller must answer with it: it is delivered to this poller), and
-// whether it was woken (by Notify, or by a hand-off that brought no item). A poller taken
-// for a hand-off still under way waits here until Hand settles it.
-//
-// A poller that was woken but gives up without claiming must pass the wake-up on
-// (Notify(env, 1)), so that no item waits for a block_ms to run out while someone else
-// could take it.
-func (w *Waiters) Stop(wt *Waiter) (item *work.Item, woken bool) {
-	w.mu.Lock()
-	if wt.el != nil {
-		w.remove(wt)
-		w.mu.Unlock()
-		return nil, false
-	}
-	taken := wt.taken
-	w.mu.Unlock()
-	if taken {
-		<-wt.c
-		w.mu.Lock()
-		item = wt.item
-		w.mu.Unlock()
-	}
-	return item, item == nil
-}
-
-// Leave takes a poller that is not sleeping off its queue: it found work of its own, or
-// gives up before waiting. A wake-up it received meanwhile is passed on to the next
-// parked poller, since it will not claim for it.
-func (w *Waiters) Leave(wt *Waiter) {
-	w.mu.Lock()
-	if wt.asleep {
-		w.mu.Unlock()
-		panic("wait: Leave on a sleeping waiter; use Stop")
-	}
-	passOn := wt.woken
-	if wt.el != nil {
-		w.remove(wt)
-	}
-	w.mu.Unlock()
-	if passOn {
-		w.Notify(wt.env, 1)
-	}
-}
-
-// Parked returns the number of pollers that sleep, waiting for work, across all
+// Parked returns the number of polls that sleep, waiting for work, across all
 // environments: not those still looking for work of their own.
 func (w *Waiters) Parked() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.asleep
+}
+
+// Poll claims an item for p, waiting up to p.Block for one to become deliverable. It
+// returns ok false when none came in time, when ctx ended, or when the set was closed;
+// err only from p.Claim. An item handed over by Enqueue is delivered to this poll already
+// and is returned even when ctx has ended meanwhile (a client that has gone leaves it to
+// its reclaim window, as with any answer it did not read).
+func (w *Waiters) Poll(ctx context.Context, p *Poll) (work.Item, bool, error) {
+	var expired <-chan time.Time
+	if p.Block > 0 {
+		t := time.NewTimer(p.Block)
+		defer t.Stop()
+		expired = t.C
+	}
+	timedOut := p.Block <= 0
+	// woken: this claim is for a wake-up received; byReclaim: that of the reclaim timer,
+	// which the poller then sets again.
+	woken, byReclaim := false, false
+	for {
+		// Parked before the claim, so that an item queued between the claim and the
+		// sleep still wakes this poll.
+		pl := w.park(p)
+		item, ok, err := p.Claim(ctx)
+		if byReclaim {
+			w.rearm(ctx, p)
+		}
+		if err != nil || ok {
+			w.leave(pl)
+			if ok {
+				w.delivered(p.Env, item.DeliveredAt)
+			} else if woken {
+				// The claim that was to use the wake-up failed: someone else must.
+				w.passOn(p, byReclaim)
+			}
+			return item, ok, err
+		}
+		if timedOut || w.isClosed() {
+			w.leave(pl)
+			return work.Item{}, false, nil
+		}
+		w.sleep(ctx, pl)
+		giveUp := false
+		select {
+		case <-pl.c:
+		case <-expired:
+			timedOut = true
+		case <-ctx.Done():
+			giveUp = true
+		case <-w.done:
+			giveUp = true
+		}
+		var handed *work.Item
+		handed, woken, byReclaim = w.stop(pl)
+		if handed != nil {
+			return *handed, true, nil
+		}
+		if giveUp || (timedOut && !woken) {
+			if woken {
+				w.passOn(p, byReclaim)
+			}
+			return work.Item{}, false, nil
+		}
+		// Woken: claim again (also when the block ran out at the same moment, since the
+		// wake-up means there may be something to claim).
+	}
+}
+
+// Queued wakes one parked poller of env, oldest first, for a new deliverable item, and
+// reports whether there was one. Callers use it for items made without Enqueue, and for
+// other replicas' items.
+func (w *Waiters) Queued(env string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.wakeLocked(env, nil)
+}
+
+// Enqueue runs create, which stores a new deliverable item (whose ID is itemID) in env,
+// and gets the item to a parked poller. When one sleeps in env, create is given its Poll
+// and should claim for it in the same transaction that creates the item (store's
+// CreateSessionAndClaim), returning what that claim delivered: the poller is handed it.
+// Otherwise create gets nil and only stores the item. Either way, unless the new item
+// itself was handed over, one parked poller is woken for it.
+func (w *Waiters) Enqueue(env, itemID string, create func(taker *Poll) (delivered work.Item, ok bool, err error)) error {
+	pl := w.take(env)
+	var taker *Poll
+	if pl != nil {
+		taker = pl.p
+	}
+	delivered, ok, err := create(taker)
+	if pl != nil {
+		if err == nil && ok {
+			w.delivered(env, delivered.DeliveredAt)
+			w.settle(pl, &delivered)
+		} else {
+			w.settle(pl, nil) // a plain wake-up: it claims for itself
+			return err
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if pl == nil || delivered.ID != itemID {
+		w.Queued(env)
+	}
+	return nil
+}
+
+// park adds a poller for p at the back of its environment's list, looking for work.
+func (w *Waiters) park(p *Poll) *poller {
+	pl := &poller{p: p, c: make(chan struct{})}
+	w.mu.Lock()
+	e := w.envs[p.Env]
+	if e == nil {
+		e = &envWait{groups: map[time.Duration]*reclaimTimer{}}
+		w.envs[p.Env] = e
+	}
+	pl.env = e
+	pl.el = e.pollers.PushBack(pl)
+	w.mu.Unlock()
+	return pl
+}
+
+// sleep marks a parked poller as waiting: it found no work, and from now on it may be
+// handed an item. It makes sure its reclaim timer is set.
+func (w *Waiters) sleep(ctx context.Context, pl *poller) {
+	w.mu.Lock()
+	if pl.el == nil { // already woken or taken: the caller sees it at once
+		w.mu.Unlock()
+		return
+	}
+	pl.asleep = true
+	w.asleep++
+	g := pl.env.group(pl.p.Reclaim)
+	query := g.checked.IsZero() || w.cfg.Now().Sub(g.checked) >= recheck
+	w.mu.Unlock()
+	if query {
+		w.rearm(ctx, pl.p)
+	}
+}
+
+// rearm asks the store when the next delivered item of p's environment passes p's reclaim
+// window, and sets the timer of the pollers with that window for it.
+func (w *Waiters) rearm(ctx context.Context, p *Poll) {
+	if w.cfg.NextReclaim == nil {
+		return
+	}
+	at, ok, err := w.cfg.NextReclaim(ctx, p.Env, p.Reclaim)
+	now := w.cfg.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e := w.envs[p.Env]
+	if e == nil || err != nil || w.closed {
+		return
+	}
+	g := e.group(p.Reclaim)
+	g.checked = now
+	if ok {
+		w.armLocked(p.Env, p.Reclaim, g, at)
+	}
+}
+
+// fire is a reclaim timer's: an item has become deliverable to the pollers of env with
+// this reclaim window, so one of them is woken, and it sets the timer again.
+func (w *Waiters) fire(env string, reclaim time.Duration, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e := w.envs[env]
+	if e == nil {
+		return
+	}
+	g := e.groups[reclaim]
+	if g == nil || g.timer == nil || !g.at.Equal(at) {
+		return // stopped or replaced meanwhile
+	}
+	g.timer = nil
+	if !w.wakeLocked(env, &reclaim) {
+		g.checked = time.Time{} // nobody will ask the store for the next one: the next sleeper must
+	}
+	w.dropIfIdle(env, e)
+}
+
+// wakeLocked wakes the oldest parked poller of env; with reclaim set, the oldest sleeping
+// one with that reclaim window, which then owns its window's timer. w.mu must be held.
+func (w *Waiters) wakeLocked(env string, reclaim *time.Duration) bool {
+	e := w.envs[env]
+	if e == nil {
+		return false
+	}
+	for el := e.pollers.Front(); el != nil; el = el.Next() {
+		pl := el.Value.(*poller)
+		if reclaim != nil && (!pl.asleep || pl.p.Reclaim != *reclaim) {
+			continue
+		}
+		w.remove(pl)
+		pl.woken = true
+		pl.reclaim = reclaim != nil
+		close(pl.c)
+		return true
+	}
+	return false
+}
+
+// passOn hands a wake-up that p will not use to the next poller: a reclaim timer's to a
+// poller with the same window, any other to the oldest poller of the environment.
+func (w *Waiters) passOn(p *Poll, byReclaim bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if byReclaim {
+		if !w.wakeLocked(p.Env, &p.Reclaim) {
+			// Nobody else times this window now: the next sleeper asks the store.
+			if e := w.envs[p.Env]; e != nil {
+				e.group(p.Reclaim).checked = time.Time{}
+			}
+		}
+		return
+	}
+	w.wakeLocked(p.Env, nil)
+}
+
+// delivered notes a delivery in env at at: that item passes each window r at at+r, and
+// the pollers with that window must wake then unless it has been acknowledged (a timer
+// that finds it was is set again from the store). Deliveries of other replicas are not
+// seen here: pollers learn of them when they next ask the store (recheck).
+func (w *Waiters) delivered(env string, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e := w.envs[env]
+	if e == nil {
+		return
+	}
+	for r, g := range e.groups {
+		w.armLocked(env, r, g, at.Add(r))
+	}
+}
+
+// armLocked sets the reclaim timer of window r in env for at, unless it is set for an
+// earlier moment already. w.mu must be held.
+func (w *Waiters) armLocked(env string, r time.Duration, g *reclaimTimer, at time.Time) {
+	if g.timer != nil {
+		if !at.Before(g.at) {
+			return
+		}
+		g.timer.Stop()
+	}
+	g.at = at
+	g.timer = time.AfterFunc(at.Sub(w.cfg.Now()), func() { w.fire(env, r, at) })
+}
+
+// take removes the oldest sleeping poller of env from its list for a hand-off; nil when
+// none sleeps.
+func (w *Waiters) take(env string) *poller {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e := w.envs[env]
+	if e == nil {
+		return nil
+	}
+	for el := e.pollers.Front(); el != nil; el = el.Next() {
+		pl := el.Value.(*poller)
+		if pl.asleep {
+			w.remove(pl)
+			pl.taken = true
+			return pl
+		}
+	}
+	return nil
+}
+
+// settle ends a hand-off: item is what was claimed for the taken poller, or nil for a
+// plain wake-up.
+func (w *Waiters) settle(pl *poller, item *work.Item) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if item != nil {
+		c := *item
+		pl.item = &c
+	} else {
+		pl.woken = true
+	}
+	close(pl.c)
+}
+
+// stop ends a sleeping poller's wait, whatever ended it: it returns the item handed to
+// it, if any, and whether it was woken (and by its reclaim timer). A poller taken for a
+// hand-off still under way waits here until it is settled.
+func (w *Waiters) stop(pl *poller) (item *work.Item, woken, byReclaim bool) {
+	w.mu.Lock()
+	if pl.el != nil {
+		w.remove(pl)
+		w.mu.Unlock()
+		return nil, false, false
+	}
+	taken := pl.taken
+	w.mu.Unlock()
+	if taken {
+		<-pl.c
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return pl.item, pl.woken, pl.reclaim
+}
+
+// leave takes a poller off its list when it will not sleep (it found work, or its time
+// is up). A wake-up it received meanwhile is passed on, since it will not claim for it.
+func (w *Waiters) leave(pl *poller) {
+	w.mu.Lock()
+	if pl.el != nil {
+		w.remove(pl)
+	}
+	woken, byReclaim := pl.woken, pl.reclaim
+	w.mu.Unlock()
+	if woken {
+		w.passOn(pl.p, byReclaim)
+	}
+}
+
+// remove takes pl off its list. w.mu must be held.
+func (w *Waiters) remove(pl *poller) {
+	e := pl.env
+	if pl.asleep {
+		w.asleep--
+		pl.asleep = false
+	}
+	e.pollers.Remove(pl.el)
+	pl.el = nil
+	w.dropIfIdle(pl.p.Env, e)
+}
+
+// dropIfIdle forgets an environment that has no parked poller and no armed timer, so that
+// the set holds only environments being polled. w.mu must be held.
+func (w *Waiters) dropIfIdle(env string, e *envWait) {
+	if e.pollers.Len() > 0 {
+		return
+	}
+	for _, g := range e.groups {
+		if g.timer != nil {
+			return
+		}
+	}
+	delete(w.envs, env)
+}
+
+// group returns the reclaim timer of the pollers with window r.
+func (e *envWait) group(r time.Duration) *reclaimTimer {
+	g := e.groups[r]
+	if g == nil {
+		g = &reclaimTimer{}
+		e.groups[r] = g
+	}
+	return g
+}
+
+func (w *Waiters) isClosed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.closed
 }

@@ -587,7 +587,7 @@ func TestNoPollSleepsBesideDeliverableWork(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(seed), 7))
 			f := newFixture(t)
 			defer f.close()
-		defer f.close()
+			defer f.close()
 			var live []*pending
 			delivered := map[string]bool{}
 			windows := []time.Duration{0, 300 * time.Millisecond, time.Second, 5 * time.Second}

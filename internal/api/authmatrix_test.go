@@ -11,11 +11,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/berth-sh/berth/internal/api"
 	"github.com/berth-sh/berth/internal/store"
 	"github.com/berth-sh/berth/internal/store/sqlite"
+	"github.com/berth-sh/berth/internal/testserver"
 )
 
 // This file is the authentication and authorization matrix of API.md §1 ("Who gets in"),
@@ -366,7 +366,7 @@ func (s *amSpyStore) take() []string {
 // amHarness is newHarness on a store of the test's choosing.
 func amHarness(t *testing.T, st store.Store) *harness {
 	t.Helper()
-	clock := &testClock{now: time.Date(2026, 7, 1, 8, 15, 0, 0, time.UTC)}
+	clock := testserver.NewClock()
 	srv := api.New(api.Config{Store: st, Now: clock.Now, Logger: discardLogger()})
 	ts := httptest.NewServer(srv)
 	h := &harness{t: t, srv: srv, store: st, clock: clock, url: ts.URL}

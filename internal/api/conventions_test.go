@@ -127,9 +127,7 @@ func tcStr(p *string) string {
 
 // tcSetClock sets the harness clock.
 func tcSetClock(h *harness, t time.Time) {
-	h.clock.mu.Lock()
-	h.clock.now = t
-	h.clock.mu.Unlock()
+	h.clock.Set(t)
 }
 
 // tcTS formats a time as API.md §1 writes it.

@@ -38,6 +38,7 @@ import (
 	"github.com/berth-sh/berth/internal/id"
 	"github.com/berth-sh/berth/internal/store"
 	"github.com/berth-sh/berth/internal/store/sqlite"
+	"github.com/berth-sh/berth/internal/testserver"
 )
 
 // fzServer is one server for a fuzz target, with the fixtures its inputs address.
@@ -64,7 +65,7 @@ func newFzServer(f *testing.F) *fzServer {
 	if err != nil {
 		f.Fatalf("open store: %v", err)
 	}
-	clock := &testClock{now: time.Date(2026, 7, 1, 8, 15, 0, 0, time.UTC)}
+	clock := testserver.NewClock()
 	srv := api.New(api.Config{Store: st, Now: clock.Now, Logger: discardLogger()})
 	ts := httptest.NewServer(srv)
 	tr := http.DefaultTransport.(*http.Transport).Clone()

@@ -8,18 +8,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/berth-sh/berth/internal/api"
 	"github.com/berth-sh/berth/internal/openapi"
 	"github.com/berth-sh/berth/internal/store"
-	"github.com/berth-sh/berth/internal/store/postgres"
-	"github.com/berth-sh/berth/internal/store/postgres/pgtest"
-	"github.com/berth-sh/berth/internal/store/sqlite"
+	"github.com/berth-sh/berth/internal/testserver"
 )
 
 // validator is shared: it is immutable and compiling it takes a while.
@@ -31,56 +29,26 @@ var validator = sync.OnceValue(func() *openapi.Validator {
 	return v
 })
 
-// testClock is a clock the test moves by hand.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// testClock and openTestStore are the shared test package's.
+type testClock = testserver.Clock
 
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-// openTestStore opens a fresh store: SQLite in a temporary directory, or, when
-// BERTH_TEST_API_STORE=postgres (as `make test` runs this package a second time), a fresh
-// schema on the PostgreSQL server of BERTH_TEST_DATABASE_URL, so that every API test
-// holds on both stores.
 func openTestStore(t *testing.T) store.Store {
 	t.Helper()
-	var st store.Store
-	var err error
-	switch os.Getenv("BERTH_TEST_API_STORE") {
-	case "", "sqlite":
-		st, err = sqlite.Open(context.Background(), t.TempDir())
-	case "postgres":
-		st, err = postgres.Open(context.Background(), pgtest.URL(t))
-	default:
-		t.Fatalf("BERTH_TEST_API_STORE must be sqlite or postgres")
-	}
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
+	st := testserver.OpenStore(t)
 	return st
 }
 
-// harness is one server on a fresh SQLite database behind a real HTTP listener, with a
-// clock the test moves, and an admin token.
+// harness is one server on a fresh store (testserver.OpenStore) behind a real HTTP
+// listener, with a clock the test moves, and an admin token. Under testing/synctest
+// (newSyncHarness) it runs in-process on the bubble's clock instead.
 type harness struct {
-	t     *testing.T
-	srv   *api.Server
-	store store.Store
-	clock *testClock
-	url   string
-	admin string // admin token secret
+	t      *testing.T
+	srv    *api.Server
+	store  store.Store
+	clock  *testClock // nil under synctest: time.Sleep moves the bubble's clock
+	url    string
+	client *http.Client
+	admin  string // admin token secret
 }
 
 func newHarness(t *testing.T) *harness {
@@ -92,14 +60,14 @@ func newHarness(t *testing.T) *harness {
 func newHarnessWith(t *testing.T, mod func(*api.Config)) *harness {
 	t.Helper()
 	st := openTestStore(t)
-	clock := &testClock{now: time.Date(2026, 7, 1, 8, 15, 0, 0, time.UTC)}
+	clock := testserver.NewClock()
 	cfg := api.Config{Store: st, Now: clock.Now, Logger: discardLogger()}
 	if mod != nil {
 		mod(&cfg)
 	}
 	srv := api.New(cfg)
 	ts := httptest.NewServer(srv)
-	h := &harness{t: t, srv: srv, store: st, clock: clock, url: ts.URL}
+	h := &harness{t: t, srv: srv, store: st, clock: clock, url: ts.URL, client: http.DefaultClient}
 	t.Cleanup(func() {
 		srv.Shutdown()
 		ts.Close()
@@ -109,10 +77,36 @@ func newHarnessWith(t *testing.T, mod func(*api.Config)) *harness {
 	return h
 }
 
+// newSyncHarness is newHarness for a test inside synctest.Test: the server runs on the
+// bubble's clock (time.Now, moved by time.Sleep) and is reached in-process, so that
+// synctest.Wait returns once every request has done all it can. The test ends it with
+// the function it returns, inside the bubble.
+func newSyncHarness(t *testing.T) (*harness, func()) {
+	t.Helper()
+	st := openTestStore(t)
+	srv := api.New(api.Config{Store: st, Logger: discardLogger()})
+	h := &harness{t: t, srv: srv, store: st, url: "http://berth.test",
+		client: &http.Client{Transport: &testserver.Transport{Handler: srv}}}
+	h.admin = h.token(api.RoleAdmin, "")
+	return h, func() {
+		srv.Shutdown()
+		synctest.Wait()
+		st.Close()
+	}
+}
+
+// now is the server's clock.
+func (h *harness) now() time.Time {
+	if h.clock == nil {
+		return time.Now()
+	}
+	return h.clock.Now()
+}
+
 // token creates a token directly in the store and returns its secret.
 func (h *harness) token(role, environmentID string) string {
 	h.t.Helper()
-	tok, secret := api.NewToken("test-"+role, role, environmentID, h.clock.Now())
+	tok, secret := api.NewToken("test-"+role, role, environmentID, h.now())
 	if err := h.store.CreateToken(context.Background(), tok); err != nil {
 		h.t.Fatalf("create token: %v", err)
 	}
@@ -193,7 +187,7 @@ func (h *harness) doRaw(method, path, body string, opts ...reqOpt) *response {
 	for _, o := range opts {
 		o(req)
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := h.client.Do(req)
 	if err != nil {
 		h.t.Fatalf("%s %s: %v", method, path, err)
 	}

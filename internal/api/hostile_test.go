@@ -24,6 +24,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/berth-sh/berth/internal/api"
+	"github.com/berth-sh/berth/internal/testserver"
 )
 
 // This file is the in-process half of "Hostile clients" (API.md §1: no input, however
@@ -65,7 +66,7 @@ func (b *hoCountingBody) Read(p []byte) (int, error) {
 func hoNewServer(t *testing.T) *hoServer {
 	t.Helper()
 	st := openTestStore(t)
-	clock := &testClock{now: time.Date(2026, 7, 1, 8, 15, 0, 0, time.UTC)}
+	clock := testserver.NewClock()
 	srv := api.New(api.Config{Store: st, Now: clock.Now, Logger: discardLogger()})
 	s := &hoServer{read: map[string]int64{}}
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -9,9 +9,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/berth-sh/berth/internal/api"
+	"github.com/berth-sh/berth/internal/testserver"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -37,7 +37,7 @@ func TestLogLinesCarryTheRequestIDAndNoSecret(t *testing.T) {
 	t.Parallel()
 	st := openTestStore(t)
 	logs := &lockedBuffer{}
-	clock := &testClock{now: time.Date(2026, 7, 1, 8, 15, 0, 0, time.UTC)}
+	clock := testserver.NewClock()
 	srv := api.New(api.Config{Store: st, Now: clock.Now,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	ts := httptest.NewServer(srv)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -35,20 +36,34 @@ func (h *harness) wkParked() int {
 	return 0
 }
 
-// waitParked waits until exactly n long polls are parked on the server. There is no
-// channel to wait on from outside the server, so it reads the gauge in a bounded loop.
+// wkWaitParked lets every request in flight do all it can (the harness runs under
+// testing/synctest) and then asserts that exactly n long polls are parked.
 func (h *harness) wkWaitParked(n int) {
 	h.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := h.wkParked()
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("%d long polls parked, want %d", got, n)
-		}
-		time.Sleep(time.Millisecond)
+	synctest.Wait()
+	if got := h.wkParked(); got != n {
+		h.t.Fatalf("%d long polls parked, want %d", got, n)
+	}
+}
+
+// syncTest runs body under testing/synctest with a harness on the bubble's clock: a
+// parked poll waits for fake time, which moves only when every request has done all it
+// can, so a poll woken by an item answers at the very instant it was parked, and one that
+// was not woken answers exactly block_ms later, however busy the machine is.
+func syncTest(t *testing.T, body func(t *testing.T, h *harness)) {
+	t.Helper()
+	synctest.Test(t, func(t *testing.T) {
+		h, end := newSyncHarness(t)
+		defer end()
+		body(t, h)
+	})
+}
+
+// wantWoken asserts that a poll answered without waiting: at the fake instant it began.
+func (p wkPollResult) wantWoken(t *testing.T, what string) {
+	t.Helper()
+	if p.elapsed != 0 {
+		t.Errorf("%s answered %v after it was sent: it was not woken", what, p.elapsed)
 	}
 }
 
@@ -172,110 +187,107 @@ func TestPollOldestFirst(t *testing.T) {
 // refused and one from the poller succeeds.
 func TestPollWokenByNewSession(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	env := h.env(true)
-	res := h.wkPollAsync(env, "block_ms=999", "w1")
-	h.wkWaitParked(1)
-	sess := h.session(env)
-	p := <-res
-	w := p.item(t)
-	if w == nil || w.Data["id"] != sess {
-		t.Fatalf("parked poll answered %s, want the item of %s", p.r.Body, sess)
-	}
-	// Not woken, the poll could only have found the item when its 999 ms were up.
-	if p.elapsed >= 999*time.Millisecond {
-		t.Errorf("the parked poll answered after %v: it was not woken by the new item", p.elapsed)
-	}
-	t.Logf("woken poll answered after %v", p.elapsed)
-	if h.wkParked() != 0 {
-		t.Errorf("a poll is still parked")
-	}
-	wantError(t, h.do("POST", workPath(env, w.ID, "/ack"), "", header("Worker-ID", "w-other")), 409, "invalid_request_error", "")
-	wantStatus(t, h.do("POST", workPath(env, w.ID, "/ack"), "", header("Worker-ID", "w1")), 200)
+	syncTest(t, func(t *testing.T, h *harness) {
+		env := h.env(true)
+		res := h.wkPollAsync(env, "block_ms=999", "w1")
+		h.wkWaitParked(1)
+		sess := h.session(env)
+		p := <-res
+		w := p.item(t)
+		if w == nil || w.Data["id"] != sess {
+			t.Fatalf("parked poll answered %s, want the item of %s", p.r.Body, sess)
+		}
+		p.wantWoken(t, "the parked poll")
+		if h.wkParked() != 0 {
+			t.Errorf("a poll is still parked")
+		}
+		wantError(t, h.do("POST", workPath(env, w.ID, "/ack"), "", header("Worker-ID", "w-other")), 409, "invalid_request_error", "")
+		wantStatus(t, h.do("POST", workPath(env, w.ID, "/ack"), "", header("Worker-ID", "w1")), 200)
+	})
 }
 
 // TestPollWokenByDormantWakeUp: a user.message that queues a new item for a dormant
 // session wakes a parked poll too.
 func TestPollWokenByDormantWakeUp(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	env := h.env(true)
-	sess := h.session(env)
-	first := h.wkItemsOf(env, sess)[0]
-	wantStatus(t, h.do("POST", workPath(env, first.ID, "/stop"), `{"force":true}`), 200)
-	res := h.wkPollAsync(env, "block_ms=999", "w1")
-	h.wkWaitParked(1)
-	wantStatus(t, h.do("POST", "/sessions/"+sess+"/events", `{"events":[{"type":"user.message","content":[{"type":"text","text":"hi"}]}]}`), 200)
-	p := <-res
-	w := p.item(t)
-	if w == nil || w.Data["id"] != sess || w.ID == first.ID {
-		t.Fatalf("parked poll answered %s, want a new item of %s", p.r.Body, sess)
-	}
-	if p.elapsed >= 999*time.Millisecond {
-		t.Errorf("the parked poll answered after %v: not woken by the new item", p.elapsed)
-	}
+	syncTest(t, func(t *testing.T, h *harness) {
+		env := h.env(true)
+		sess := h.session(env)
+		first := h.wkItemsOf(env, sess)[0]
+		wantStatus(t, h.do("POST", workPath(env, first.ID, "/stop"), `{"force":true}`), 200)
+		res := h.wkPollAsync(env, "block_ms=999", "w1")
+		h.wkWaitParked(1)
+		wantStatus(t, h.do("POST", "/sessions/"+sess+"/events", `{"events":[{"type":"user.message","content":[{"type":"text","text":"hi"}]}]}`), 200)
+		p := <-res
+		w := p.item(t)
+		if w == nil || w.Data["id"] != sess || w.ID == first.ID {
+			t.Fatalf("parked poll answered %s, want a new item of %s", p.r.Body, sess)
+		}
+		p.wantWoken(t, "the parked poll")
+	})
 }
 
 // TestPollOneItemOnePoller: with several parked pollers and one new item, exactly one
 // poller gets it and the others answer null (API.md §4.2).
 func TestPollOneItemOnePoller(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	env := h.env(true)
-	const n = 4
-	var results []<-chan wkPollResult
-	for i := range n {
-		results = append(results, h.wkPollAsync(env, "block_ms=999", fmt.Sprintf("w%d", i)))
-	}
-	h.wkWaitParked(n)
-	sess := h.session(env)
-	got := 0
-	for _, ch := range results {
-		p := <-ch
-		if w := p.item(t); w != nil {
-			got++
-			if w.Data["id"] != sess {
-				t.Errorf("delivered %+v, want the item of %s", w, sess)
+	syncTest(t, func(t *testing.T, h *harness) {
+		env := h.env(true)
+		const n = 4
+		var results []<-chan wkPollResult
+		for i := range n {
+			results = append(results, h.wkPollAsync(env, "block_ms=999", fmt.Sprintf("w%d", i)))
+			h.wkWaitParked(i + 1)
+		}
+		sess := h.session(env)
+		// The oldest parked poll gets it at once; the others sleep on.
+		h.wkWaitParked(n - 1)
+		p := <-results[0]
+		if w := p.item(t); w == nil || w.Data["id"] != sess {
+			t.Fatalf("the oldest poll answered %s, want the item of %s", p.r.Body, sess)
+		}
+		p.wantWoken(t, "the oldest poll")
+		for _, ch := range results[1:] {
+			p := <-ch
+			if w := p.item(t); w != nil {
+				t.Errorf("a second poll got %s", w.ID)
 			}
-			if p.elapsed >= 999*time.Millisecond {
-				t.Errorf("the winning poll answered after %v: not woken", p.elapsed)
+			if p.elapsed != 999*time.Millisecond {
+				t.Errorf("a poll without an item answered after %v, want its 999 ms", p.elapsed)
 			}
 		}
-	}
-	if got != 1 {
-		t.Errorf("%d pollers got the one item, want exactly 1", got)
-	}
+	})
 }
 
 // TestPollTwoItemsTwoPollers: two new items for three parked pollers: two get one each,
 // different ones, and the third answers null.
 func TestPollTwoItemsTwoPollers(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	env := h.env(true)
-	var results []<-chan wkPollResult
-	for i := range 3 {
-		results = append(results, h.wkPollAsync(env, "block_ms=999", fmt.Sprintf("w%d", i)))
-	}
-	h.wkWaitParked(3)
-	h.session(env)
-	h.session(env)
-	seen := map[string]bool{}
-	for _, ch := range results {
-		p := <-ch
-		if w := p.item(t); w != nil {
-			if seen[w.ID] {
-				t.Errorf("item %s delivered twice", w.ID)
-			}
-			seen[w.ID] = true
-			if p.elapsed >= 999*time.Millisecond {
-				t.Errorf("a poll got %s after %v: not woken by the new item", w.ID, p.elapsed)
+	syncTest(t, func(t *testing.T, h *harness) {
+		env := h.env(true)
+		var results []<-chan wkPollResult
+		for i := range 3 {
+			results = append(results, h.wkPollAsync(env, "block_ms=999", fmt.Sprintf("w%d", i)))
+		}
+		h.wkWaitParked(3)
+		h.session(env)
+		h.session(env)
+		h.wkWaitParked(1)
+		seen := map[string]bool{}
+		for _, ch := range results {
+			p := <-ch
+			if w := p.item(t); w != nil {
+				if seen[w.ID] {
+					t.Errorf("item %s delivered twice", w.ID)
+				}
+				seen[w.ID] = true
+				p.wantWoken(t, "a poll that got "+w.ID)
 			}
 		}
-	}
-	if len(seen) != 2 {
-		t.Errorf("%d distinct items delivered, want 2", len(seen))
-	}
+		if len(seen) != 2 {
+			t.Errorf("%d distinct items delivered, want 2", len(seen))
+		}
+	})
 }
 
 // TestPollReclaimWindow: a delivered but unacknowledged item is not delivered again
@@ -407,29 +419,28 @@ func TestPollWorkersPolling(t *testing.T) {
 // that arrives afterwards does not wait.
 func TestPollShutdown(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	env := h.env(true)
-	res := h.wkPollAsync(env, "block_ms=999", "w1")
-	h.wkWaitParked(1)
-	h.srv.Shutdown()
-	p := <-res
-	if w := p.item(t); w != nil {
-		t.Fatalf("poll answered %s, want null", p.r.Body)
-	}
-	if string(p.r.Body) != "null" {
-		t.Errorf("body %q, want null", p.r.Body)
-	}
-	if p.elapsed >= 999*time.Millisecond {
-		t.Errorf("the parked poll answered after %v: Shutdown did not end it", p.elapsed)
-	}
-	start := time.Now()
-	r := h.do("GET", "/environments/"+env+"/work/poll?block_ms=999", "")
-	if string(r.Body) != "null" {
-		t.Errorf("poll after Shutdown: %s", r.Body)
-	}
-	if d := time.Since(start); d >= 999*time.Millisecond {
-		t.Errorf("a poll after Shutdown waited %v", d)
-	}
+	syncTest(t, func(t *testing.T, h *harness) {
+		env := h.env(true)
+		res := h.wkPollAsync(env, "block_ms=999", "w1")
+		h.wkWaitParked(1)
+		h.srv.Shutdown()
+		p := <-res
+		if w := p.item(t); w != nil {
+			t.Fatalf("poll answered %s, want null", p.r.Body)
+		}
+		if string(p.r.Body) != "null" {
+			t.Errorf("body %q, want null", p.r.Body)
+		}
+		p.wantWoken(t, "the parked poll, at Shutdown,")
+		start := time.Now()
+		r := h.do("GET", "/environments/"+env+"/work/poll?block_ms=999", "")
+		if string(r.Body) != "null" {
+			t.Errorf("poll after Shutdown: %s", r.Body)
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("a poll after Shutdown waited %v", d)
+		}
+	})
 }
 
 // TestPollConcurrentNoDuplicates: N concurrent polls on M < N items never deliver the
@@ -503,7 +514,10 @@ func TestPollConcurrentNoDuplicates(t *testing.T) {
 // goes to exactly one poller.
 func TestPollConcurrentLongPolls(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	syncTest(t, testPollConcurrentLongPolls)
+}
+
+func testPollConcurrentLongPolls(t *testing.T, h *harness) {
 	env := h.env(true)
 	const n, m = 8, 5
 	var results []<-chan wkPollResult
@@ -530,9 +544,7 @@ func TestPollConcurrentLongPolls(t *testing.T) {
 				t.Errorf("item %s delivered twice", w.ID)
 			}
 			seen[w.ID] = true
-			if p.elapsed >= 999*time.Millisecond {
-				t.Errorf("a poll got %s after %v: not woken by the new item", w.ID, p.elapsed)
-			}
+			p.wantWoken(t, "a poll that got "+w.ID)
 		}
 	}
 	if len(seen) != m {
@@ -590,29 +602,42 @@ func TestWorkStats(t *testing.T) {
 	check("pollers gone", 0, 0, nil, 0)
 }
 
-// TestPollWokenByReclaim: a parked poll wakes when a delivered item passes its reclaim
-// window (API.md §4.2), without any new item. The window is 300 ms; the test clock is
-// moved past it while the poll is parked, so the poll must find the item on a wake-up
-// of its own, before its 999 ms are up.
+// TestPollWokenByReclaim: parked polls wake when a delivered item passes its reclaim
+// window (API.md §4.2), without any new item: one poll per item, at that moment, not
+// every parked poll.
 func TestPollWokenByReclaim(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	env := h.env(true)
-	w := h.queuedItem(env)
-	if got := h.poll(env, "A"); got == nil || got.ID != w.ID {
-		t.Fatalf("first delivery: %+v", got)
-	}
-	res := h.wkPollAsync(env, "block_ms=999&reclaim_older_than_ms=300", "B")
-	h.wkWaitParked(1)
-	h.clock.Advance(400 * time.Millisecond)
-	p := <-res
-	got := p.item(t)
-	if got == nil || got.ID != w.ID {
-		t.Fatalf("parked poll answered %s, want the reclaimed %s", p.r.Body, w.ID)
-	}
-	if p.elapsed >= 999*time.Millisecond {
-		t.Errorf("the reclaimed item came after %v: the poll was not woken by the reclaim window", p.elapsed)
-	}
+	syncTest(t, func(t *testing.T, h *harness) {
+		env := h.env(true)
+		w := h.queuedItem(env)
+		if got := h.poll(env, "A"); got == nil || got.ID != w.ID {
+			t.Fatalf("first delivery: %+v", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+		const n = 5
+		var results []<-chan wkPollResult
+		for i := range n {
+			results = append(results, h.wkPollAsync(env, "block_ms=999&reclaim_older_than_ms=300", fmt.Sprint("B", i)))
+			h.wkWaitParked(i + 1)
+		}
+		// 200 ms later the item passes its window: the oldest poll, and only it, wakes.
+		time.Sleep(200 * time.Millisecond)
+		h.wkWaitParked(n - 1)
+		p := <-results[0]
+		got := p.item(t)
+		if got == nil || got.ID != w.ID {
+			t.Fatalf("parked poll answered %s, want the reclaimed %s", p.r.Body, w.ID)
+		}
+		if p.elapsed != 200*time.Millisecond {
+			t.Errorf("the reclaimed item came %v after the poll, want 200ms (when it passed its window)", p.elapsed)
+		}
+		wantStatus(t, h.do("POST", workPath(env, w.ID, "/ack"), "", header("Worker-ID", "B0")), 200)
+		for _, ch := range results[1:] {
+			if w := (<-ch).item(t); w != nil {
+				t.Errorf("a second poll got %s", w.ID)
+			}
+		}
+	})
 }
 
 // TestPollNoItemLostToDeadlines: sessions are created while polls with a 1–3 ms block
@@ -621,57 +646,60 @@ func TestPollWokenByReclaim(t *testing.T) {
 // delivered to a poll that then answered null would never arrive.
 func TestPollNoItemLostToDeadlines(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	env := h.env(true)
-	const sessions, pollers = 60, 6
-	var mu sync.Mutex
-	got := map[string]int{}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range pollers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
+	syncTest(t, func(t *testing.T, h *harness) {
+		env := h.env(true)
+		const sessions, pollers = 60, 6
+		var mu sync.Mutex
+		got := map[string]int{}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range pollers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := 0; ; n++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					r := h.do("GET", fmt.Sprintf("/environments/%s/work/poll?block_ms=%d&reclaim_older_than_ms=3600000", env, 1+(i+n)%3), "",
+						header("Worker-ID", fmt.Sprintf("w%d", i)))
+					if r.Status != 200 || string(r.Body) == "null" {
+						continue
+					}
+					var w workJSON
+					r.decode(t, &w)
+					mu.Lock()
+					got[w.ID]++
+					mu.Unlock()
 				}
-				r := h.do("GET", fmt.Sprintf("/environments/%s/work/poll?block_ms=%d&reclaim_older_than_ms=3600000", env, 1+(i+n)%3), "",
-					header("Worker-ID", fmt.Sprintf("w%d", i)))
-				if r.Status != 200 || string(r.Body) == "null" {
-					continue
-				}
-				var w workJSON
-				r.decode(t, &w)
-				mu.Lock()
-				got[w.ID]++
-				mu.Unlock()
+			}()
+		}
+		for range sessions {
+			h.session(env)
+			time.Sleep(time.Millisecond)
+		}
+		// Every item reaches a poll within a block or two (fake time): give it ten
+		// seconds' worth of them.
+		for range 10000 {
+			mu.Lock()
+			n := len(got)
+			mu.Unlock()
+			if n == sessions {
+				break
 			}
-		}()
-	}
-	for range sessions {
-		h.session(env)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n == sessions || time.Now().After(deadline) {
-			break
+			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	close(stop)
-	wg.Wait()
-	if len(got) != sessions {
-		t.Errorf("%d of %d items reached a poll", len(got), sessions)
-	}
-	for id, n := range got {
-		if n != 1 {
-			t.Errorf("%s delivered %d times", id, n)
+		close(stop)
+		wg.Wait()
+		if len(got) != sessions {
+			t.Errorf("%d of %d items reached a poll", len(got), sessions)
 		}
-	}
+		for id, n := range got {
+			if n != 1 {
+				t.Errorf("%s delivered %d times", id, n)
+			}
+		}
+	})
 }

@@ -81,9 +81,6 @@ func wkWantErrorType(t *testing.T, r *response, status int, errType string) {
 // addHeader adds a header line (repeated header lines, as the Go SDK sends x-qoder-beta).
 func wkAddHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Add(k, v) } }
 
-// wkClient has a timeout so that a broken long poll fails the test instead of hanging it.
-var wkClient = &http.Client{Timeout: 20 * time.Second}
-
 // try is do for goroutines: it never calls t.Fatal (only the checks' t.Errorf), and
 // returns transport errors.
 func (h *harness) wkTry(method, path, body string, opts ...reqOpt) (*response, error) {
@@ -103,7 +100,7 @@ func (h *harness) wkTry(method, path, body string, opts ...reqOpt) (*response, e
 	for _, o := range opts {
 		o(req)
 	}
-	res, err := wkClient.Do(req)
+	res, err := h.client.Do(req)
 	if err != nil {
 		return nil, err
 	}

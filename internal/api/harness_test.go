@@ -95,6 +95,14 @@ func newSyncHarness(t *testing.T) (*harness, func()) {
 	}
 }
 
+// httpClient is the client the harness's requests go through.
+func (h *harness) httpClient() *http.Client {
+	if h.client == nil {
+		return http.DefaultClient
+	}
+	return h.client
+}
+
 // now is the server's clock.
 func (h *harness) now() time.Time {
 	if h.clock == nil {
@@ -187,7 +195,7 @@ func (h *harness) doRaw(method, path, body string, opts ...reqOpt) *response {
 	for _, o := range opts {
 		o(req)
 	}
-	res, err := h.client.Do(req)
+	res, err := h.httpClient().Do(req)
 	if err != nil {
 		h.t.Fatalf("%s %s: %v", method, path, err)
 	}

@@ -92,7 +92,7 @@ func (c *wkSDKClient) send(method, path, rawQuery string, body []byte, extra ...
 	for _, kv := range extra {
 		req.Header.Add(kv[0], kv[1])
 	}
-	res, err := c.h.client.Do(req)
+	res, err := c.h.httpClient().Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}

@@ -100,7 +100,7 @@ func (h *harness) wkTry(method, path, body string, opts ...reqOpt) (*response, e
 	for _, o := range opts {
 		o(req)
 	}
-	res, err := h.client.Do(req)
+	res, err := h.httpClient().Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Registry receives the server's metrics; nil means a new registry of its own.
 	Registry *prometheus.Registry
+	// PollTimer makes the timer that ends a long poll's block_ms; nil means
+	// time.NewTimer. Tests pass one that never fires, so that a poll can only answer
+	// when it is woken.
+	PollTimer func(d time.Duration) (c <-chan time.Time, stop func() bool)
 }
 
 // Server serves the API. Create it with New; it is an http.Handler.
@@ -54,7 +58,7 @@ func New(cfg Config) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.waiters = wait.New(wait.Config{NextReclaim: s.store.NextReclaim, Now: s.now})
+	s.waiters = wait.New(wait.Config{NextReclaim: s.store.NextReclaim, Now: s.now, Block: cfg.PollTimer})
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -91,8 +95,9 @@ func (s *Server) Shutdown() {
 // server; with several replicas, each runs its own (stores make expiry race-free).
 func (s *Server) Run(ctx context.Context) {
 	if n, ok := s.store.(store.Notifier); ok {
-		// Work queued through another replica wakes one of this replica's pollers.
-		go n.ListenWork(ctx, func(env string) { s.waiters.Queued(env) })
+		// Work queued through another replica wakes one of this replica's pollers; when
+		// notices may have been missed, every environment's pollers look again.
+		go n.ListenWork(ctx, func(env string) { s.waiters.Queued(env) }, s.waiters.Resync)
 	}
 	const tick = 200 * time.Millisecond // lease expiry must happen within 1 s (API.md §4.9)
 	t := time.NewTicker(tick)

@@ -262,8 +262,11 @@ type Store interface {
 // Notifier is implemented by stores that several server replicas share. ListenWork calls
 // fn with an environment's ID whenever another replica queues a deliverable item there
 // (a new session, a dormant wake-up, a requeue after lease expiry), so that this
-// replica's parked pollers wake too, until ctx ends. A store with one replica (SQLite)
-// does not implement it: the server wakes its own pollers.
+// replica's parked pollers wake too, until ctx ends. Notices are not durable: those sent
+// while the listener is not listening (before it starts, while it reconnects) are lost,
+// so it calls resync each time it has begun listening, after which the caller must look
+// for work it may have missed. A store with one replica (SQLite) does not implement it:
+// the server wakes its own pollers.
 type Notifier interface {
-	ListenWork(ctx context.Context, fn func(environmentID string)) error
+	ListenWork(ctx context.Context, fn func(environmentID string), resync func()) error
 }

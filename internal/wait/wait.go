@@ -43,6 +43,10 @@ type Config struct {
 	NextReclaim func(ctx context.Context, env string, reclaim time.Duration) (at time.Time, ok bool, err error)
 	// Now is the clock of the times NextReclaim returns; nil means time.Now.
 	Now func() time.Time
+	// Block makes the timer that ends a poll's wait (Poll.Block); nil means
+	// time.NewTimer. Tests pass timers that never fire, so that a poll can only answer
+	// when it is woken.
+	Block func(d time.Duration) (c <-chan time.Time, stop func() bool)
 }
 
 // Waiters is the set of parked polls of every environment. Create it with New.
@@ -78,12 +82,26 @@ type poller struct {
 	env *envWait
 
 	// Set under Waiters.mu.
-	asleep  bool       // it claimed in vain and waits: it may be taken (Enqueue)
-	woken   bool       // taken off the list by a wake-up
-	reclaim bool       // woken by its reclaim timer: it sets the timer again after its claim
-	taken   bool       // taken off the list by Enqueue, which settles it
-	item    *work.Item // what Enqueue handed it (nil: a plain wake-up)
+	asleep bool       // it claimed in vain and waits: it may be taken (Enqueue)
+	woken  wake       // why it was taken off the list by a wake-up, if it was
+	taken  bool       // taken off the list by Enqueue, which settles it
+	item   *work.Item // what Enqueue handed it (nil: a plain wake-up)
 }
+
+// wake is why a poller was woken.
+type wake uint8
+
+const (
+	notWoken wake = iota
+	// newItem: an item was queued (Queued, Enqueue).
+	newItem
+	// reclaimed: its window's reclaim timer fired. The poller sets the timer again after
+	// its claim.
+	reclaimed
+	// resync: notices of new items may have been missed (Resync). A poller that claims
+	// an item passes the wake-up on, so that every missed item is claimed.
+	resync
+)
 
 // Poll is one long poll.
 type Poll struct {
@@ -103,6 +121,12 @@ type Poll struct {
 func New(cfg Config) *Waiters {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Block == nil {
+		cfg.Block = func(d time.Duration) (<-chan time.Time, func() bool) {
+			t := time.NewTimer(d)
+			return t.C, t.Stop
+		}
 	}
 	return &Waiters{cfg: cfg, envs: map[string]*envWait{}, done: make(chan struct{})}
 }
@@ -143,29 +167,31 @@ func (w *Waiters) Parked() int {
 func (w *Waiters) Poll(ctx context.Context, p *Poll) (work.Item, bool, error) {
 	var expired <-chan time.Time
 	if p.Block > 0 {
-		t := time.NewTimer(p.Block)
-		defer t.Stop()
-		expired = t.C
+		c, stop := w.cfg.Block(p.Block)
+		defer stop()
+		expired = c
 	}
 	timedOut := p.Block <= 0
-	// woken: this claim is for a wake-up received; byReclaim: that of the reclaim timer,
-	// which the poller then sets again.
-	woken, byReclaim := false, false
+	woken := notWoken // the wake-up this claim is for, if any
 	for {
 		// Parked before the claim, so that an item queued between the claim and the
 		// sleep still wakes this poll.
 		pl := w.park(p)
 		item, ok, err := p.Claim(ctx)
-		if byReclaim {
+		if woken == reclaimed {
 			w.rearm(ctx, p)
 		}
 		if err != nil || ok {
 			w.leave(pl)
-			if ok {
+			switch {
+			case ok:
 				w.delivered(p.Env, item.DeliveredAt)
-			} else if woken {
+				if woken == resync {
+					w.passOn(p, resync) // there may be more
+				}
+			case woken != notWoken:
 				// The claim that was to use the wake-up failed: someone else must.
-				w.passOn(p, byReclaim)
+				w.passOn(p, woken)
 			}
 			return item, ok, err
 		}
@@ -185,13 +211,13 @@ func (w *Waiters) Poll(ctx context.Context, p *Poll) (work.Item, bool, error) {
 			giveUp = true
 		}
 		var handed *work.Item
-		handed, woken, byReclaim = w.stop(pl)
+		handed, woken = w.stop(pl)
 		if handed != nil {
 			return *handed, true, nil
 		}
-		if giveUp || (timedOut && !woken) {
-			if woken {
-				w.passOn(p, byReclaim)
+		if giveUp || (timedOut && woken == notWoken) {
+			if woken != notWoken {
+				w.passOn(p, woken)
 			}
 			return work.Item{}, false, nil
 		}
@@ -206,7 +232,7 @@ func (w *Waiters) Poll(ctx context.Context, p *Poll) (work.Item, bool, error) {
 func (w *Waiters) Queued(env string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.wakeLocked(env, nil)
+	return w.wakeLocked(env, newItem, 0)
 }
 
 // Enqueue runs create, which stores a new deliverable item (whose ID is itemID) in env,
@@ -238,6 +264,18 @@ func (w *Waiters) Enqueue(env, itemID string, create func(taker *Poll) (delivere
 		w.Queued(env)
 	}
 	return nil
+}
+
+// Resync wakes one parked poller of every environment, for when notices of new items
+// may have been missed (another replica's, while the connection that brings them was
+// down). Each woken poller claims once and, finding nothing, sleeps again: one claim per
+// environment being polled.
+func (w *Waiters) Resync() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for env := range w.envs {
+		w.wakeLocked(env, resync, 0)
+	}
 }
 
 // park adds a poller for p at the back of its environment's list, looking for work.
@@ -308,48 +346,49 @@ func (w *Waiters) fire(env string, reclaim time.Duration, at time.Time) {
 		return // stopped or replaced meanwhile
 	}
 	g.timer = nil
-	if !w.wakeLocked(env, &reclaim) {
+	if !w.wakeLocked(env, reclaimed, reclaim) {
 		g.checked = time.Time{} // nobody will ask the store for the next one: the next sleeper must
 	}
 	w.dropIfIdle(env, e)
 }
 
-// wakeLocked wakes the oldest parked poller of env; with reclaim set, the oldest sleeping
-// one with that reclaim window, which then owns its window's timer. w.mu must be held.
-func (w *Waiters) wakeLocked(env string, reclaim *time.Duration) bool {
+// wakeLocked wakes the oldest parked poller of env for why; for a reclaim, the oldest
+// sleeping one with that reclaim window, which then owns its window's timer. w.mu must
+// be held.
+func (w *Waiters) wakeLocked(env string, why wake, window time.Duration) bool {
 	e := w.envs[env]
 	if e == nil {
 		return false
 	}
 	for el := e.pollers.Front(); el != nil; el = el.Next() {
 		pl := el.Value.(*poller)
-		if reclaim != nil && (!pl.asleep || pl.p.Reclaim != *reclaim) {
+		if why == reclaimed && (!pl.asleep || pl.p.Reclaim != window) {
 			continue
 		}
 		w.remove(pl)
-		pl.woken = true
-		pl.reclaim = reclaim != nil
+		pl.woken = why
 		close(pl.c)
 		return true
 	}
 	return false
 }
 
-// passOn hands a wake-up that p will not use to the next poller: a reclaim timer's to a
-// poller with the same window, any other to the oldest poller of the environment.
-func (w *Waiters) passOn(p *Poll, byReclaim bool) {
+// passOn hands a wake-up that p will not use (or, for a resync, has used) to the next
+// poller: a reclaim timer's to a poller with the same window, any other to the oldest
+// poller of the environment.
+func (w *Waiters) passOn(p *Poll, why wake) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if byReclaim {
-		if !w.wakeLocked(p.Env, &p.Reclaim) {
-			// Nobody else times this window now: the next sleeper asks the store.
-			if e := w.envs[p.Env]; e != nil {
-				e.group(p.Reclaim).checked = time.Time{}
-			}
+	if why == reclaimed && !w.wakeLocked(p.Env, why, p.Reclaim) {
+		// Nobody else times this window now: the next sleeper asks the store.
+		if e := w.envs[p.Env]; e != nil {
+			e.group(p.Reclaim).checked = time.Time{}
 		}
 		return
 	}
-	w.wakeLocked(p.Env, nil)
+	if why != reclaimed {
+		w.wakeLocked(p.Env, why, 0)
+	}
 }
 
 // delivered notes a delivery in env at at: that item passes each window r at at+r, and
@@ -410,20 +449,20 @@ func (w *Waiters) settle(pl *poller, item *work.Item) {
 		c := *item
 		pl.item = &c
 	} else {
-		pl.woken = true
+		pl.woken = newItem
 	}
 	close(pl.c)
 }
 
 // stop ends a sleeping poller's wait, whatever ended it: it returns the item handed to
-// it, if any, and whether it was woken (and by its reclaim timer). A poller taken for a
-// hand-off still under way waits here until it is settled.
-func (w *Waiters) stop(pl *poller) (item *work.Item, woken, byReclaim bool) {
+// it, if any, and why it was woken, if it was. A poller taken for a hand-off still under
+// way waits here until it is settled.
+func (w *Waiters) stop(pl *poller) (item *work.Item, woken wake) {
 	w.mu.Lock()
 	if pl.el != nil {
 		w.remove(pl)
 		w.mu.Unlock()
-		return nil, false, false
+		return nil, notWoken
 	}
 	taken := pl.taken
 	w.mu.Unlock()
@@ -432,7 +471,7 @@ func (w *Waiters) stop(pl *poller) (item *work.Item, woken, byReclaim bool) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return pl.item, pl.woken, pl.reclaim
+	return pl.item, pl.woken
 }
 
 // leave takes a poller off its list when it will not sleep (it found work, or its time
@@ -442,10 +481,10 @@ func (w *Waiters) leave(pl *poller) {
 	if pl.el != nil {
 		w.remove(pl)
 	}
-	woken, byReclaim := pl.woken, pl.reclaim
+	woken := pl.woken
 	w.mu.Unlock()
-	if woken {
-		w.passOn(pl.p, byReclaim)
+	if woken != notWoken {
+		w.passOn(pl.p, woken)
 	}
 }
 

@@ -643,3 +643,29 @@ func TestNoPollSleepsBesideDeliverableWork(t *testing.T) {
 		})
 	}
 }
+
+// Resync (notices of new items may have been missed) wakes pollers until one claims in
+// vain: every missed item is claimed, at once, at the cost of one extra claim.
+func TestResyncClaimsEveryMissedItem(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		defer f.close()
+		var polls []*pending
+		for i := range 5 {
+			polls = append(polls, f.poll(fmt.Sprint("w", i), 5*time.Second, 999*time.Millisecond))
+		}
+		missed := []string{f.q.add(), f.q.add(), f.q.add()} // nobody told
+		claims := f.q.claimCount()
+		f.ws.Resync()
+		synctest.Wait()
+		for i, id := range missed {
+			if got := polls[i].got(t); got != id {
+				t.Errorf("poll %d got %s, want %s", i, got, id)
+			}
+		}
+		f.wantParked(2)
+		if n := f.q.claimCount() - claims; n != 4 {
+			t.Errorf("a resync with three missed items cost %d claims, want 4", n)
+		}
+	})
+}

@@ -172,10 +172,11 @@ func (s *Store) notify(ctx context.Context, tx pgx.Tx, environmentID string) err
 
 // ListenWork implements store.Notifier: it holds one connection LISTENing on the work
 // channel and calls fn for every notification from another replica, until ctx ends. A
-// lost connection is re-established after a second.
-func (s *Store) ListenWork(ctx context.Context, fn func(environmentID string)) error {
+// lost connection is re-established after a second; resync is called each time LISTEN
+// has taken effect, since notices sent meanwhile were lost.
+func (s *Store) ListenWork(ctx context.Context, fn func(environmentID string), resync func()) error {
 	for ctx.Err() == nil {
-		err := s.listen(ctx, fn)
+		err := s.listen(ctx, fn, resync)
 		if ctx.Err() != nil {
 			break
 		}
@@ -190,7 +191,7 @@ func (s *Store) ListenWork(ctx context.Context, fn func(environmentID string)) e
 
 // listen holds a connection of its own, outside the pool: a pool connection held for
 // good would leave requests one short, and none at all with pool_max_conns=1.
-func (s *Store) listen(ctx context.Context, fn func(string)) error {
+func (s *Store) listen(ctx context.Context, fn func(string), resync func()) error {
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return err
@@ -199,6 +200,7 @@ func (s *Store) listen(ctx context.Context, fn func(string)) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+workChannel); err != nil {
 		return err
 	}
+	resync()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {

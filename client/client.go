@@ -118,6 +118,36 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
+// NormalizeBaseURL turns an API base URL as a person writes it (a command-line flag, an
+// environment variable) into the base URL New wants: empty means DefaultBaseURL, and a
+// bare server address, http://host:port with no path (or "/"), gets the API's base path
+// /api/v1/cloud. A URL with any other path is kept as it is. A value without a scheme,
+// such as "127.0.0.1:8080", is an error that shows the fix: berth never guesses between
+// http and https for a URL that will carry a token.
+func NormalizeBaseURL(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return DefaultBaseURL, nil
+	}
+	if !strings.Contains(s, "://") {
+		return "", fmt.Errorf("berth: URL %q has no scheme: write http://%s (or https://%s)", s, s, s)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("berth: URL %q: %w", s, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("berth: URL %q: want http:// or https://, not %s://", s, u.Scheme)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("berth: URL %q has no host: want http://host:port", s)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path, u.RawPath = strings.TrimSuffix(basePath, "/"), ""
+	}
+	return u.String(), nil
+}
+
 // BaseURL returns the API base the client resolves its paths against, with its trailing
 // slash.
 func (c *Client) BaseURL() string { return c.base.String() }

@@ -148,7 +148,7 @@ func TestEmptyPollsAreLoggedAtDebug(t *testing.T) {
 		t.Fatalf("poll after a session: %d %s", delivered.Status, delivered.Body)
 	}
 	record(delivered, "INFO")
-	record(h.do("GET", poll+"?block_ms=1000", ""), "INFO")                                         // 400
+	record(h.do("GET", poll+"?block_ms=1000", ""), "INFO")                                          // 400
 	record(h.do("GET", "/environments/env_0190f3be4fd2475d9a784bf2c739e119/work/poll", ""), "INFO") // 404
 	record(h.do("GET", "/environments/"+env+"/work/stats", ""), "INFO")
 

@@ -40,8 +40,8 @@ default; --database-url for PostgreSQL) or an external one (--url and --token).
   berth bench lifecycle --url http://127.0.0.1:8080/api/v1/cloud --token "$(cat berth-data/admin-token)"`,
 	}
 	f := cmd.PersistentFlags()
-	f.StringVar(&o.URL, "url", "", "external server's API base URL (default: start one in-process)")
-	f.StringVar(&o.Token, "token", os.Getenv("BERTH_TOKEN"), "token for --url (BERTH_TOKEN)")
+	f.StringVar(&o.URL, "url", "", "external server: http://host:port or its API base URL (default: start one in-process)")
+	f.StringVar(&o.Token, "token", "", secretUsage("token for --url", "BERTH_TOKEN"))
 	f.StringVar(&o.DatabaseURL, "database-url", "", "in-process server on this PostgreSQL database")
 	f.StringVar(&o.DataDir, "data-dir", "", "in-process SQLite directory (default: a temporary one)")
 	f.IntVar(&o.Workers, "workers", 8, "lifecycle/ceiling: concurrent workers")
@@ -58,8 +58,17 @@ default; --database-url for PostgreSQL) or an external one (--url and --token).
 			Use:  name,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				if o.URL != "" && o.Token == "" {
-					return fmt.Errorf("--url needs --token (or BERTH_TOKEN)")
+				o := o
+				o.Token = secretFromEnv(cmd, "token", "BERTH_TOKEN", o.Token)
+				if o.URL != "" {
+					base, err := apiBaseURL(o.URL)
+					if err != nil {
+						return err
+					}
+					o.URL = base
+					if o.Token == "" {
+						return fmt.Errorf("--url needs --token (or BERTH_TOKEN)")
+					}
 				}
 				if !asJSON && isatty.IsTerminal(os.Stderr.Fd()) {
 					o.Progress = os.Stderr

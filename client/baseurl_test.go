@@ -74,3 +74,19 @@ func TestIsNoRoute(t *testing.T) {
 		}
 	}
 }
+
+// A token read from a file keeps its trailing newline; the client sends the token alone.
+func TestTokenFromAFile(t *testing.T) {
+	t.Parallel()
+	s := newScript(t, answering(envJSON))
+	c, err := client.New(s.url+"/api/v1/cloud", " pt-fromfile\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetEnvironment(t.Context(), "e"); err != nil {
+		t.Fatalf("GetEnvironment with a token that ends in a newline: %v", err)
+	}
+	if got := s.requests()[0].Header.Get("Authorization"); got != "Bearer pt-fromfile" {
+		t.Errorf("Authorization %q, want Bearer pt-fromfile", got)
+	}
+}

@@ -72,7 +72,9 @@ func WithUserAgent(s string) Option {
 }
 
 // New returns a client of the API at baseURL, authenticating with token (a "pt-…" secret;
-// empty sends no Authorization header, enough for Healthz and Readyz).
+// empty sends no Authorization header, enough for Healthz and Readyz). Spaces and line
+// breaks around the token are dropped: a token read from a file (a Kubernetes Secret made
+// with --from-file) usually ends in a newline, which no header may carry.
 //
 // baseURL is the API base, such as "https://berth.example.com/api/v1/cloud"; empty means
 // DefaultBaseURL, and a trailing slash is optional. Every path is resolved relative to it,
@@ -98,7 +100,7 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 	c := &Client{
 		base:       base,
 		root:       serverRoot(base),
-		token:      token,
+		token:      strings.TrimSpace(token),
 		http:       http.DefaultClient,
 		maxRetries: defaultMaxRetries,
 		backoff:    backoff{initial: defaultInitialBackoff, max: defaultMaxBackoff},

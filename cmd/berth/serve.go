@@ -180,10 +180,11 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()
-	log.Info("berth serving", "addr", ln.Addr().String(), "data_dir", o.dataDir)
+	attrs := []any{"addr", ln.Addr().String(), "data_dir", o.dataDir}
 	if !o.noDashboard {
-		log.Info("dashboard", "url", dashboardURL(ln.Addr()))
+		attrs = append(attrs, "dashboard", dashboardURL(ln.Addr()))
 	}
+	log.Info("berth serving", attrs...)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

@@ -211,14 +211,14 @@ func TestLogLevel(t *testing.T) {
 	}
 }
 
-// berth serve logs where its dashboard is; not when the dashboard is off.
+// berth serve logs where its dashboard is, with its address; not when the dashboard is off.
 func TestServeLogsTheDashboardURL(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, filepath.Join(t.TempDir(), "data"))
-	wantContains(t, p.log(), "msg=dashboard url=http://"+p.addr+"/\n")
+	wantContains(t, p.log(), " dashboard=http://"+p.addr+"/\n")
 	p2, addrc := launchServe(t, "--data-dir", filepath.Join(t.TempDir(), "data"), "--no-dashboard")
 	awaitServe(t, p2, addrc)
-	if strings.Contains(p2.log(), "dashboard") {
+	if strings.Contains(p2.log(), "dashboard=") {
 		t.Errorf("--no-dashboard, yet the log names a dashboard:\n%s", p2.log())
 	}
 	for addr, want := range map[string]string{

@@ -94,7 +94,7 @@ func (a *apiConn) addConnFlags(cmd *cobra.Command, urlDefault, urlHelp string, w
 	f.StringVar(&a.idemKey, "idempotency-key", "", "Idempotency-Key sent with POST and DELETE: a repeat within 24 h replays the first answer (and the request is retried on network errors)")
 }
 
-const urlHelp = "API base URL, with its scheme; a bare http://host:port means http://host:port/api/v1/cloud (BERTH_URL)"
+const urlHelp = "API base URL, with http:// or https:// (a host:port alone is refused); a bare http://host:port means http://host:port/api/v1/cloud (BERTH_URL)"
 
 // apiBaseURL is the API base of a --url (or BERTH_URL) value, by client.NormalizeBaseURL:
 // a bare http://host:port gets /api/v1/cloud, and a value without http:// or https:// is

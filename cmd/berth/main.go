@@ -20,7 +20,8 @@ import (
 
 func main() {
 	if err := rootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "berth:", err)
+		// The client package's errors start with "berth: " too: say it once.
+		fmt.Fprintln(os.Stderr, "berth:", strings.TrimPrefix(err.Error(), "berth: "))
 		os.Exit(1)
 	}
 }

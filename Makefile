@@ -22,5 +22,6 @@ vet:
 build:
 	$(GO) build -o bin/berth ./cmd/berth
 
-serve:
-	$(GO) run ./cmd/berth serve
+# The binary, not `go run`: a signal then reaches the server itself.
+serve: build
+	bin/berth serve

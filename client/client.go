@@ -72,7 +72,9 @@ func WithUserAgent(s string) Option {
 }
 
 // New returns a client of the API at baseURL, authenticating with token (a "pt-…" secret;
-// empty sends no Authorization header, enough for Healthz and Readyz).
+// empty sends no Authorization header, enough for Healthz and Readyz). Spaces and line
+// breaks around the token are dropped: a token read from a file (a Kubernetes Secret made
+// with --from-file) usually ends in a newline, which no header may carry.
 //
 // baseURL is the API base, such as "https://berth.example.com/api/v1/cloud"; empty means
 // DefaultBaseURL, and a trailing slash is optional. Every path is resolved relative to it,
@@ -98,7 +100,7 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 	c := &Client{
 		base:       base,
 		root:       serverRoot(base),
-		token:      token,
+		token:      strings.TrimSpace(token),
 		http:       http.DefaultClient,
 		maxRetries: defaultMaxRetries,
 		backoff:    backoff{initial: defaultInitialBackoff, max: defaultMaxBackoff},
@@ -116,6 +118,36 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("berth: WithBackoff(%v, %v): want 0 < initial ≤ max", c.backoff.initial, c.backoff.max)
 	}
 	return c, nil
+}
+
+// NormalizeBaseURL turns an API base URL as a person writes it (a command-line flag, an
+// environment variable) into the base URL New wants: empty means DefaultBaseURL, and a
+// bare server address, http://host:port with no path (or "/"), gets the API's base path
+// /api/v1/cloud. A URL with any other path is kept as it is. A value without a scheme,
+// such as "127.0.0.1:8080", is an error that shows the fix: berth never guesses between
+// http and https for a URL that will carry a token.
+func NormalizeBaseURL(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return DefaultBaseURL, nil
+	}
+	if !strings.Contains(s, "://") {
+		return "", fmt.Errorf("berth: URL %q has no scheme: write http://%s (or https://%s)", s, s, s)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("berth: URL %q: %w", s, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("berth: URL %q: want http:// or https://, not %s://", s, u.Scheme)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("berth: URL %q has no host: want http://host:port", s)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path, u.RawPath = strings.TrimSuffix(basePath, "/"), ""
+	}
+	return u.String(), nil
 }
 
 // BaseURL returns the API base the client resolves its paths against, with its trailing

@@ -13,7 +13,11 @@
 //
 // A non-2xx answer is returned as *Error, carrying the envelope of API.md §1; IsNotFound,
 // IsConflict, IsPreconditionFailed, IsUnauthorized and IsForbidden test for the common
-// cases. Transport and context errors are returned wrapped, never as *Error.
+// cases, and IsNoRoute for a 404 that means the base URL is wrong. Transport and context
+// errors are returned wrapped, never as *Error.
+//
+// New takes the API base URL exactly; NormalizeBaseURL turns what a person types (a bare
+// http://host:port) into one.
 //
 // # Retries
 //

@@ -122,6 +122,18 @@ func statusIs(err error, status int) bool {
 // item, belongs to another environment).
 func IsNotFound(err error) bool { return statusIs(err, http.StatusNotFound) }
 
+// IsNoRoute reports whether err is a 404 that says the URL is wrong rather than that a
+// resource is missing: berth's answer to a path it does not serve (error.message "No such
+// route."), or a 404 that is not the API's error envelope at all (another server, or a
+// proxy's page). A base URL without /api/v1/cloud gets this on every call.
+func IsNoRoute(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) || e.StatusCode != http.StatusNotFound {
+		return false
+	}
+	return e.Type == "" || e.Message == "No such route."
+}
+
 // IsConflict reports whether err is a 409: a work state conflict (ack or heartbeat of an
 // item in the wrong state, ack by another worker), an environment still referenced, or
 // an Idempotency-Key reused with another request.

@@ -39,7 +39,7 @@ func (w *Worker) pollLoop(ctx context.Context) error {
 		if err != nil {
 			<-slots
 			if fatalPollError(err) {
-				return &ErrRefused{Err: err}
+				return &ErrRefused{Err: err, URL: w.cfg.Client.BaseURL()}
 			}
 			w.cfg.Metrics.pollError()
 			backoff = nextBackoff(backoff, w.cfg.BackoffMin, w.cfg.BackoffMax)

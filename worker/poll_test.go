@@ -249,7 +249,9 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 }
 
 // 401, 403 and 404 on poll end Run at once, with no retry, with an *ErrRefused that
-// names the flags to check and wraps the server's answer.
+// names the flags to check and wraps the server's answer: the token and environment, or
+// the URL when the server has no API there (404 "No such route."). The client error's
+// "berth: " prefix is not repeated inside it.
 func TestRefusedCredentialsOrEnvironmentEndRun(t *testing.T) {
 	t.Parallel()
 	b := newBench(t)
@@ -257,13 +259,17 @@ func TestRefusedCredentialsOrEnvironmentEndRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	check := "check --token and --environment"
+	wrongBase := strings.TrimSuffix(b.base, "/cloud") // http://…/api/v1
 	for _, tc := range []struct {
 		name, token, env string
 		status           int
+		base, want       string
 	}{
-		{"unknown token", "pt-" + strings.Repeat("x", 43), b.env, 401},
-		{"worker token of another environment", b.token(api.RoleWorker, other.ID), b.env, 403},
-		{"environment that does not exist", b.token(api.RoleMember, ""), "env_0190f3be4fd2475d9a784bf2c739e119", 404},
+		{"unknown token", "pt-" + strings.Repeat("x", 43), b.env, 401, b.base, check},
+		{"worker token of another environment", b.token(api.RoleWorker, other.ID), b.env, 403, b.base, check},
+		{"environment that does not exist", b.token(api.RoleMember, ""), "env_0190f3be4fd2475d9a784bf2c739e119", 404, b.base, check},
+		{"no API at the URL", b.secret, b.env, 404, wrongBase, "no berth API at " + wrongBase + "/ (check --url or BERTH_URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -272,8 +278,12 @@ func TestRefusedCredentialsOrEnvironmentEndRun(t *testing.T) {
 				sent.Add(1)
 				return http.DefaultTransport.RoundTrip(r)
 			})}
+			c, err := client.New(tc.base, tc.token, client.WithHTTPClient(hc))
+			if err != nil {
+				t.Fatal(err)
+			}
 			w, err := worker.New(worker.Config{
-				Client: b.client(tc.token, client.WithHTTPClient(hc)), EnvironmentID: tc.env, WorkerID: "refused",
+				Client: c, EnvironmentID: tc.env, WorkerID: "refused",
 				Logger:  discard(),
 				Handler: worker.HandlerFunc(func(ctx context.Context, job worker.Job) (int, error) { return 0, nil }),
 			})
@@ -289,8 +299,11 @@ func TestRefusedCredentialsOrEnvironmentEndRun(t *testing.T) {
 			if !errors.As(err, &refused) || !errors.As(err, &apiErr) || apiErr.StatusCode != tc.status {
 				t.Fatalf("Run = %v, want *ErrRefused wrapping HTTP %d", err, tc.status)
 			}
-			if !strings.Contains(err.Error(), "check --token and --environment") {
-				t.Errorf("message %q does not say what to check", err)
+			if msg := err.Error(); !strings.Contains(msg, tc.want) || (tc.want != check && strings.Contains(msg, check)) {
+				t.Errorf("message %q does not say what to check: %q", msg, tc.want)
+			}
+			if strings.Contains(err.Error(), "berth:") {
+				t.Errorf("message %q holds the client error's \"berth:\" prefix", err)
 			}
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("Run took %v to give up", d)

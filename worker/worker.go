@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -235,10 +236,22 @@ func fatalPollError(err error) bool {
 }
 
 // ErrRefused wraps the poll error that ended a worker.
-type ErrRefused struct{ Err error }
+type ErrRefused struct {
+	Err error
+	// URL is the client's API base URL, named when the server has no API there.
+	URL string
+}
 
+// Error says what to check: the URL when the server answered that it has no such route
+// (client.IsNoRoute), else the token and the environment. It carries the client error's
+// text without its "berth: " prefix, which a caller printing "berth: " + err would
+// otherwise double.
 func (e *ErrRefused) Error() string {
-	return fmt.Sprintf("the server refused this worker (check --token and --environment): %v", e.Err)
+	cause := strings.TrimPrefix(e.Err.Error(), "berth: ")
+	if client.IsNoRoute(e.Err) {
+		return fmt.Sprintf("no berth API at %s (check --url or BERTH_URL; a berth server's API is at http://host:port/api/v1/cloud): %s", e.URL, cause)
+	}
+	return fmt.Sprintf("the server refused this worker (check --token and --environment): %s", cause)
 }
 
 func (e *ErrRefused) Unwrap() error { return e.Err }

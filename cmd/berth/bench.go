@@ -28,7 +28,9 @@ default; --database-url for PostgreSQL) or an external one (--url and --token).
 
   lifecycle  W workers each: create session → poll → ack → heartbeat → stop → stop;
              items/s, requests/s, p50/p99/max per call, and the ratio to the
-             loopback ceiling measured right after (items/s × 6 ÷ ceiling req/s)
+             loopback ceiling measured right after (items/s × 6 ÷ ceiling req/s).
+             The ceiling pass takes --duration too: a lifecycle run takes about
+             twice --duration (or --items, then --duration)
   ceiling    the same client load against a no-op handler: this machine's limit now
   pickup     P parked long-pollers; sessions created one at a time; enqueue → poll
              response latency
@@ -40,12 +42,12 @@ default; --database-url for PostgreSQL) or an external one (--url and --token).
   berth bench lifecycle --url http://127.0.0.1:8080/api/v1/cloud --token "$(cat berth-data/admin-token)"`,
 	}
 	f := cmd.PersistentFlags()
-	f.StringVar(&o.URL, "url", "", "external server's API base URL (default: start one in-process)")
-	f.StringVar(&o.Token, "token", os.Getenv("BERTH_TOKEN"), "token for --url (BERTH_TOKEN)")
+	f.StringVar(&o.URL, "url", "", "external server: http://host:port or its API base URL (default: start one in-process)")
+	f.StringVar(&o.Token, "token", "", secretUsage("token for --url", "BERTH_TOKEN"))
 	f.StringVar(&o.DatabaseURL, "database-url", "", "in-process server on this PostgreSQL database")
 	f.StringVar(&o.DataDir, "data-dir", "", "in-process SQLite directory (default: a temporary one)")
 	f.IntVar(&o.Workers, "workers", 8, "lifecycle/ceiling: concurrent workers")
-	f.DurationVar(&o.Duration, "duration", 10*time.Second, "lifecycle/ceiling: how long")
+	f.DurationVar(&o.Duration, "duration", 10*time.Second, "lifecycle/ceiling: how long each pass runs (lifecycle runs two: itself, then the ceiling)")
 	f.IntVar(&o.Items, "items", 0, "lifecycle: stop after this many items instead of --duration")
 	f.IntVar(&o.Pollers, "pollers", 100, "pickup: parked long-pollers")
 	f.IntVar(&o.Samples, "samples", 200, "pickup: sessions measured; scale: rounds per size")
@@ -58,8 +60,17 @@ default; --database-url for PostgreSQL) or an external one (--url and --token).
 			Use:  name,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				if o.URL != "" && o.Token == "" {
-					return fmt.Errorf("--url needs --token (or BERTH_TOKEN)")
+				o := o
+				o.Token = secretFromEnv(cmd, "token", "BERTH_TOKEN", o.Token)
+				if o.URL != "" {
+					base, err := apiBaseURL(o.URL)
+					if err != nil {
+						return err
+					}
+					o.URL = base
+					if o.Token == "" {
+						return fmt.Errorf("--url needs --token (or BERTH_TOKEN)")
+					}
 				}
 				if !asJSON && isatty.IsTerminal(os.Stderr.Fd()) {
 					o.Progress = os.Stderr
@@ -89,8 +100,13 @@ default; --database-url for PostgreSQL) or an external one (--url and --token).
 			},
 		}
 	}
+	lifecycle := withShort(run("lifecycle", func(ctx context.Context, o bench.Options) (any, error) { return bench.Lifecycle(ctx, o) }), "Full item lifecycles against berth, and the ratio to the loopback ceiling")
+	lifecycle.Long = `Full item lifecycles against berth: --workers workers each create a session, poll,
+ack, heartbeat and stop twice, for --duration (or until --items items). Then a ceiling
+pass (the same client load against a no-op handler) runs for --duration too, for the
+ratio items/s × 6 ÷ ceiling req/s: the whole run takes about twice --duration.`
 	cmd.AddCommand(
-		withShort(run("lifecycle", func(ctx context.Context, o bench.Options) (any, error) { return bench.Lifecycle(ctx, o) }), "Full item lifecycles against berth, and the ratio to the loopback ceiling"),
+		lifecycle,
 		withShort(run("ceiling", func(ctx context.Context, o bench.Options) (any, error) { return bench.Ceiling(ctx, o) }), "The loopback ceiling: the same client load against a no-op handler"),
 		withShort(run("pickup", func(ctx context.Context, o bench.Options) (any, error) { return bench.Pickup(ctx, o) }), "Enqueue → poll response latency with parked long-pollers"),
 		withShort(run("scale", func(ctx context.Context, o bench.Options) (any, error) { return bench.Scale(ctx, o) }), "Hot-call p50 at N stored items against 1,000"),

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -43,7 +44,8 @@ const (
 const exitCodesHelp = `Exit codes of the API commands (env, session, work, and token over the API):
 
   0  ok
-  1  usage or local error (bad flag or argument, unreadable input)
+  1  usage or local error (bad flag or argument, unreadable input, or a --url
+     where the server has no API: it answered 404 "No such route.")
   2  API error 4xx other than those below (400 invalid_request_error, 405)
   3  not found (404)
   4  conflict (409 conflict or invalid state, 412 heartbeat expectation mismatch)
@@ -71,6 +73,9 @@ type apiConn struct {
 	url, token string
 	asJSON     bool
 	idemKey    string
+	// tokenGiven reports whether --token was given; when not, the token is BERTH_TOKEN's,
+	// read when the command runs (never a flag default, which --help would print).
+	tokenGiven func() bool
 
 	c   *client.Client
 	rec *recorder
@@ -81,39 +86,57 @@ type apiConn struct {
 func (a *apiConn) addConnFlags(cmd *cobra.Command, urlDefault, urlHelp string, withJSON bool) {
 	f := cmd.PersistentFlags()
 	f.StringVar(&a.url, "url", urlDefault, urlHelp)
-	f.StringVar(&a.token, "token", os.Getenv("BERTH_TOKEN"), "API token, pt-… (BERTH_TOKEN)")
+	f.StringVar(&a.token, "token", "", secretUsage("API token, pt-…", "BERTH_TOKEN"))
+	a.tokenGiven = func() bool { return f.Lookup("token").Changed }
 	if withJSON {
 		f.BoolVar(&a.asJSON, "json", false, "print the API's JSON instead of a table")
 	}
 	f.StringVar(&a.idemKey, "idempotency-key", "", "Idempotency-Key sent with POST and DELETE: a repeat within 24 h replays the first answer (and the request is retried on network errors)")
 }
 
-const urlHelp = "API base URL; a bare http://host:port means http://host:port/api/v1/cloud (BERTH_URL)"
+const urlHelp = "API base URL, with http:// or https:// (a host:port alone is refused); a bare http://host:port means http://host:port/api/v1/cloud (BERTH_URL)"
 
-// apiURL returns the API base of a --url value: as given, or with /api/v1/cloud added
-// when it is only a server address (no path).
-func apiURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return s // client.New says what is wrong with it
+// apiBaseURL is the API base of a --url (or BERTH_URL) value, by client.NormalizeBaseURL:
+// a bare http://host:port gets /api/v1/cloud, and a value without http:// or https:// is
+// an error that says so.
+func apiBaseURL(s string) (string, error) {
+	base, err := client.NormalizeBaseURL(s)
+	if err != nil {
+		return "", fmt.Errorf("--url (or BERTH_URL): %s", strings.TrimPrefix(err.Error(), "berth: "))
 	}
-	if u.Path == "" || u.Path == "/" {
-		u.Path = "/api/v1/cloud"
-		u.RawPath = ""
-	}
-	return u.String()
+	return base, nil
 }
 
 // connect makes the client of this run.
 func (a *apiConn) connect(opts ...client.Option) error {
+	if a.tokenGiven != nil && !a.tokenGiven() {
+		a.token = os.Getenv("BERTH_TOKEN")
+	}
+	base, err := apiBaseURL(a.url)
+	if err != nil {
+		return err
+	}
 	a.rec = &recorder{base: http.DefaultTransport}
 	opts = append([]client.Option{client.WithHTTPClient(&http.Client{Transport: a.rec})}, opts...)
-	c, err := client.New(apiURL(a.url), a.token, opts...)
+	c, err := client.New(base, a.token, opts...)
 	if err != nil {
 		return errors.New(strings.TrimPrefix(err.Error(), "berth: "))
 	}
 	a.c = c
 	return nil
+}
+
+// wrongURL is the error of a command whose server answered that it has no such route:
+// the base URL is wrong, whatever the token or the IDs (a usage error, exit 1, so that a
+// script reading exit code 3 as "not found" is not misled).
+func wrongURL(base string, err error) error {
+	var ae *client.Error
+	answer := "404"
+	if errors.As(err, &ae) && ae.Type != "" {
+		answer += " " + strconv.Quote(ae.Message)
+	}
+	return fmt.Errorf("no berth API at %s (the server answered %s): check --url or BERTH_URL; "+
+		"a berth server's API is at http://host:port/api/v1/cloud, which a bare http://host:port also means", base, answer)
 }
 
 // mut returns the request options of a POST or DELETE.
@@ -140,6 +163,9 @@ func (a *apiConn) run(fn func(ctx context.Context, args []string) error) func(*c
 		err := fn(cmd.Context(), args)
 		if err == nil {
 			return nil
+		}
+		if client.IsNoRoute(err) {
+			return wrongURL(a.c.BaseURL(), err)
 		}
 		code := exitCode(err, a.rec.sent())
 		if code == exitLocal {

@@ -28,16 +28,23 @@ import (
 type cliRunner struct {
 	t   *testing.T
 	env []string
+	dir string // working directory; the test's when empty
 }
 
 func (r *cliRunner) with(env ...string) *cliRunner {
-	return &cliRunner{t: r.t, env: append(slices.Clone(r.env), env...)}
+	return &cliRunner{t: r.t, env: append(slices.Clone(r.env), env...), dir: r.dir}
+}
+
+// in runs berth in the working directory dir.
+func (r *cliRunner) in(dir string) *cliRunner {
+	return &cliRunner{t: r.t, env: r.env, dir: dir}
 }
 
 // run runs berth with args and returns its stdout, stderr and exit code.
 func (r *cliRunner) run(args ...string) (stdout, stderr string, code int) {
 	r.t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
+	cmd.Dir = r.dir
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "BERTH_") && !strings.HasPrefix(kv, "GORACE=") {
 			cmd.Env = append(cmd.Env, kv)
@@ -383,9 +390,9 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 		t.Errorf("token list --all --json over the API: %+v", toks)
 	}
 	// An explicit --data-dir works on the database even with BERTH_URL set.
-	var offline []struct{ ID, Name string }
+	var offline client.Page[client.Token]
 	cli.json(&offline, "token", "list", "--data-dir", dir, "--json")
-	if len(offline) != 3 || offline[1].ID != tok.ID {
+	if len(offline.Data) != 3 || offline.Data[1].ID != tok.ID {
 		t.Errorf("token list --data-dir with BERTH_URL set: %+v", offline)
 	}
 	cli.fail(exitLocal, "token", "list", "--data-dir", dir, "--url", base)
@@ -404,6 +411,21 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 	cli.fail(exitLocal, "session", "create", "--agent", "a") // no environment
 	cli.fail(exitLocal, "env", "create", "--name", "x", "--metadata", "novalue")
 	cli.fail(exitServer, "env", "list", "--url", "http://"+closedAddr(t))
+
+	// A URL where the server has no API (it answers 404 "No such route." to every path) is
+	// the URL's fault, not the token's nor a missing object's: exit 1, naming the URL.
+	for _, args := range [][]string{
+		{"env", "list"},
+		{"session", "get", s1.ID},
+		{"work", "poll", "-e", env.ID},
+		{"token", "list"},
+	} {
+		errs := cli.fail(exitLocal, append(args, "--url", "http://"+p.addr+"/api/v1")...)
+		wantContains(t, errs, "berth: no berth API at http://"+p.addr+"/api/v1/ (the server answered 404 \"No such route.\"): check --url or BERTH_URL")
+	}
+	// A URL without its scheme is refused before anything is sent, with the fix.
+	wantContains(t, cli.fail(exitLocal, "env", "list", "--url", p.addr),
+		"berth: --url (or BERTH_URL): URL \""+p.addr+"\" has no scheme: write http://"+p.addr)
 
 	// Every route of the API was answered with a 2xx, through the CLI alone.
 	checkRoutesCovered(t, p)
@@ -572,9 +594,13 @@ func TestCLIFlagParsing(t *testing.T) {
 		"https://b.example.com/api/v1/cloud":    "https://b.example.com/api/v1/cloud",
 		"https://b.example.com/prefix/v1/cloud": "https://b.example.com/prefix/v1/cloud",
 	} {
-		if got := apiURL(in); got != want {
-			t.Errorf("apiURL(%q) = %q, want %q", in, got, want)
+		if got, err := apiBaseURL(in); got != want || err != nil {
+			t.Errorf("apiBaseURL(%q) = %q, %v; want %q", in, got, err, want)
 		}
+	}
+	if _, err := apiBaseURL("127.0.0.1:8080"); err == nil || !strings.Contains(err.Error(), "--url (or BERTH_URL): ") ||
+		!strings.Contains(err.Error(), "http://127.0.0.1:8080") {
+		t.Errorf("apiBaseURL of an address without a scheme: %v", err)
 	}
 
 	md := metadataFlags{set: []string{"a=1", "b=", "c=x=y"}, unset: []string{"d"}}

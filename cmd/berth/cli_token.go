@@ -19,14 +19,17 @@ const tokenLong = `Create, list and revoke API tokens, in one of two places:
                  (BERTH_TOKEN). Exit codes as for the other API commands (see
                  "berth help exit-codes"): 3 not found, 5 the token is not an admin's, …
   in the database otherwise (or when --data-dir or --database-url is given): the
-                 database of --data-dir (BERTH_DATA_DIR, default ./berth-data) or
-                 --database-url (BERTH_DATABASE_URL), with or without a server
-                 running on it; no token needed. Errors exit 1.
+                 database of --data-dir (BERTH_DATA_DIR, default ./berth-data, relative
+                 to the current directory) or --database-url (BERTH_DATABASE_URL),
+                 with or without a server running on it; no token needed. The
+                 database must exist: berth token never creates one (berth migrate
+                 does). Errors exit 1.
 
 Giving --url together with --data-dir or --database-url is an error, as is --token
 without a server to send it to. Both ways print the same: create prints the secret
-alone on stdout (shown this once) and what it made on stderr; --json prints the token
-(over the API, the API's object, secret included).`
+alone on stdout (shown this once) and what it made on stderr; --json prints the API's
+token objects (create: with the secret; list: the page of GET /tokens, or with --all an
+array), never a secret's hash.`
 
 // tokenViaAPI reports whether a token command calls the API rather than the database:
 // an explicit --url says API, an explicit --data-dir or --database-url says database

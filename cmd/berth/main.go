@@ -13,13 +13,15 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
 
 func main() {
 	if err := rootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "berth:", err)
+		// The client package's errors start with "berth: " too: say it once.
+		fmt.Fprintln(os.Stderr, "berth:", strings.TrimPrefix(err.Error(), "berth: "))
 		os.Exit(1)
 	}
 }
@@ -39,7 +41,62 @@ Exit codes: 0 ok; 1 usage or local error; 2 API 4xx; 3 not found (404);
 	}
 	root.AddCommand(serveCmd(), workerCmd(), tokenCmd(), migrateCmd(), benchCmd())
 	root.AddCommand(apiCommands()...)
+	// The completion command is otherwise added only when the root runs: add it now, so
+	// that the walk below covers it too.
+	root.InitDefaultCompletionCmd()
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command group below the root (env, session, work,
+// token, bench, completion) fail on an argument that is none of its subcommands: without
+// this, cobra prints the group's help for "berth env gte" and exits 0, as if all went
+// well. The root does this already.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		if sub.HasSubCommands() && !sub.Runnable() {
+			sub.Args = cobra.ArbitraryArgs
+			sub.RunE = unknownSubcommand
+		}
+		refuseUnknownSubcommands(sub)
+	}
+}
+
+// unknownSubcommand runs a command group: with no argument it prints the group's help,
+// else it says that the argument is no subcommand, suggesting the nearest ones as cobra
+// does for the root (exit 1, a usage error).
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // what cobra uses at the root
+	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t") + "\n"
+	}
+	return fmt.Errorf("%s\nRun '%s --help' for usage.", msg, cmd.CommandPath())
+}
+
+// secretFromEnv returns the value of a flag whose default is a secret environment variable
+// (a token, a database URL with its password): the flag's value when it was given, else
+// the variable's, read now. Such flags have no default of their own, so that --help,
+// which prints defaults, never prints the secret; secretUsage says where it comes from.
+func secretFromEnv(cmd *cobra.Command, flag, env, value string) string {
+	if f := cmd.Flag(flag); f != nil && f.Changed {
+		return value
+	}
+	return os.Getenv(env)
+}
+
+// secretUsage is the help of such a flag: usage, and whether env is set, never its value.
+func secretUsage(usage, env string) string {
+	state := "unset"
+	if os.Getenv(env) != "" {
+		state = "set, value not shown"
+	}
+	return fmt.Sprintf("%s (default: $%s, %s)", usage, env, state)
 }
 
 // envDefault returns the environment variable's value, or def when it is unset or empty.

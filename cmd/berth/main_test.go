@@ -293,16 +293,18 @@ func TestTokenCommandsAgainstRunningServer(t *testing.T) {
 		t.Fatalf("new member token: %d %s", code, body)
 	}
 	list := run("list", "--json")
-	var toks []struct {
-		ID   string
-		Name string
-		Role string
+	var toks struct {
+		Data []struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+			Role string `json:"role"`
+		} `json:"data"`
 	}
 	if err := json.Unmarshal([]byte(list), &toks); err != nil {
 		t.Fatalf("token list --json: %v\n%s", err, list)
 	}
 	id := ""
-	for _, tk := range toks {
+	for _, tk := range toks.Data {
 		if tk.Name == "ci" && tk.Role == "member" {
 			id = tk.ID
 		}

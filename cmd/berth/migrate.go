@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 )
@@ -17,10 +16,14 @@ func migrateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Apply pending database migrations and print the schema version",
+		Long: `Apply the schema migrations that the database lacks and print the schema version.
+The server applies them when it starts too. On the embedded store this creates
+<data-dir>/berth.db when it does not exist yet (berth token never does).`,
 		Example: `  berth migrate --database-url postgres://berth@db/berth
   berth migrate --data-dir /var/lib/berth`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			databaseURL = secretFromEnv(cmd, "database-url", "BERTH_DATABASE_URL", databaseURL)
 			st, err := openStore(cmd.Context(), dataDir, databaseURL)
 			if err != nil {
 				return err
@@ -37,6 +40,6 @@ func migrateCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", envDefault("BERTH_DATA_DIR", "./berth-data"), "directory of the embedded database (BERTH_DATA_DIR)")
-	cmd.Flags().StringVar(&databaseURL, "database-url", os.Getenv("BERTH_DATABASE_URL"), "PostgreSQL database (BERTH_DATABASE_URL)")
+	cmd.Flags().StringVar(&databaseURL, "database-url", "", secretUsage("PostgreSQL database", "BERTH_DATABASE_URL"))
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,6 +33,7 @@ type serveOptions struct {
 	dataDir     string
 	databaseURL string
 	logFormat   string
+	logLevel    string
 	noDashboard bool
 	// The slow-client limits; hidden flags, so that tests can check them against a real
 	// process without waiting a minute.
@@ -62,6 +64,7 @@ in-flight requests and closes the database.`,
   berth serve --addr 0.0.0.0:8080 --data-dir /var/lib/berth`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.databaseURL = secretFromEnv(cmd, "database-url", "BERTH_DATABASE_URL", o.databaseURL)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			return serve(ctx, o, nil)
@@ -70,8 +73,9 @@ in-flight requests and closes the database.`,
 	f := cmd.Flags()
 	f.StringVar(&o.addr, "addr", envDefault("BERTH_ADDR", "127.0.0.1:8080"), "listen address (BERTH_ADDR)")
 	f.StringVar(&o.dataDir, "data-dir", envDefault("BERTH_DATA_DIR", "./berth-data"), "directory of the embedded database, berth.db, and of the first admin token (BERTH_DATA_DIR)")
-	f.StringVar(&o.databaseURL, "database-url", os.Getenv("BERTH_DATABASE_URL"), "PostgreSQL database (postgres://…) shared by several replicas, instead of the embedded one (BERTH_DATABASE_URL)")
+	f.StringVar(&o.databaseURL, "database-url", "", secretUsage("PostgreSQL database (postgres://…) shared by several replicas, instead of the embedded one", "BERTH_DATABASE_URL"))
 	f.StringVar(&o.logFormat, "log-format", envDefault("BERTH_LOG_FORMAT", "text"), "log format: text or json (BERTH_LOG_FORMAT)")
+	f.StringVar(&o.logLevel, "log-level", envDefault("BERTH_LOG_LEVEL", "info"), logLevelHelp+"; empty polls are logged at debug (BERTH_LOG_LEVEL)")
 	f.BoolVar(&o.noDashboard, "no-dashboard", envDefault("BERTH_NO_DASHBOARD", "") == "1", "serve the API only, without the web dashboard at / (BERTH_NO_DASHBOARD=1)")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", defaultReadHeaderTimeout, "longest a client may take to send a request's headers")
 	f.DurationVar(&o.readTimeout, "read-timeout", defaultReadTimeout, "longest a client may take to send a whole request, body included")
@@ -80,14 +84,32 @@ in-flight requests and closes the database.`,
 	return cmd
 }
 
-func newLogger(format string) (*slog.Logger, error) {
+const logLevelHelp = "least level logged: debug, info, warn or error"
+
+// newLogger is the logger of serve and worker, writing to w in format (text or json) the
+// lines of level and above (debug, info, warn or error).
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	switch level {
+	case "debug":
+		lv = slog.LevelDebug
+	case "info":
+		lv = slog.LevelInfo
+	case "warn":
+		lv = slog.LevelWarn
+	case "error":
+		lv = slog.LevelError
+	default:
+		return nil, fmt.Errorf("--log-level (or BERTH_LOG_LEVEL) must be debug, info, warn or error, not %q", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, nil)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, nil)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+	return nil, fmt.Errorf("--log-format (or BERTH_LOG_FORMAT) must be text or json, not %q", format)
 }
 
 // openStore opens PostgreSQL when databaseURL is set, else the embedded SQLite database
@@ -104,7 +126,7 @@ func openStore(ctx context.Context, dataDir, databaseURL string) (store.Store, e
 
 // serve runs the server until ctx ends. ready, when not nil, receives the bound address.
 func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
-	log, err := newLogger(o.logFormat)
+	log, err := newLogger(os.Stderr, o.logFormat, o.logLevel)
 	if err != nil {
 		return err
 	}
@@ -158,7 +180,11 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()
-	log.Info("berth serving", "addr", ln.Addr().String(), "data_dir", o.dataDir)
+	attrs := []any{"addr", ln.Addr().String(), "data_dir", o.dataDir}
+	if !o.noDashboard {
+		attrs = append(attrs, "dashboard", dashboardURL(ln.Addr()))
+	}
+	log.Info("berth serving", attrs...)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
@@ -180,6 +206,19 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// dashboardURL is where a browser on this machine finds the dashboard of a server
+// listening on addr: a wildcard address (0.0.0.0, ::) is reached on the loopback.
+func dashboardURL(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String() + "/"
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }
 
 // bootstrapAdmin creates the first admin token when the database has none, writes its

@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
-	"text/tabwriter"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,6 +17,8 @@ import (
 	"github.com/berth-sh/berth/internal/api"
 	"github.com/berth-sh/berth/internal/id"
 	"github.com/berth-sh/berth/internal/store"
+	"github.com/berth-sh/berth/internal/store/sqlite"
+	"github.com/berth-sh/berth/internal/work"
 )
 
 // tokenCmd manages tokens over the API when given a server (--url or BERTH_URL), else
@@ -32,8 +37,8 @@ func tokenCmd() *cobra.Command {
   BERTH_URL=https://berth.example.com berth token revoke tok_…     # over the API`,
 	}
 	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", envDefault("BERTH_DATA_DIR", "./berth-data"), "directory of the database (BERTH_DATA_DIR)")
-	cmd.PersistentFlags().StringVar(&databaseURL, "database-url", os.Getenv("BERTH_DATABASE_URL"), "PostgreSQL database instead of the embedded one (BERTH_DATABASE_URL)")
-	cmd.PersistentFlags().BoolVar(asJSON, "json", false, "print JSON instead of a table")
+	cmd.PersistentFlags().StringVar(&databaseURL, "database-url", "", secretUsage("PostgreSQL database instead of the embedded one", "BERTH_DATABASE_URL"))
+	cmd.PersistentFlags().BoolVar(asJSON, "json", false, "print the API's JSON (the same on the database) instead of a table")
 	a.addConnFlags(cmd, os.Getenv("BERTH_URL"), "call the API at this base URL (a bare http://host:port gets /api/v1/cloud) instead of working on the database (BERTH_URL)", false)
 
 	var name, role, envID string
@@ -63,7 +68,7 @@ func tokenCmd() *cobra.Command {
 					return apiTokenCreate(ctx, a, client.CreateTokenParams{Name: name, Role: role, EnvironmentID: envID})
 				})(cmd, args)
 			}
-			st, err := openStore(cmd.Context(), dataDir, databaseURL)
+			st, err := openTokenStore(cmd, dataDir, databaseURL)
 			if err != nil {
 				return err
 			}
@@ -73,12 +78,12 @@ func tokenCmd() *cobra.Command {
 					return fmt.Errorf("environment %s: %w", envID, err)
 				}
 			}
-			tok, secret := api.NewToken(name, role, envID, time.Now())
+			tok, secret := api.NewToken(name, role, envID, work.Timestamp(time.Now()))
 			if err := st.CreateToken(cmd.Context(), tok); err != nil {
 				return err
 			}
 			if *asJSON {
-				return json.NewEncoder(os.Stdout).Encode(map[string]any{"id": tok.ID, "name": tok.Name, "role": tok.Role, "environment_id": tok.EnvironmentID, "secret": secret})
+				return printAPIJSON(api.TokenJSON(tok, secret))
 			}
 			fmt.Fprintf(os.Stderr, "created %s (%s); its secret, shown this once:\n", tok.ID, tok.Role)
 			fmt.Println(secret)
@@ -111,7 +116,7 @@ page (--limit, --page, --before-id, --after-id), or every page with --all.`,
 					return fmt.Errorf("--%s pages over the API (--url); on the database token list lists every token", f)
 				}
 			}
-			st, err := openStore(cmd.Context(), dataDir, databaseURL)
+			st, err := openTokenStore(cmd, dataDir, databaseURL)
 			if err != nil {
 				return err
 			}
@@ -129,16 +134,34 @@ page (--limit, --page, --before-id, --after-id), or every page with --all.`,
 				}
 				p.AfterID = toks[len(toks)-1].ID
 			}
-			if *asJSON {
-				return json.NewEncoder(os.Stdout).Encode(all)
+			// One page of every token, as GET /tokens would answer it: the API's own
+			// encoding, so that both ways print the same.
+			b, err := api.TokenListJSON(all, false, store.Page{Limit: max(len(all), 1)})
+			if err != nil {
+				return err
 			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tNAME\tROLE\tENVIRONMENT\tCREATED\tREVOKED")
-			for _, t := range all {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, dash(t.EnvironmentID),
-					t.CreatedAt.Format(time.RFC3339), dashTime(t.RevokedAt))
+			var page struct {
+				Data []json.RawMessage `json:"data"`
 			}
-			return w.Flush()
+			var toks client.Page[client.Token]
+			if err := json.Unmarshal(b, &page); err != nil {
+				return err
+			}
+			if err := json.Unmarshal(b, &toks); err != nil {
+				return err
+			}
+			switch {
+			case *asJSON && l.all:
+				return printAPIJSON(json.Marshal(page.Data)) // as --all over the API: an array
+			case *asJSON:
+				return printAPIJSON(b, nil)
+			}
+			return writeTable(func(w io.Writer) {
+				tableHeader(w, tokenCols...)
+				for _, t := range toks.Data {
+					tableRow(w, tokenRow(t)...)
+				}
+			})
 		},
 	}
 
@@ -160,14 +183,17 @@ page (--limit, --page, --before-id, --after-id), or every page with --all.`,
 			if !id.Valid(id.Token, args[0]) {
 				return fmt.Errorf("%q is not a token ID (tok_…)", args[0])
 			}
-			st, err := openStore(cmd.Context(), dataDir, databaseURL)
+			st, err := openTokenStore(cmd, dataDir, databaseURL)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			t, err := st.RevokeToken(cmd.Context(), args[0], time.Now())
+			t, err := st.RevokeToken(cmd.Context(), args[0], work.Timestamp(time.Now()))
 			if err != nil {
 				return err
+			}
+			if *asJSON {
+				return printAPIJSON(api.TokenJSON(t, ""))
 			}
 			fmt.Printf("revoked %s at %s\n", t.ID, t.RevokedAt.Format(time.RFC3339))
 			return nil
@@ -178,16 +204,34 @@ page (--limit, --page, --before-id, --after-id), or every page with --all.`,
 	return cmd
 }
 
-func dash(s string) string {
-	if s == "" {
-		return "-"
+// printAPIJSON prints JSON made by the API's encoders, on one line.
+func printAPIJSON(b []byte, err error) error {
+	if err != nil {
+		return err
 	}
-	return s
+	_, err = os.Stdout.Write(append(b, '\n'))
+	return err
 }
 
-func dashTime(t time.Time) string {
-	if t.IsZero() {
-		return "-"
+// openTokenStore opens the database of a token command, which must exist already: run
+// in the wrong directory (or with a mistyped --data-dir), berth token would otherwise
+// create a new, empty database there, list nothing and make tokens no server ever sees.
+// PostgreSQL (--database-url) is opened as it is.
+func openTokenStore(cmd *cobra.Command, dataDir, databaseURL string) (store.Store, error) {
+	databaseURL = secretFromEnv(cmd, "database-url", "BERTH_DATABASE_URL", databaseURL)
+	if databaseURL == "" {
+		path := filepath.Join(dataDir, sqlite.FileName)
+		if abs, err := filepath.Abs(path); err == nil {
+			path = abs
+		}
+		if _, err := os.Stat(path); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("no database at %s: berth token works on an existing database and does not create one. "+
+					"Give --data-dir (BERTH_DATA_DIR) the server's data directory, --database-url its PostgreSQL database, "+
+					"or --url (BERTH_URL) and an admin --token to go through its API", path)
+			}
+			return nil, fmt.Errorf("database %s: %w", path, err)
+		}
 	}
-	return t.Format(time.RFC3339)
+	return openStore(cmd.Context(), dataDir, databaseURL)
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,7 +29,7 @@ type workerOptions struct {
 	capacity, ttl                     int
 	exec                              string
 	drainTimeout, killGrace           time.Duration
-	logFormat, healthAddr             string
+	logFormat, logLevel, healthAddr   string
 }
 
 func workerCmd() *cobra.Command {
@@ -57,12 +58,13 @@ The worker exits non-zero if the server refuses its token or environment.`,
 			if err := errors.Join(envErrs...); err != nil {
 				return err
 			}
+			o.token = secretFromEnv(cmd, "token", "BERTH_TOKEN", o.token)
 			return runWorker(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.url, "url", envDefault("BERTH_URL", client.DefaultBaseURL), "API base URL (BERTH_URL)")
-	f.StringVar(&o.token, "token", os.Getenv("BERTH_TOKEN"), "API token (BERTH_TOKEN)")
+	f.StringVar(&o.url, "url", envDefault("BERTH_URL", client.DefaultBaseURL), urlHelp)
+	f.StringVar(&o.token, "token", "", secretUsage("API token, pt-…", "BERTH_TOKEN"))
 	f.StringVar(&o.environment, "environment", os.Getenv("BERTH_ENVIRONMENT_ID"), "environment to take work from (BERTH_ENVIRONMENT_ID)")
 	f.StringVar(&o.workerID, "worker-id", os.Getenv("BERTH_WORKER_ID"), "Worker-ID (BERTH_WORKER_ID; default <hostname>-<random>)")
 	f.IntVar(&o.capacity, "capacity", envInt(&envErrs, "BERTH_CAPACITY", 1), "items run at once (BERTH_CAPACITY)")
@@ -71,12 +73,13 @@ The worker exits non-zero if the server refuses its token or environment.`,
 	f.DurationVar(&o.drainTimeout, "drain-timeout", envDuration(&envErrs, "BERTH_DRAIN_TIMEOUT", 30*time.Second), "how long running items may finish on shutdown (BERTH_DRAIN_TIMEOUT)")
 	f.DurationVar(&o.killGrace, "kill-grace", envDuration(&envErrs, "BERTH_KILL_GRACE", 10*time.Second), "SIGTERM to SIGKILL for a stopped command (BERTH_KILL_GRACE)")
 	f.StringVar(&o.logFormat, "log-format", envDefault("BERTH_LOG_FORMAT", "text"), "log format: text or json (BERTH_LOG_FORMAT)")
+	f.StringVar(&o.logLevel, "log-level", envDefault("BERTH_LOG_LEVEL", "info"), logLevelHelp+" (BERTH_LOG_LEVEL)")
 	f.StringVar(&o.healthAddr, "health-addr", os.Getenv("BERTH_HEALTH_ADDR"), "serve /healthz and /metrics here when set (BERTH_HEALTH_ADDR)")
 	return cmd
 }
 
 func runWorker(ctx context.Context, o workerOptions) error {
-	log, err := newLogger(o.logFormat)
+	log, err := newLogger(os.Stderr, o.logFormat, o.logLevel)
 	if err != nil {
 		return err
 	}
@@ -97,9 +100,13 @@ func runWorker(ctx context.Context, o workerOptions) error {
 	if o.workerID == "" {
 		o.workerID = defaultWorkerID()
 	}
-	c, err := client.New(o.url, o.token)
+	base, err := apiBaseURL(o.url)
 	if err != nil {
 		return err
+	}
+	c, err := client.New(base, o.token)
+	if err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "berth: "))
 	}
 	drainTimeout := o.drainTimeout
 	if drainTimeout == 0 {

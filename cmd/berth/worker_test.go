@@ -368,16 +368,20 @@ func TestWorkerRefusedExitsNonZero(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	refused := "berth: the server refused this worker (check --token and --environment): HTTP "
+	wrongURL := "http://" + c.srv.addr + "/api/v1"
 	for _, tc := range []struct {
-		name, token, env, want string
+		name, url, token, env, want string
 	}{
-		{"bad token", "pt-" + strings.Repeat("0", 43), c.env, "HTTP 401 authentication_error"},
-		{"another environment", c.secret, other.ID, "HTTP 403 permission_error"},
-		{"no such environment", member.Secret, "env_0190f3be4fd2475d9a784bf2c739e119", "HTTP 404 not_found_error"},
+		{"bad token", c.base, "pt-" + strings.Repeat("0", 43), c.env, refused + "401 authentication_error"},
+		{"another environment", c.base, c.secret, other.ID, refused + "403 permission_error"},
+		{"no such environment", c.base, member.Secret, "env_0190f3be4fd2475d9a784bf2c739e119", refused + "404 not_found_error"},
+		// The server has no API there: the URL is at fault, not the token or environment.
+		{"no API at the URL", wrongURL, c.secret, c.env, "berth: no berth API at " + wrongURL + "/ (check --url or BERTH_URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			cmd := exec.Command(os.Args[0], "worker", "--url", c.base, "--token", tc.token, "--environment", tc.env,
+			cmd := exec.Command(os.Args[0], "worker", "--url", tc.url, "--token", tc.token, "--environment", tc.env,
 				"--worker-id", "refused", "--exec", "true")
 			cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1")
 			w := startProc(t, cmd)
@@ -388,12 +392,37 @@ func TestWorkerRefusedExitsNonZero(t *testing.T) {
 			if d := time.Since(start); d > 15*time.Second {
 				t.Errorf("took %v to give up", d)
 			}
-			for _, want := range []string{"berth: the server refused this worker (check --token and --environment)", tc.want} {
-				if !strings.Contains(w.log(), want) {
-					t.Errorf("stderr lacks %q:\n%s", want, w.log())
-				}
+			if !strings.Contains(w.log(), tc.want) {
+				t.Errorf("stderr lacks %q:\n%s", tc.want, w.log())
+			}
+			// The last line is the error, said once: "berth: …", never "berth: … berth: …".
+			lines := strings.Split(strings.TrimSpace(w.log()), "\n")
+			if last := lines[len(lines)-1]; !strings.HasPrefix(last, "berth: ") || strings.Count(last, "berth:") != 1 {
+				t.Errorf("the worker's error does not say \"berth:\" once: %q", last)
 			}
 		})
+	}
+}
+
+// The worker takes the server's bare address, as the CLI does (http://host:port means
+// its API at /api/v1/cloud), and refuses an address without a scheme before it starts.
+func TestWorkerURLForms(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	item := c.session()
+	w := c.startWorker(nil, "--url", "http://"+c.srv.addr, "--worker-id", "bare-url", "--exec", `echo "ran $BERTH_WORK_ID"`)
+	w.waitLog(t, "ran "+item.ID)
+	c.waitState(item.ID, client.StateStopped, 30*time.Second)
+
+	cmd := exec.Command(os.Args[0], "worker", "--url", c.srv.addr, "--token", c.secret, "--environment", c.env, "--exec", "true")
+	cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1")
+	bad := startProc(t, cmd)
+	if code := bad.exitCode(t, 30*time.Second); code != 1 {
+		t.Fatalf("--url without a scheme: exit code %d, want 1:\n%s", code, bad.log())
+	}
+	want := "berth: --url (or BERTH_URL): URL \"" + c.srv.addr + "\" has no scheme: write http://" + c.srv.addr
+	if !strings.Contains(bad.log(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, bad.log())
 	}
 }
 

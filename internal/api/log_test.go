@@ -120,3 +120,52 @@ func TestLogLinesCarryTheRequestIDAndNoSecret(t *testing.T) {
 		t.Errorf("no readiness warning in the log:\n%s", raw)
 	}
 }
+
+// A poll that delivered nothing (200 null) is logged at Debug, so that idle workers do
+// not fill the log at Info; a poll that delivered an item, or failed, stays at Info, as
+// does every other request.
+func TestEmptyPollsAreLoggedAtDebug(t *testing.T) {
+	t.Parallel()
+	logs := &lockedBuffer{}
+	h := newHarnessWith(t, func(c *api.Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	env := h.do("POST", "/environments", `{"name":"polls","config":{"type":"self_hosted"}}`).str(t, "id")
+	poll := "/environments/" + env + "/work/poll"
+	want := map[string]string{} // request ID → the access line's level
+	record := func(r *response, level string) {
+		t.Helper()
+		want[r.Header.Get("x-request-id")] = level
+	}
+	empty := h.do("GET", poll, "", header("Worker-ID", "w1"))
+	if empty.Status != 200 || string(empty.Body) != "null" {
+		t.Fatalf("poll of an empty queue: %d %s", empty.Status, empty.Body)
+	}
+	record(empty, "DEBUG")
+	record(h.do("POST", "/sessions", `{"agent":"agent_log","environment_id":"`+env+`"}`), "INFO")
+	delivered := h.do("GET", poll, "", header("Worker-ID", "w1"))
+	if delivered.Status != 200 || delivered.str(t, "type") != "work" {
+		t.Fatalf("poll after a session: %d %s", delivered.Status, delivered.Body)
+	}
+	record(delivered, "INFO")
+	record(h.do("GET", poll+"?block_ms=1000", ""), "INFO")                                          // 400
+	record(h.do("GET", "/environments/env_0190f3be4fd2475d9a784bf2c739e119/work/poll", ""), "INFO") // 404
+	record(h.do("GET", "/environments/"+env+"/work/stats", ""), "INFO")
+
+	lines, raw := logLines(t, logs)
+	seen := 0
+	for _, l := range lines {
+		id, _ := l["request_id"].(string)
+		level, ok := want[id]
+		if l["msg"] != "request" || !ok {
+			continue
+		}
+		seen++
+		if l["level"] != level {
+			t.Errorf("access line %v: level, want %s", l, level)
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("%d access lines of the %d requests:\n%s", seen, len(want), raw)
+	}
+}

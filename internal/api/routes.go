@@ -50,7 +50,7 @@ func (s *Server) register() {
 		{"POST", b + "/environments/{environment_id}/archive", Members, s.archiveEnvironment},
 
 		{"GET", b + "/environments/{environment_id}/work", WorkerEnvironment, s.listWork},
-		{"GET", b + "/environments/{environment_id}/work/poll", WorkerEnvironment, s.pollWork},
+		{"GET", pollPattern, WorkerEnvironment, s.pollWork},
 		{"GET", b + "/environments/{environment_id}/work/stats", WorkerEnvironment, s.workStats},
 		{"GET", b + "/environments/{environment_id}/work/{work_id}", WorkerEnvironment, s.getWork},
 		{"POST", b + "/environments/{environment_id}/work/{work_id}", WorkerEnvironment, s.updateWork},
@@ -134,7 +134,9 @@ func (s *Server) entry(routes []*Route) http.Handler {
 			elapsed := time.Since(start)
 			s.metrics.observeRequest(r.Method, pattern, rec.status, elapsed)
 			level := slog.LevelInfo
-			if r.Context().Value(quietKey{}) != nil {
+			if r.Context().Value(quietKey{}) != nil || (rt != nil && rt.Pattern == pollPattern && rec.onlyNull()) {
+				// The dashboard's live reads, and idle long polls (answered null): a
+				// worker fleet's waiting would otherwise fill the log at Info.
 				level = slog.LevelDebug
 			}
 			log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.EscapedPath(),
@@ -233,12 +235,21 @@ func (c *call) json(status int, v any) error {
 	return nil
 }
 
-// statusRecorder remembers the status written through it.
+// pollPattern is the poll route's pattern, whose empty answers are logged at Debug.
+const pollPattern = BasePath + "/environments/{environment_id}/work/poll"
+
+// statusRecorder remembers the status written through it, and whether the body was the
+// four bytes null (a poll that delivered nothing).
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
 	wrote  bool
+	writes int
+	null   bool // the only write so far was "null"
 }
+
+// onlyNull reports whether the answer was 200 with the body null.
+func (r *statusRecorder) onlyNull() bool { return r.status == http.StatusOK && r.writes == 1 && r.null }
 
 func (r *statusRecorder) WriteHeader(code int) {
 	if !r.wrote {
@@ -251,6 +262,8 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	if !r.wrote {
 		r.status, r.wrote = http.StatusOK, true
 	}
+	r.writes++
+	r.null = string(b) == "null"
 	return r.ResponseWriter.Write(b)
 }
 

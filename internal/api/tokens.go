@@ -1,7 +1,10 @@
 package api
 
 import (
+	"encoding/json"
+
 	"github.com/berth-sh/berth/internal/id"
+	"github.com/berth-sh/berth/internal/store"
 	"github.com/berth-sh/berth/internal/work"
 )
 
@@ -80,4 +83,19 @@ func (s *Server) revokeToken(c *call) error {
 		return asAPIError(err, errTokenNotFound)
 	}
 	return c.json(200, tokenObject(tok))
+}
+
+// TokenJSON is a token object (API.md §5) as the API answers with it: the answer of a
+// revoke, and with a secret that of POST /tokens. `berth token` prints it when it works
+// on the database, so that it prints what the API would.
+func TokenJSON(t store.Token, secret string) ([]byte, error) {
+	out := tokenObject(t)
+	out.Secret = secret
+	return json.Marshal(out)
+}
+
+// TokenListJSON is the answer of GET /tokens for toks, read from the store with p (more
+// tells whether more follow), as the API answers with it.
+func TokenListJSON(toks []store.Token, more bool, p store.Page) ([]byte, error) {
+	return json.Marshal(newPage(toks, more, p, tokenID, tokenObject))
 }

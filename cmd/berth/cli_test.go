@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berth-sh/berth/internal/testserver"
 	"net"
 	"os"
 	"os/exec"
@@ -487,7 +488,7 @@ func checkRoutesCovered(t *testing.T, p *proc) {
 		res[i] = regexp.MustCompile("^" + wild.ReplaceAllString(rt.pattern, `[^/]+`) + "$")
 	}
 	var missing []string
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testserver.HangGuard)
 	for {
 		hit := map[route]bool{}
 		for _, m := range accessLogRE.FindAllStringSubmatch(p.log(), -1) {

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/berth-sh/berth/internal/testserver"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
@@ -554,7 +555,7 @@ func startCrashServe(t *testing.T, gen int, dataDir, dbURL, token string) *crash
 		s.serving = time.Since(start)
 	case <-p.exited:
 		t.Fatalf("berth serve (generation %d) exited: %v\n%s", gen, p.exitErr, p.log())
-	case <-time.After(30 * time.Second):
+	case <-time.After(testserver.HangGuard):
 		t.Fatalf("berth serve (generation %d) did not start\n%s", gen, p.log())
 	}
 	probe := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -566,8 +567,8 @@ func startCrashServe(t *testing.T, gen int, dataDir, dbURL, token string) *crash
 				break
 			}
 		}
-		if time.Since(start) > 30*time.Second {
-			t.Fatalf("berth serve (generation %d) not ready after 30 s: %v\n%s", gen, err, p.log())
+		if time.Since(start) > testserver.HangGuard {
+			t.Fatalf("berth serve (generation %d) not ready after %v: %v\n%s", gen, testserver.HangGuard, err, p.log())
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -884,8 +885,9 @@ func runCrashTest(t *testing.T, dbURL string) {
 	loadTime := time.Since(started)
 	c := srv.c
 	if plan.awaitExpiry {
-		// Leases last 10 s from a heartbeat, 60 s from an acknowledgement.
-		deadline := time.Now().Add(time.Duration(crashAckTTL+crashTTL) * time.Second)
+		// Leases last 10 s from a heartbeat, 60 s from an acknowledgement; the server
+		// expires them within a second, but a busy machine gets a minute's grace.
+		deadline := time.Now().Add(time.Duration(crashAckTTL+crashTTL)*time.Second + time.Minute)
 		for {
 			page, err := c.ListWork(ctx, env, client.ListWorkParams{ListParams: client.ListParams{Limit: 1},
 				States: []client.State{client.StateStarting, client.StateActive, client.StateStopping}})

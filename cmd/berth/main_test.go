@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"github.com/berth-sh/berth/internal/testserver"
 	"io"
 	"net/http"
 	"os"
@@ -113,7 +114,7 @@ func awaitServe(t *testing.T, p *proc, addrc <-chan string) {
 	case p.addr = <-addrc:
 	case <-p.exited:
 		t.Fatalf("berth serve exited: %v\n%s", p.exitErr, p.log())
-	case <-time.After(30 * time.Second):
+	case <-time.After(testserver.HangGuard):
 		t.Fatalf("berth serve did not start\n%s", p.log())
 	}
 }
@@ -247,17 +248,10 @@ func TestServeShutdownAnswersParkedPollsWithNull(t *testing.T) {
 		}()
 	}
 	// Wait until the three polls are parked, as the server's own gauge says.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testserver.WaitFor(t, "three polls parked", func() bool {
 		_, m := request(t, "GET", p.url("/metrics"), "", "")
-		if strings.Contains(string(m), "berth_work_pollers_parked 3") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("polls never parked")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return strings.Contains(string(m), "berth_work_pollers_parked 3")
+	})
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	for range 3 {
 		a := <-polls

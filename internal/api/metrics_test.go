@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/berth-sh/berth/internal/testserver"
 	"log/slog"
 	"net/http/httptest"
 	"slices"
@@ -44,6 +45,7 @@ func TestMetricsAfterAScriptedLifecycle(t *testing.T) {
 	// The SQLite store's commit metrics go to the server's registry, as berth serve does.
 	instrumented := false
 	h := newHarnessWith(t, func(cfg *api.Config) {
+		cfg.PollTimer = neverTimer // the parked poll below ends only when woken
 		cfg.Registry = prometheus.NewRegistry()
 		if in, ok := cfg.Store.(interface{ Instrument(prometheus.Registerer) }); ok {
 			in.Instrument(cfg.Registry)
@@ -76,17 +78,10 @@ func TestMetricsAfterAScriptedLifecycle(t *testing.T) {
 		r.decode(t, &got)
 		parked <- &got
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		m := h.doRaw("GET", "/metrics", "")
-		if v, _ := metricValue(m.Body, "berth_work_pollers_parked"); v == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the parked poll never showed on berth_work_pollers_parked")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testserver.WaitFor(t, "the parked poll shows on berth_work_pollers_parked", func() bool {
+		v, _ := metricValue(h.doRaw("GET", "/metrics", "").Body, "berth_work_pollers_parked")
+		return v == 1
+	})
 	h.session(other)
 	if got := <-parked; got.ID == "" {
 		t.Fatal("the parked poll got no item")
@@ -317,7 +312,7 @@ func TestMetricsWorkItemsStoreFailure(t *testing.T) {
 			} else if *d > 2*time.Second {
 				t.Errorf("CountWork's context deadline = %s away, want at most 2s", *d)
 			}
-			if tc.hang && elapsed > 4*time.Second {
+			if tc.hang && elapsed > testserver.HangGuard/4 {
 				t.Errorf("a scrape on a hanging store took %s", elapsed)
 			}
 			if !strings.Contains(logs.String(), "berth_work_items") || !strings.Contains(logs.String(), tc.wantLog) {

@@ -58,7 +58,10 @@ func New(cfg Config) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.waiters = wait.New(wait.Config{NextReclaim: s.store.NextReclaim, Now: s.now, Block: cfg.PollTimer})
+	s.waiters = wait.New(wait.Config{Now: s.now, Block: cfg.PollTimer,
+		NextReclaim: func(ctx context.Context, env string, reclaim time.Duration) (time.Time, bool, error) {
+			return s.store.NextReclaim(ctx, env, reclaim)
+		}})
 	if s.log == nil {
 		s.log = slog.Default()
 	}

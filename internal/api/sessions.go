@@ -369,7 +369,7 @@ func (s *Server) cancelSession(c *call) error {
 	now := s.now()
 	var changed []work.Item
 	live, err := s.store.UpdateSessionWork(c.r.Context(), sid, func(it work.Item) (work.Item, bool) {
-		next, ok := work.Cancel(it, now)
+		next, ok, _ := work.Cancel(now).Apply(it)
 		if ok {
 			changed = append(changed, next)
 		}

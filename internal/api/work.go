@@ -112,7 +112,7 @@ func (s *Server) pollWork(c *call) error {
 }
 
 func (s *Server) claim(ctx context.Context, envID, worker string, reclaim time.Duration) (work.Item, bool, error) {
-	item, ok, err := s.store.ClaimWork(ctx, envID, worker, reclaim, s.now())
+	item, ok, err := s.store.ClaimWork(ctx, envID, work.Claim{WorkerID: worker, Reclaim: reclaim, At: s.now()})
 	if ok {
 		s.observeClaim(item)
 	}
@@ -159,20 +159,16 @@ func (s *Server) getWork(c *call) error {
 	return c.json(200, workObject(it))
 }
 
-// transition applies fn to the path's item atomically and answers with the result.
-func (c *call) transition(envID, wid string, fn func(work.Item) (work.Item, bool, error)) (work.Item, error) {
-	before := work.State("")
-	it, err := c.s.store.UpdateWork(c.r.Context(), envID, wid, func(it work.Item) (work.Item, bool, error) {
-		before = it.State
-		return fn(it)
-	})
+// transition applies t to the path's item atomically and answers with the result.
+func (c *call) transition(envID, wid string, t work.Transition) (work.Item, error) {
+	ch, err := c.s.store.UpdateWork(c.r.Context(), envID, wid, t)
 	if err != nil {
-		return it, asAPIError(err, errWorkNotFound)
+		return ch.After, asAPIError(err, errWorkNotFound)
 	}
-	if it.State != before {
-		c.s.metrics.transition(string(it.State))
+	if ch.After.State != ch.Before.State {
+		c.s.metrics.transition(string(ch.After.State))
 	}
-	return it, nil
+	return ch.After, nil
 }
 
 func (s *Server) updateWork(c *call) error {
@@ -188,17 +184,7 @@ func (s *Server) updateWork(c *call) error {
 	if err != nil {
 		return err
 	}
-	it, err := c.transition(envID, wid, func(it work.Item) (work.Item, bool, error) {
-		if len(patch) == 0 {
-			return it, false, nil
-		}
-		m, err := work.Merge(it.Metadata, patch, "metadata")
-		if err != nil {
-			return it, false, err
-		}
-		it.Metadata = m
-		return it, true, nil
-	})
+	it, err := c.transition(envID, wid, work.UpdateMetadata(patch))
 	if err != nil {
 		return err
 	}
@@ -217,10 +203,7 @@ func (s *Server) ackWork(c *call) error {
 	if err != nil {
 		return err
 	}
-	now := s.now()
-	it, err := c.transition(envID, wid, func(it work.Item) (work.Item, bool, error) {
-		return work.Ack(it, worker, now)
-	})
+	it, err := c.transition(envID, wid, work.Ack(worker, s.now()))
 	if err != nil {
 		return err
 	}
@@ -246,11 +229,7 @@ func (s *Server) heartbeatWork(c *call) error {
 	if err != nil {
 		return err
 	}
-	now := s.now()
-	it, err := c.transition(envID, wid, func(it work.Item) (work.Item, bool, error) {
-		next, err := work.Heartbeat(it, exp, ttl, now)
-		return next, err == nil, err
-	})
+	it, err := c.transition(envID, wid, work.Heartbeat(exp, ttl, s.now()))
 	if err != nil {
 		if ae := asAPIError(err, nil); ae.Status == 412 {
 			s.metrics.preconditionFailures.Inc()
@@ -276,11 +255,7 @@ func (s *Server) stopWork(c *call) error {
 	if err != nil {
 		return err
 	}
-	now := s.now()
-	it, err := c.transition(envID, wid, func(it work.Item) (work.Item, bool, error) {
-		next, changed := work.Stop(it, force, now)
-		return next, changed, nil
-	})
+	it, err := c.transition(envID, wid, work.Stop(force, s.now()))
 	if err != nil {
 		return err
 	}

@@ -138,6 +138,13 @@ type Idempotency struct {
 	CreatedAt   time.Time
 }
 
+// Change is a work item before and after a transition, and whether the transition changed
+// it (and wrote it).
+type Change struct {
+	Before, After work.Item
+	Changed       bool
+}
+
 // Expiry is one lease expiry done by ExpireLeases: the item as stopped and, when its
 // session got a fresh item, that item.
 type Expiry struct {
@@ -195,10 +202,10 @@ type Store interface {
 	AppendEvents(ctx context.Context, sessionID string, events []Event, newItem func(Session) work.Item) (queued *work.Item, err error)
 	ListEvents(ctx context.Context, sessionID string, p Page) (events []Event, hasMore bool, err error)
 
-	// ClaimWork delivers the oldest item of the environment that is work.Deliverable at now
-	// with the given reclaim window, recording the delivery (work.Deliver), atomically: two
-	// concurrent claims never get the same item. ok is false when nothing is deliverable.
-	ClaimWork(ctx context.Context, environmentID, workerID string, reclaim time.Duration, now time.Time) (item work.Item, ok bool, err error)
+	// ClaimWork delivers the oldest item of the environment that c may deliver
+	// (c.Deliverable), recording the delivery (work.Deliver(c)), atomically: two concurrent
+	// claims never get the same item. ok is false when nothing is deliverable.
+	ClaimWork(ctx context.Context, environmentID string, c work.Claim) (item work.Item, ok bool, err error)
 	// NextReclaim returns when the earliest delivered, unacknowledged item of the
 	// environment becomes deliverable again with the given reclaim window; ok is false when
 	// there is none.
@@ -206,9 +213,10 @@ type Store interface {
 	GetWork(ctx context.Context, environmentID, id string) (work.Item, error)
 	// ListWork lists one page of the environment's items; states filters when not empty.
 	ListWork(ctx context.Context, environmentID string, p Page, states []work.State) (items []work.Item, hasMore bool, err error)
-	// UpdateWork reads the item, applies fn and, when fn reports a change, writes the
-	// result, atomically. An error from fn is returned unchanged and nothing is written.
-	UpdateWork(ctx context.Context, environmentID, id string, fn func(work.Item) (work.Item, bool, error)) (work.Item, error)
+	// UpdateWork applies t to the item as it is and, when t reports a change, writes the
+	// result, atomically; it returns the item before and after. An error of t is returned
+	// unchanged and nothing is written.
+	UpdateWork(ctx context.Context, environmentID, id string, t work.Transition) (Change, error)
 	// WorkStats computes the queue statistics at now (API.md §4.3).
 	WorkStats(ctx context.Context, environmentID string, now time.Time) (Stats, error)
 	// CountWork counts every work item in the store by environment and state: one

@@ -4,6 +4,61 @@ import (
 	"time"
 )
 
+// A Transition is one change that a request makes to a work item. Apply returns the item
+// after it and whether anything changed (and must be written), or the *Error that refuses
+// it, leaving the item as it was. Transitions are values: the API makes one from a
+// request (Ack(worker, now)), a store applies it to the row as it is in its transaction,
+// and tests apply it to any item, so the rule exists once.
+type Transition struct {
+	// Name says what the transition is, for logs and errors: "ack", "heartbeat", …
+	Name  string
+	apply func(Item) (Item, bool, error)
+}
+
+// Apply applies t to it.
+func (t Transition) Apply(it Item) (next Item, changed bool, err error) { return t.apply(it) }
+
+// A Claim is a poll's request for the oldest deliverable item: who polls (WorkerID,
+// possibly empty), with which reclaim window, and when.
+type Claim struct {
+	WorkerID string
+	Reclaim  time.Duration
+	At       time.Time
+}
+
+// Deliverable reports whether the claim may deliver it (see the function Deliverable).
+func (c Claim) Deliverable(it Item) bool { return Deliverable(it, c.At, c.Reclaim) }
+
+// Deliver is the delivery of an item to the claim: it records when and to whom, and the
+// item stays queued. An item the claim may not deliver is left unchanged.
+func Deliver(c Claim) Transition {
+	return Transition{Name: "deliver", apply: func(it Item) (Item, bool, error) {
+		if !c.Deliverable(it) {
+			return it, false, nil
+		}
+		it.DeliveredAt = Timestamp(c.At)
+		it.DeliveredTo = c.WorkerID
+		it.Deliveries++
+		return it, true, nil
+	}}
+}
+
+// UpdateMetadata merges p into the item's metadata (API.md §4.5); an empty patch changes
+// nothing.
+func UpdateMetadata(p Patch) Transition {
+	return Transition{Name: "update", apply: func(it Item) (Item, bool, error) {
+		if len(p) == 0 {
+			return it, false, nil
+		}
+		m, err := Merge(it.Metadata, p, "metadata")
+		if err != nil {
+			return it, false, err
+		}
+		it.Metadata = m
+		return it, true, nil
+	}}
+}
+
 // Deliverable reports whether a poll at now with the given reclaim window may deliver it:
 // the item is queued and was never delivered, or was last delivered at least reclaim ago.
 func Deliverable(it Item, now time.Time, reclaim time.Duration) bool {
@@ -11,15 +66,6 @@ func Deliverable(it Item, now time.Time, reclaim time.Duration) bool {
 		return false
 	}
 	return it.DeliveredAt.IsZero() || !now.Before(it.DeliveredAt.Add(reclaim))
-}
-
-// Deliver records a delivery by poll to workerID at now. The caller has checked
-// Deliverable. The item stays queued.
-func Deliver(it Item, workerID string, now time.Time) Item {
-	it.DeliveredAt = Timestamp(now)
-	it.DeliveredTo = workerID
-	it.Deliveries++
-	return it
 }
 
 // Redelivery reports whether delivering it now reclaims an earlier, unacknowledged
@@ -35,8 +81,11 @@ func Redelivery(it Item) bool { return it.Deliveries > 0 }
 //     that acknowledged it → Conflict.
 //   - stopping, stopped → Conflict.
 //
-// changed reports whether the item must be written.
-func Ack(it Item, workerID string, now time.Time) (next Item, changed bool, err error) {
+func Ack(workerID string, now time.Time) Transition {
+	return Transition{Name: "ack", apply: func(it Item) (Item, bool, error) { return ack(it, workerID, now) }}
+}
+
+func ack(it Item, workerID string, now time.Time) (Item, bool, error) {
 	switch it.State {
 	case Queued:
 		if workerID != "" && it.DeliveredTo != "" && workerID != it.DeliveredTo {
@@ -75,7 +124,14 @@ func Ack(it Item, workerID string, now time.Time) (next Item, changed bool, err 
 // one (now, or the previous value plus one microsecond when the clock has not moved on),
 // so that each heartbeat's last_heartbeat is a unique fencing token: of two heartbeats
 // with the same expectation exactly one can match.
-func Heartbeat(it Item, exp Expectation, ttl int, now time.Time) (Item, error) {
+func Heartbeat(exp Expectation, ttl int, now time.Time) Transition {
+	return Transition{Name: "heartbeat", apply: func(it Item) (Item, bool, error) {
+		next, err := heartbeat(it, exp, ttl, now)
+		return next, err == nil, err
+	}}
+}
+
+func heartbeat(it Item, exp Expectation, ttl int, now time.Time) (Item, error) {
 	switch it.State {
 	case Queued:
 		return it, conflict("Work item %s has not been acknowledged.", it.ID)
@@ -114,8 +170,15 @@ func Heartbeat(it Item, exp Expectation, ttl int, now time.Time) (Item, error) {
 //	force       stopped  stopped   stopped   stopped   unchanged
 //
 // A graceful request from starting or active sets stop_requested_at; reaching stopped sets
-// stopped_at and ends the lease. changed reports whether the item must be written.
-func Stop(it Item, force bool, now time.Time) (next Item, changed bool) {
+// stopped_at and ends the lease.
+func Stop(force bool, now time.Time) Transition {
+	return Transition{Name: "stop", apply: func(it Item) (Item, bool, error) {
+		next, changed := stop(it, force, now)
+		return next, changed, nil
+	}}
+}
+
+func stop(it Item, force bool, now time.Time) (Item, bool) {
 	now = Timestamp(now)
 	switch {
 	case it.State == Stopped:
@@ -137,20 +200,24 @@ func LeaseExpired(it Item, now time.Time) bool {
 	return it.State.Leased() && !it.LeaseExpiresAt.IsZero() && now.After(it.LeaseExpiresAt)
 }
 
-// ExpireLease stops an item whose lease has expired (API.md §4.9). requeue reports whether
-// the item was starting or active, that is, no stop had been asked for, so that its session
-// should get a fresh item if RequeueAllowed agrees. ok is false when the lease has not
-// expired, and the item is returned unchanged.
-func ExpireLease(it Item, now time.Time) (next Item, requeue, ok bool) {
-	if !LeaseExpired(it, now) {
-		return it, false, false
-	}
-	requeue = it.State == Starting || it.State == Active
-	it.State = Stopped
-	it.StoppedAt = Timestamp(now)
-	it.LeaseExpiresAt = time.Time{}
-	return it, requeue, true
+// ExpireLease stops an item whose lease has expired at now (API.md §4.9); an item whose
+// lease has not expired is left unchanged.
+func ExpireLease(now time.Time) Transition {
+	return Transition{Name: "expire", apply: func(it Item) (Item, bool, error) {
+		if !LeaseExpired(it, now) {
+			return it, false, nil
+		}
+		it.State = Stopped
+		it.StoppedAt = Timestamp(now)
+		it.LeaseExpiresAt = time.Time{}
+		return it, true, nil
+	}}
 }
+
+// RequeuesAfterExpiry reports whether an item whose lease expires as it is (before
+// ExpireLease) was starting or active, that is, no stop had been asked for, so that its
+// session should get a fresh item if RequeueAllowed agrees.
+func RequeuesAfterExpiry(it Item) bool { return it.State == Starting || it.State == Active }
 
 // SessionState is what the requeue and wake-up rules need to know of a session.
 type SessionState struct {
@@ -182,9 +249,18 @@ func Wakes(eventType string, selfHosted bool, s SessionState) bool {
 // Cancel applies a session cancel (interrupt) to one of its live items: a graceful stop is
 // requested. An item already stopping keeps its pending request: a cancel asks for a stop,
 // it never confirms one (only the worker's own stop does that).
-func Cancel(it Item, now time.Time) (Item, bool) {
-	if it.State == Stopping {
-		return it, false
-	}
-	return Stop(it, false, now)
+func Cancel(now time.Time) Transition {
+	return Transition{Name: "cancel", apply: func(it Item) (Item, bool, error) {
+		if it.State == Stopping {
+			return it, false, nil
+		}
+		next, changed := stop(it, false, now)
+		return next, changed, nil
+	}}
+}
+
+// Func makes a transition of fn, for callers that compose one of their own (tests that
+// record what a store hands them, for one).
+func Func(name string, fn func(Item) (Item, bool, error)) Transition {
+	return Transition{Name: name, apply: fn}
 }

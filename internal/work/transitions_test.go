@@ -8,27 +8,27 @@ import (
 	"github.com/berth-sh/berth/internal/work"
 )
 
-// op is one operation of API.md §4's transition table, run on an item at an instant.
-type op func(it work.Item, now time.Time) (next work.Item, changed bool, err error)
+// op is one operation of API.md §4's transition table: the transition it makes at an
+// instant.
+type op func(now time.Time) work.Transition
 
 func ackBy(worker string) op {
-	return func(it work.Item, now time.Time) (work.Item, bool, error) {
-		return work.Ack(it, worker, now)
-	}
+	return func(now time.Time) work.Transition { return work.Ack(worker, now) }
 }
 
 func heartbeatOp(exp work.Expectation, ttl int) op {
-	return func(it work.Item, now time.Time) (work.Item, bool, error) {
-		next, err := work.Heartbeat(it, exp, ttl, now)
-		return next, err == nil, err
-	}
+	return func(now time.Time) work.Transition { return work.Heartbeat(exp, ttl, now) }
 }
 
 func stopOp(force bool) op {
-	return func(it work.Item, now time.Time) (work.Item, bool, error) {
-		next, changed := work.Stop(it, force, now)
-		return next, changed, nil
-	}
+	return func(now time.Time) work.Transition { return work.Stop(force, now) }
+}
+
+// beat applies a heartbeat and drops its changed flag (a heartbeat that succeeds always
+// changes the item).
+func beat(it work.Item, exp work.Expectation, ttl int, now time.Time) (work.Item, error) {
+	next, _, err := work.Heartbeat(exp, ttl, now).Apply(it)
+	return next, err
 }
 
 // TestTransitionTable checks every cell of API.md §4's table for ack, heartbeat and stop:
@@ -109,7 +109,7 @@ func TestTransitionTable(t *testing.T) {
 			in := fixture(tc.from)
 			before := in.Clone()
 
-			got, changed, err := tc.fn(in, now)
+			got, changed, err := tc.fn(now).Apply(in)
 
 			if k := kindOf(t, err); k != tc.kind {
 				t.Fatalf("error = %v (%s), want %s", err, kindName(k), kindName(tc.kind))
@@ -163,7 +163,7 @@ func TestHeartbeatFirstOnStoppingSetsStartedAt(t *testing.T) {
 	in.State = work.Stopping
 	in.StopRequestedAt = stopReqAt
 
-	got, err := work.Heartbeat(in, work.ExpectNoHeartbeat, 60, now)
+	got, err := beat(in, work.ExpectNoHeartbeat, 60, now)
 	if err != nil {
 		t.Fatalf("heartbeat: %v", err)
 	}
@@ -263,7 +263,7 @@ func TestAckWorkerID(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			before := tc.in.Clone()
-			got, changed, err := work.Ack(tc.in, tc.worker, now)
+			got, changed, err := work.Ack(tc.worker, now).Apply(tc.in)
 			if k := kindOf(t, err); k != tc.kind {
 				t.Fatalf("error = %v (%s), want %s", err, kindName(k), kindName(tc.kind))
 			}
@@ -294,7 +294,7 @@ func TestAckStartsLease(t *testing.T) {
 	if work.DefaultTTL != 60 {
 		t.Fatalf("DefaultTTL = %d, want 60", work.DefaultTTL)
 	}
-	got, _, err := work.Ack(queuedItem(), "w1", now)
+	got, _, err := work.Ack("w1", now).Apply(queuedItem())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +362,7 @@ func TestHeartbeatExpectation(t *testing.T) {
 				t.Fatalf("ParseExpectation(%q): %v", tc.exp, err)
 			}
 			before := tc.in.Clone()
-			got, err := work.Heartbeat(tc.in, exp, 60, now)
+			got, err := beat(tc.in, exp, 60, now)
 			k := kindOf(t, err)
 			if k != tc.kind {
 				t.Fatalf("error = %v (%s), want %s", err, kindName(k), kindName(tc.kind))
@@ -407,7 +407,7 @@ func TestHeartbeatFencing(t *testing.T) {
 		at := lastBeat // the clock stands still at the latest heartbeat
 		prev := it.LatestHeartbeatAt
 		for i := range 5 {
-			next, err := work.Heartbeat(it, work.ExpectHeartbeatAt(prev), 60, at)
+			next, err := beat(it, work.ExpectHeartbeatAt(prev), 60, at)
 			if err != nil {
 				t.Fatalf("heartbeat %d echoing %s: %v", i, fmtTime(prev), err)
 			}
@@ -427,7 +427,7 @@ func TestHeartbeatFencing(t *testing.T) {
 		seen := map[time.Time]bool{}
 		var prev time.Time
 		for i := range 5 {
-			next, err := work.Heartbeat(it, work.AnyHeartbeat, 60, now)
+			next, err := beat(it, work.AnyHeartbeat, 60, now)
 			if err != nil {
 				t.Fatalf("heartbeat %d: %v", i, err)
 			}
@@ -451,7 +451,7 @@ func TestHeartbeatFencing(t *testing.T) {
 
 	t.Run("clock went backwards", func(t *testing.T) {
 		t.Parallel()
-		got, err := work.Heartbeat(activeItem(), work.AnyHeartbeat, 60, lastBeat.Add(-time.Hour))
+		got, err := beat(activeItem(), work.AnyHeartbeat, 60, lastBeat.Add(-time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -476,11 +476,11 @@ func TestHeartbeatFencing(t *testing.T) {
 			if i == 2 {
 				at = lastBeat
 			}
-			first, err := work.Heartbeat(c.in, c.exp, 60, at)
+			first, err := beat(c.in, c.exp, 60, at)
 			if err != nil {
 				t.Fatalf("%s: first heartbeat: %v", c.name, err)
 			}
-			second, err := work.Heartbeat(first, c.exp, 60, at)
+			second, err := beat(first, c.exp, 60, at)
 			if k := kindOf(t, err); k != work.Precondition {
 				t.Fatalf("%s: second heartbeat error = %v (%s), want %s", c.name, err, kindName(k), kindName(work.Precondition))
 			}
@@ -501,7 +501,7 @@ func TestHeartbeatTTL(t *testing.T) {
 		for _, s := range []work.State{work.Starting, work.Active, work.Stopping} {
 			t.Run(fmt.Sprintf("%s/ttl=%d", s, ttl), func(t *testing.T) {
 				t.Parallel()
-				got, err := work.Heartbeat(fixture(s), work.AnyHeartbeat, ttl, now)
+				got, err := beat(fixture(s), work.AnyHeartbeat, ttl, now)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -575,7 +575,15 @@ func TestDeliver(t *testing.T) {
 		t.Errorf("Redelivery of a never delivered item = true")
 	}
 
-	first := work.Deliver(it, "A", now)
+	deliver := func(it work.Item, worker string, at time.Time) work.Item {
+		t.Helper()
+		next, ok, err := work.Deliver(work.Claim{WorkerID: worker, Reclaim: work.DefaultReclaim, At: at}).Apply(it)
+		if !ok || err != nil {
+			t.Fatalf("delivery to %q at %s: ok %v err %v", worker, fmtTime(at), ok, err)
+		}
+		return next
+	}
+	first := deliver(it, "A", now)
 	want := before.Clone()
 	want.DeliveredAt = wantNow
 	want.DeliveredTo = "A"
@@ -596,13 +604,16 @@ func TestDeliver(t *testing.T) {
 	}
 
 	later := wantNow.Add(5 * sec)
-	second := work.Deliver(first, "", later)
+	second := deliver(first, "", later)
 	want.DeliveredAt = later
 	want.DeliveredTo = ""
 	want.Deliveries = 2
 	checkItem(t, "redelivery without Worker-ID", second, want)
 
-	third := work.Deliver(second, "B", later.Add(6*sec))
+	third := deliver(second, "B", later.Add(6*sec))
+	if _, ok, _ := work.Deliver(work.Claim{WorkerID: "C", Reclaim: work.DefaultReclaim, At: later.Add(7 * sec)}).Apply(third); ok {
+		t.Errorf("delivered again inside the reclaim window")
+	}
 	want.DeliveredAt = later.Add(6 * sec)
 	want.DeliveredTo = "B"
 	want.Deliveries = 3
@@ -650,7 +661,11 @@ func TestLeaseExpiry(t *testing.T) {
 				t.Errorf("LeaseExpired = %t, want %t", got, tc.wantExpired)
 			}
 			before := tc.in.Clone()
-			got, requeue, ok := work.ExpireLease(tc.in, tc.at)
+			requeue := work.RequeuesAfterExpiry(tc.in) && work.LeaseExpired(tc.in, tc.at)
+			got, ok, err := work.ExpireLease(tc.at).Apply(tc.in)
+			if err != nil {
+				t.Fatalf("ExpireLease: %v", err)
+			}
 			if ok != tc.wantExpired {
 				t.Errorf("ExpireLease ok = %t, want %t", ok, tc.wantExpired)
 			}
@@ -671,7 +686,7 @@ func TestLeaseExpiry(t *testing.T) {
 	t.Run("stopped_at truncated to UTC microseconds", func(t *testing.T) {
 		t.Parallel()
 		at := expiry.Add(time.Second + 789).In(time.FixedZone("X", -3*3600))
-		got, _, ok := work.ExpireLease(withLease(work.Active), at)
+		got, ok, _ := work.ExpireLease(at).Apply(withLease(work.Active))
 		if !ok {
 			t.Fatal("not expired")
 		}
@@ -754,4 +769,49 @@ func TestNew(t *testing.T) {
 	if it.Metadata["a"] != "1" {
 		t.Errorf("Clone shares metadata")
 	}
+}
+
+// TestCancel: a session cancel asks a live item to stop gracefully; an item already
+// stopping keeps its request, and a stopped one is left alone (API.md §3).
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	for _, s := range work.States {
+		in := fixture(s)
+		got, changed, err := work.Cancel(now).Apply(in)
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		want, wantChanged, _ := work.Stop(false, now).Apply(in)
+		if s == work.Stopping {
+			want, wantChanged = in, false
+		}
+		if changed != wantChanged {
+			t.Errorf("%s: changed %v, want %v", s, changed, wantChanged)
+		}
+		checkItem(t, string(s), got, want)
+	}
+}
+
+// TestUpdateMetadata: the metadata transition merges a patch; an empty one changes
+// nothing, and a merge over the limit is refused with the item unchanged.
+func TestUpdateMetadata(t *testing.T) {
+	t.Parallel()
+	in := activeItem()
+	if _, changed, err := work.UpdateMetadata(nil).Apply(in); changed || err != nil {
+		t.Errorf("empty patch: changed %v, err %v", changed, err)
+	}
+	v := "yes"
+	got, changed, err := work.UpdateMetadata(work.Patch{"done": &v}).Apply(in)
+	if !changed || err != nil || got.Metadata["done"] != "yes" {
+		t.Errorf("patch: %v %v %v", got.Metadata, changed, err)
+	}
+	big := work.Patch{}
+	for i := range 40 {
+		big[fmt.Sprintf("k%d", i)] = &v
+	}
+	got, changed, err = work.UpdateMetadata(big).Apply(in)
+	if changed || kindOf(t, err) != work.Invalid {
+		t.Errorf("patch over the limit: changed %v, err %v", changed, err)
+	}
+	checkItem(t, "item after a refused patch", got, in)
 }

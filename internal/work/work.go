@@ -2,9 +2,11 @@
 // transition table of API.md §4 (ack, heartbeat, stop), deliverability, lease expiry,
 // metadata merge and the validation of the work endpoints' parameters.
 //
-// Nothing here does I/O or reads the clock. A transition is a function
-// (item, request, now) → (item', error); the stores run it inside one transaction so that
-// it is atomic, and every store obeys the same rules because there is only this one copy.
+// Nothing here does I/O or reads the clock. A transition is a value (a Transition, made
+// from a request and the time: Ack(worker, now), Heartbeat(exp, ttl, now), Stop, Cancel,
+// Deliver, ExpireLease, UpdateMetadata) that applies to an item; the stores apply it to the
+// row as it is inside one transaction so that it is atomic, and every store obeys the same
+// rules because there is only this one copy.
 package work
 
 import (

@@ -190,7 +190,10 @@ func (s *Store) DeleteSession(ctx context.Context, id string, now time.Time) ([]
 		if _, err := getSession(ctx, tx, id, " FOR UPDATE"); err != nil {
 			return err
 		}
-		stop := func(it work.Item) (work.Item, bool) { return work.Stop(it, true, now) }
+		stop := func(it work.Item) (work.Item, bool) {
+			next, changed, _ := work.Stop(true, now).Apply(it)
+			return next, changed
+		}
 		var err error
 		if out, err = updateLive(ctx, tx, id, stop); err != nil {
 			return err

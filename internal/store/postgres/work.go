@@ -66,7 +66,8 @@ func getWork(ctx context.Context, q querier, environmentID, id, lock string) (wo
 // deliverable item and answer null only when there is none (API.md §4.2), and an ack,
 // heartbeat or metadata update holding the oldest row must not hide it. Claims in
 // different environments still run side by side.
-func (s *Store) ClaimWork(ctx context.Context, environmentID, workerID string, reclaim time.Duration, now time.Time) (work.Item, bool, error) {
+func (s *Store) ClaimWork(ctx context.Context, environmentID string, c work.Claim) (work.Item, bool, error) {
+	workerID, reclaim, now := c.WorkerID, c.Reclaim, c.At
 	var out work.Item
 	var found bool
 	err := s.tx(ctx, func(tx pgx.Tx) error {
@@ -106,7 +107,7 @@ func claimWork(ctx context.Context, tx pgx.Tx, environmentID, workerID string, r
 		if !work.Deliverable(rows[0], now, reclaim) {
 			return work.Item{}, false, nil
 		}
-		out := work.Deliver(rows[0], workerID, now)
+		out, _, _ := work.Deliver(work.Claim{WorkerID: workerID, Reclaim: reclaim, At: now}).Apply(rows[0])
 		return out, true, updateWork(ctx, tx, out)
 	}
 }
@@ -149,24 +150,25 @@ func (s *Store) ListWork(ctx context.Context, environmentID string, p store.Page
 }
 
 // UpdateWork implements store.Store.
-func (s *Store) UpdateWork(ctx context.Context, environmentID, id string, fn func(work.Item) (work.Item, bool, error)) (work.Item, error) {
-	var out work.Item
+func (s *Store) UpdateWork(ctx context.Context, environmentID, id string, t work.Transition) (store.Change, error) {
+	var ch store.Change
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		it, err := getWork(ctx, tx, environmentID, id, " FOR UPDATE")
 		if err != nil {
 			return err
 		}
-		next, changed, err := fn(it)
+		ch.Before = it
+		next, changed, err := t.Apply(it)
 		if err != nil {
 			return err
 		}
-		out = next
+		ch.After, ch.Changed = next, changed
 		if !changed {
 			return nil
 		}
 		return updateWork(ctx, tx, next)
 	})
-	return out, err
+	return ch, err
 }
 
 // pollerRetention is how long a poller row is kept after its last poll; stats look back
@@ -253,7 +255,8 @@ func (s *Store) expireBatch(ctx context.Context, now time.Time, newID func() str
 			if err != nil {
 				return err
 			}
-			stopped, requeue, ok := work.ExpireLease(it, now)
+			requeue := work.RequeuesAfterExpiry(it)
+			stopped, ok, _ := work.ExpireLease(now).Apply(it)
 			if !ok {
 				return nil
 			}

@@ -52,14 +52,14 @@ func BenchmarkClaimWork(b *testing.B) {
 	ctx := context.Background()
 	b.ResetTimer()
 	for range b.N {
-		it, ok, err := st.ClaimWork(ctx, env, "w", work.DefaultReclaim, time.Now())
+		it, ok, err := st.ClaimWork(ctx, env, work.Claim{WorkerID: "w", Reclaim: work.DefaultReclaim, At: time.Now()})
 		if err != nil || !ok {
 			b.Fatalf("claim: %v %v", ok, err)
 		}
 		// Acknowledge it, as a worker does at once: unacknowledged deliveries stay in the
 		// queue's index until their reclaim window passes, and a claim walks past them.
 		b.StopTimer()
-		if _, err := st.UpdateWork(ctx, env, it.ID, func(w work.Item) (work.Item, bool, error) { return work.Ack(w, "w", time.Now()) }); err != nil {
+		if _, err := st.UpdateWork(ctx, env, it.ID, work.Ack("w", time.Now())); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
@@ -71,18 +71,19 @@ func BenchmarkHeartbeatCompareAndSet(b *testing.B) {
 	st, env := benchStore(b)
 	it := seedQueued(b, st, env, 1)[0]
 	ctx := context.Background()
-	if _, err := st.UpdateWork(ctx, env, it.ID, func(w work.Item) (work.Item, bool, error) { return work.Ack(w, "", time.Now()) }); err != nil {
+	if _, err := st.UpdateWork(ctx, env, it.ID, work.Ack("", time.Now())); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for range b.N {
-		if _, err := st.UpdateWork(ctx, env, it.ID, func(w work.Item) (work.Item, bool, error) {
-			next, err := work.Heartbeat(w, work.ExpectHeartbeatAt(w.LatestHeartbeatAt), 60, time.Now())
+		// The heartbeat echoes the last one, as a worker does.
+		if _, err := st.UpdateWork(ctx, env, it.ID, work.Func("heartbeat", func(w work.Item) (work.Item, bool, error) {
+			exp := work.ExpectHeartbeatAt(w.LatestHeartbeatAt)
 			if w.LatestHeartbeatAt.IsZero() {
-				next, err = work.Heartbeat(w, work.ExpectNoHeartbeat, 60, time.Now())
+				exp = work.ExpectNoHeartbeat
 			}
-			return next, err == nil, err
-		}); err != nil {
+			return work.Heartbeat(exp, 60, time.Now()).Apply(w)
+		})); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -98,7 +99,7 @@ func BenchmarkConcurrentHeartbeats(b *testing.B) {
 	items := seedQueued(b, st, env, callers)
 	ctx := context.Background()
 	for _, it := range items {
-		if _, err := st.UpdateWork(ctx, env, it.ID, func(w work.Item) (work.Item, bool, error) { return work.Ack(w, "", time.Now()) }); err != nil {
+		if _, err := st.UpdateWork(ctx, env, it.ID, work.Ack("", time.Now())); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -109,10 +110,7 @@ func BenchmarkConcurrentHeartbeats(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		it := items[int(next.Add(1)-1)%callers]
 		for pb.Next() {
-			if _, err := st.UpdateWork(ctx, env, it.ID, func(w work.Item) (work.Item, bool, error) {
-				next, err := work.Heartbeat(w, work.AnyHeartbeat, 60, time.Now())
-				return next, err == nil, err
-			}); err != nil {
+			if _, err := st.UpdateWork(ctx, env, it.ID, work.Heartbeat(work.AnyHeartbeat, 60, time.Now())); err != nil {
 				b.Error(err)
 				return
 			}

@@ -176,7 +176,10 @@ func (s *Store) DeleteSession(ctx context.Context, id string, now time.Time) ([]
 			return err
 		}
 		var err error
-		stop := func(it work.Item) (work.Item, bool) { return work.Stop(it, true, now) }
+		stop := func(it work.Item) (work.Item, bool) {
+			next, changed, _ := work.Stop(true, now).Apply(it)
+			return next, changed
+		}
 		if out, err = updateLive(ctx, tx, id, stop); err != nil {
 			return err
 		}

@@ -63,7 +63,8 @@ func getWork(ctx context.Context, q queryer, environmentID, id string) (work.Ite
 // ClaimWork implements store.Store. The query walks the partial index of queued items in
 // ID order and skips those delivered inside the reclaim window; the single writer makes the
 // read and the delivery one atomic step.
-func (s *Store) ClaimWork(ctx context.Context, environmentID, workerID string, reclaim time.Duration, now time.Time) (work.Item, bool, error) {
+func (s *Store) ClaimWork(ctx context.Context, environmentID string, c work.Claim) (work.Item, bool, error) {
+	workerID, reclaim, now := c.WorkerID, c.Reclaim, c.At
 	cutoff := now.Add(-reclaim).UnixMicro()
 	// An empty poll is the common case under parked pollers: answer it from a read
 	// connection without queueing for the writer.
@@ -102,7 +103,7 @@ func claimWork(ctx context.Context, tx *wtx, environmentID, workerID string, rec
 	if len(rows) == 0 || !work.Deliverable(rows[0], now, reclaim) {
 		return work.Item{}, false, nil
 	}
-	out := work.Deliver(rows[0], workerID, now)
+	out, _, _ := work.Deliver(work.Claim{WorkerID: workerID, Reclaim: reclaim, At: now}).Apply(rows[0])
 	if err := updateWork(ctx, tx, out); err != nil {
 		return work.Item{}, false, fmt.Errorf("claim work in %s: %w", environmentID, err)
 	}
@@ -145,24 +146,25 @@ func (s *Store) ListWork(ctx context.Context, environmentID string, p store.Page
 }
 
 // UpdateWork implements store.Store.
-func (s *Store) UpdateWork(ctx context.Context, environmentID, id string, fn func(work.Item) (work.Item, bool, error)) (work.Item, error) {
-	var out work.Item
+func (s *Store) UpdateWork(ctx context.Context, environmentID, id string, t work.Transition) (store.Change, error) {
+	var ch store.Change
 	err := s.tx(ctx, func(tx *wtx) error {
 		it, err := getWork(ctx, tx, environmentID, id)
 		if err != nil {
 			return err
 		}
-		next, changed, err := fn(it)
+		ch.Before = it
+		next, changed, err := t.Apply(it)
 		if err != nil {
 			return err
 		}
-		out = next
+		ch.After, ch.Changed = next, changed
 		if !changed {
 			return nil
 		}
 		return updateWork(ctx, tx, next)
 	})
-	return out, err
+	return ch, err
 }
 
 // WorkStats implements store.Store.
@@ -244,7 +246,8 @@ func (s *Store) expireBatch(ctx context.Context, now time.Time, newID func() str
 			if err != nil {
 				return err
 			}
-			stopped, requeue, ok := work.ExpireLease(it, now)
+			requeue := work.RequeuesAfterExpiry(it)
+			stopped, ok, _ := work.ExpireLease(now).Apply(it)
 			if !ok {
 				return nil // heartbeated or stopped since the scan
 			}

@@ -118,7 +118,7 @@ func testCountWork(t *testing.T, newStore newStoreFunc) {
 		// acknowledged (still queued), then the rest through UpdateWork.
 		claim := func(want work.Item) work.Item {
 			t.Helper()
-			got, ok, err := f.st.ClaimWork(f.ctx, e1.ID, "w-claim", work.DefaultReclaim, at)
+			got, ok, err := f.st.ClaimWork(f.ctx, e1.ID, work.Claim{WorkerID: "w-claim", Reclaim: work.DefaultReclaim, At: at})
 			if err != nil || !ok || got.ID != want.ID {
 				t.Fatalf("fixture: ClaimWork = %s, ok %v, err %v; want %s", got.ID, ok, err, want.ID)
 			}

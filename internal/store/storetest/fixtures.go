@@ -82,21 +82,21 @@ func advance(it work.Item, state work.State, at time.Time) work.Item {
 	if worker == "" {
 		worker = "w-fixture"
 	}
-	it, _, err := work.Ack(it, worker, at)
+	it, _, err := work.Ack(worker, at).Apply(it)
 	if err != nil {
 		panic(err)
 	}
 	if state == work.Starting {
 		return it
 	}
-	if it, err = work.Heartbeat(it, work.AnyHeartbeat, work.DefaultTTL, at.Add(sec)); err != nil {
+	if it, _, err = work.Heartbeat(work.AnyHeartbeat, work.DefaultTTL, at.Add(sec)).Apply(it); err != nil {
 		panic(err)
 	}
 	switch state {
 	case work.Stopping:
-		it, _ = work.Stop(it, false, at.Add(2*sec))
+		it, _, _ = work.Stop(false, at.Add(2*sec)).Apply(it)
 	case work.Stopped:
-		it, _ = work.Stop(it, true, at.Add(3*sec))
+		it, _, _ = work.Stop(true, at.Add(3*sec)).Apply(it)
 	}
 	return it
 }
@@ -143,32 +143,53 @@ func (f *fixture) getSession(t *testing.T, sessionID string) store.Session {
 	return s
 }
 
-// update runs UpdateWork with a rule that must succeed.
-func (f *fixture) update(t *testing.T, it work.Item, fn func(work.Item) (work.Item, bool, error)) work.Item {
+// update runs UpdateWork with a transition that must succeed, and returns the item after.
+func (f *fixture) update(t *testing.T, it work.Item, tr work.Transition) work.Item {
 	t.Helper()
-	got, err := f.st.UpdateWork(f.ctx, it.EnvironmentID, it.ID, fn)
+	ch, err := f.st.UpdateWork(f.ctx, it.EnvironmentID, it.ID, tr)
 	if err != nil {
 		t.Fatalf("UpdateWork %s: %v", it.ID, err)
 	}
-	return got
+	return ch.After
 }
 
-func ackBy(worker string, now time.Time) func(work.Item) (work.Item, bool, error) {
-	return func(it work.Item) (work.Item, bool, error) { return work.Ack(it, worker, now) }
+func ackBy(worker string, now time.Time) work.Transition { return work.Ack(worker, now) }
+
+func stopWith(force bool, now time.Time) work.Transition { return work.Stop(force, now) }
+
+func heartbeat(exp work.Expectation, ttl int, now time.Time) work.Transition {
+	return work.Heartbeat(exp, ttl, now)
 }
 
-func stopWith(force bool, now time.Time) func(work.Item) (work.Item, bool, error) {
-	return func(it work.Item) (work.Item, bool, error) {
-		next, changed := work.Stop(it, force, now)
-		return next, changed, nil
-	}
+// The expected item after a rule, for comparing with what a store returns: each applies
+// the transition of internal/work to an item.
+
+// deliverTo is the item delivered to worker at at (with a window that allows it).
+func deliverTo(it work.Item, worker string, at time.Time) work.Item {
+	next, _, _ := work.Deliver(work.Claim{WorkerID: worker, At: at}).Apply(it)
+	return next
 }
 
-func heartbeat(exp work.Expectation, ttl int, now time.Time) func(work.Item) (work.Item, bool, error) {
-	return func(it work.Item) (work.Item, bool, error) {
-		next, err := work.Heartbeat(it, exp, ttl, now)
-		return next, err == nil, err
-	}
+func beatItem(it work.Item, exp work.Expectation, ttl int, now time.Time) (work.Item, error) {
+	next, _, err := work.Heartbeat(exp, ttl, now).Apply(it)
+	return next, err
+}
+
+func stopItem(it work.Item, force bool, now time.Time) (work.Item, bool) {
+	next, changed, _ := work.Stop(force, now).Apply(it)
+	return next, changed
+}
+
+func cancelItem(it work.Item, now time.Time) (work.Item, bool) {
+	next, changed, _ := work.Cancel(now).Apply(it)
+	return next, changed
+}
+
+// expireItem is the item after its lease expired at now, whether its session is to be
+// requeued, and whether it expired at all.
+func expireItem(it work.Item, now time.Time) (work.Item, bool, bool) {
+	next, ok, _ := work.ExpireLease(now).Apply(it)
+	return next, ok && work.RequeuesAfterExpiry(it), ok
 }
 
 // listWork lists every item of an environment (states filter when not empty).
@@ -231,3 +252,6 @@ func race(n int, fn func(i int)) {
 	close(start)
 	wg.Wait()
 }
+
+// after is the item after an UpdateWork.
+func after(ch store.Change, err error) (work.Item, error) { return ch.After, err }

@@ -23,14 +23,14 @@ func testCreateSessionAndClaim(t *testing.T, newStore newStoreFunc) {
 		if err != nil || !ok {
 			t.Fatalf("CreateSessionAndClaim = ok %v, err %v; want the new item", ok, err)
 		}
-		want := work.Deliver(it, "w1", now)
+		want := deliverTo(it, "w1", now)
 		checkEqual(t, "delivered item", got, want)
 		checkEqual(t, "stored item", f.getWork(t, it), want)
 		f.getSession(t, s.ID)
 		if evs := f.listEvents(t, s.ID); len(evs) != 1 || evs[0].ID != ev.ID {
 			t.Errorf("events = %v, want the one given", evs)
 		}
-		if _, ok, err := f.st.ClaimWork(f.ctx, e.ID, "w2", work.DefaultReclaim, now); ok || err != nil {
+		if _, ok, err := f.st.ClaimWork(f.ctx, e.ID, work.Claim{WorkerID: "w2", Reclaim: work.DefaultReclaim, At: now}); ok || err != nil {
 			t.Errorf("a later claim got an item (ok %v, err %v): the new one was delivered already", ok, err)
 		}
 	})
@@ -55,7 +55,7 @@ func testCreateSessionAndClaim(t *testing.T, newStore newStoreFunc) {
 		e := f.env(t, selfHosted)
 		_, older := f.item(t, e, work.Queued, base)
 		const reclaim = 5 * time.Second
-		if _, ok, err := f.st.ClaimWork(f.ctx, e.ID, "w0", reclaim, base.Add(sec)); !ok || err != nil {
+		if _, ok, err := f.st.ClaimWork(f.ctx, e.ID, work.Claim{WorkerID: "w0", Reclaim: reclaim, At: base.Add(sec)}); !ok || err != nil {
 			t.Fatalf("claim of the older item: ok %v, err %v", ok, err)
 		}
 		s, it := draft(e.ID, work.Queued, base.Add(2*sec))
@@ -110,7 +110,7 @@ func testCreateSessionAndClaim(t *testing.T, newStore newStoreFunc) {
 			}()
 			go func() {
 				defer wg.Done()
-				got, ok, err := f.st.ClaimWork(f.ctx, e.ID, "c", work.DefaultReclaim, now)
+				got, ok, err := f.st.ClaimWork(f.ctx, e.ID, work.Claim{WorkerID: "c", Reclaim: work.DefaultReclaim, At: now})
 				if err != nil {
 					t.Errorf("claim %d: %v", i, err)
 					return

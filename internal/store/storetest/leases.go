@@ -74,7 +74,7 @@ func testExpireLeases(t *testing.T, newStore newStoreFunc) {
 				if len(exps) != 1 || exps[0].Item.ID != it.ID {
 					t.Fatalf("ExpireLeases = %v, want exactly %s", expiredIDs(exps), it.ID)
 				}
-				wantStopped, requeue, ok := work.ExpireLease(it, now)
+				wantStopped, requeue, ok := expireItem(it, now)
 				if !ok || !requeue {
 					t.Fatalf("fixture: ExpireLease = ok %v requeue %v", ok, requeue)
 				}
@@ -145,7 +145,7 @@ func testExpireLeases(t *testing.T, newStore newStoreFunc) {
 				}
 				before := f.listWork(t, e.ID)
 				now := it.LeaseExpiresAt.Add(time.Second)
-				wantStopped, requeue, ok := work.ExpireLease(it, now)
+				wantStopped, requeue, ok := expireItem(it, now)
 				if !ok {
 					t.Fatalf("fixture: lease not expired")
 				}
@@ -353,7 +353,7 @@ func testExpireLeases(t *testing.T, newStore newStoreFunc) {
 				exps, expErr = f.st.ExpireLeases(f.ctx, now, newWorkID)
 				return
 			}
-			beats[i], beatErrs[i] = f.st.UpdateWork(f.ctx, e.ID, items[i].ID, heartbeat(work.AnyHeartbeat, work.DefaultTTL, now))
+			beats[i], beatErrs[i] = after(f.st.UpdateWork(f.ctx, e.ID, items[i].ID, heartbeat(work.AnyHeartbeat, work.DefaultTTL, now)))
 		})
 		if expErr != nil {
 			t.Fatalf("ExpireLeases: %v", expErr)

@@ -394,7 +394,7 @@ func testUpdateSessionWork(t *testing.T, newStore newStoreFunc) {
 				it.Metadata = work.Metadata{"edited": "but not written"}
 				return it, false
 			}
-			return work.Cancel(it, now)
+			return cancelItem(it, now)
 		})
 		if err != nil {
 			t.Fatalf("UpdateSessionWork: %v", err)
@@ -402,7 +402,7 @@ func testUpdateSessionWork(t *testing.T, newStore newStoreFunc) {
 		if len(seen) != 2 || seen[queued.ID] != work.Queued || seen[active.ID] != work.Active {
 			t.Errorf("fn saw %v, want exactly the live items %s (queued) and %s (active)", seen, queued.ID, active.ID)
 		}
-		wantQueued, _ := work.Cancel(queued, now)
+		wantQueued, _ := cancelItem(queued, now)
 		wantActive := active.Clone()
 		wantActive.Metadata = work.Metadata{"edited": "but not written"}
 		gotByID := byID(got)
@@ -425,7 +425,7 @@ func testUpdateSessionWork(t *testing.T, newStore newStoreFunc) {
 		calls := 0
 		got, err := f.st.UpdateSessionWork(f.ctx, s.ID, func(it work.Item) (work.Item, bool) {
 			calls++
-			return work.Stop(it, true, base.Add(time.Hour))
+			return stopItem(it, true, base.Add(time.Hour))
 		})
 		if err != nil {
 			t.Fatalf("UpdateSessionWork: %v", err)
@@ -461,7 +461,7 @@ func testUpdateSessionWork(t *testing.T, newStore newStoreFunc) {
 					return
 				}
 				cancelled, cancelErr = f.st.UpdateSessionWork(f.ctx, s.ID, func(it work.Item) (work.Item, bool) {
-					return work.Cancel(it, now)
+					return cancelItem(it, now)
 				})
 			})
 			if cancelErr != nil {
@@ -517,7 +517,7 @@ func testDeleteSession(t *testing.T, newStore newStoreFunc) {
 		}
 		want := map[string]work.Item{}
 		for _, it := range []work.Item{queued, stopping, active} {
-			next, _ := work.Stop(it, true, now)
+			next, _ := stopItem(it, true, now)
 			want[it.ID] = next
 		}
 		gotByID := byID(got)

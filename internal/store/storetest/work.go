@@ -33,17 +33,17 @@ func testClaimWork(t *testing.T, newStore newStoreFunc) {
 		f.put(t, s1, &first)
 
 		now := base.Add(time.Minute).In(elsewhere)
-		got, ok, err := f.st.ClaimWork(f.ctx, e.ID, "w1", work.DefaultReclaim, now)
+		got, ok, err := f.st.ClaimWork(f.ctx, e.ID, work.Claim{WorkerID: "w1", Reclaim: work.DefaultReclaim, At: now})
 		if err != nil || !ok {
 			t.Fatalf("ClaimWork = ok %v, err %v; want an item", ok, err)
 		}
-		want := work.Deliver(first, "w1", now)
+		want := deliverTo(first, "w1", now)
 		checkEqual(t, "claimed item", got, want)
 		checkEqual(t, "stored claimed item", f.getWork(t, first), want)
 		for _, it := range []work.Item{second, third, acked, elsewhereItem} {
 			checkEqual(t, "item not claimed", f.getWork(t, it), it)
 		}
-		got, ok, err = f.st.ClaimWork(f.ctx, e.ID, "w1", work.DefaultReclaim, now)
+		got, ok, err = f.st.ClaimWork(f.ctx, e.ID, work.Claim{WorkerID: "w1", Reclaim: work.DefaultReclaim, At: now})
 		if err != nil || !ok || got.ID != second.ID {
 			t.Errorf("second ClaimWork = %s, ok %v, err %v; want %s", got.ID, ok, err, second.ID)
 		}
@@ -59,7 +59,7 @@ func testClaimWork(t *testing.T, newStore newStoreFunc) {
 		t0 := base.Add(time.Minute)
 		claim := func(worker string, now time.Time) (work.Item, bool) {
 			t.Helper()
-			it, ok, err := f.st.ClaimWork(f.ctx, e.ID, worker, reclaim, now)
+			it, ok, err := f.st.ClaimWork(f.ctx, e.ID, work.Claim{WorkerID: worker, Reclaim: reclaim, At: now})
 			if err != nil {
 				t.Fatalf("ClaimWork at %s: %v", now, err)
 			}
@@ -80,13 +80,13 @@ func testClaimWork(t *testing.T, newStore newStoreFunc) {
 		if !ok || it.ID != first.ID {
 			t.Fatalf("claim at the window's end = %s (ok %v), want %s again", it.ID, ok, first.ID)
 		}
-		want := work.Deliver(work.Deliver(first, "w1", t0), "w3", t0.Add(reclaim))
+		want := deliverTo(deliverTo(first, "w1", t0), "w3", t0.Add(reclaim))
 		if want.Deliveries != 2 {
 			t.Fatalf("fixture: Deliveries = %d", want.Deliveries)
 		}
 		checkEqual(t, "reclaimed item", it, want)
 		checkEqual(t, "stored reclaimed item", f.getWork(t, first), want)
-		checkEqual(t, "stored second item", f.getWork(t, second), work.Deliver(second, "w2", t0.Add(reclaim-us)))
+		checkEqual(t, "stored second item", f.getWork(t, second), deliverTo(second, "w2", t0.Add(reclaim-us)))
 	})
 
 	t.Run("ZeroReclaimRedelivers", func(t *testing.T) {
@@ -95,7 +95,7 @@ func testClaimWork(t *testing.T, newStore newStoreFunc) {
 		e := f.env(t, selfHosted)
 		_, it := f.item(t, e, work.Queued, base)
 		for i := range 3 {
-			got, ok, err := f.st.ClaimWork(f.ctx, e.ID, "", 0, base.Add(sec))
+			got, ok, err := f.st.ClaimWork(f.ctx, e.ID, work.Claim{WorkerID: "", Reclaim: 0, At: base.Add(sec)})
 			if err != nil || !ok || got.ID != it.ID || got.Deliveries != i+1 || got.DeliveredTo != "" {
 				t.Errorf("claim %d with a zero window = %s deliveries %d to %q (ok %v, err %v), want %s delivery %d to \"\"",
 					i, got.ID, got.Deliveries, got.DeliveredTo, ok, err, it.ID, i+1)
@@ -108,7 +108,7 @@ func testClaimWork(t *testing.T, newStore newStoreFunc) {
 		f := setup(t, newStore)
 		e, other := f.env(t, selfHosted), f.env(t, selfHosted)
 		now := base.Add(time.Hour)
-		if it, ok, err := f.st.ClaimWork(f.ctx, e.ID, "w1", work.DefaultReclaim, now); ok || err != nil {
+		if it, ok, err := f.st.ClaimWork(f.ctx, e.ID, work.Claim{WorkerID: "w1", Reclaim: work.DefaultReclaim, At: now}); ok || err != nil {
 			t.Errorf("ClaimWork on an empty queue = %s, ok %v, err %v; want ok false", it.ID, ok, err)
 		}
 		var items []work.Item
@@ -118,7 +118,7 @@ func testClaimWork(t *testing.T, newStore newStoreFunc) {
 		}
 		_, foreign := f.item(t, other, work.Queued, base)
 		items = append(items, foreign)
-		if it, ok, err := f.st.ClaimWork(f.ctx, e.ID, "w1", work.DefaultReclaim, now); ok || err != nil {
+		if it, ok, err := f.st.ClaimWork(f.ctx, e.ID, work.Claim{WorkerID: "w1", Reclaim: work.DefaultReclaim, At: now}); ok || err != nil {
 			t.Errorf("ClaimWork with no queued item = %s, ok %v, err %v; want ok false", it.ID, ok, err)
 		}
 		for _, it := range items {
@@ -143,7 +143,7 @@ func testClaimWork(t *testing.T, newStore newStoreFunc) {
 			// More claims than items means some item came back inside its window: stop
 			// there rather than loop on a store that never records deliveries.
 			for range items + 1 {
-				it, ok, err := f.st.ClaimWork(f.ctx, e.ID, fmt.Sprintf("w%d", i), time.Hour, now)
+				it, ok, err := f.st.ClaimWork(f.ctx, e.ID, work.Claim{WorkerID: fmt.Sprintf("w%d", i), Reclaim: time.Hour, At: now})
 				if err != nil {
 					errs[i] = err
 					return
@@ -207,12 +207,12 @@ func testNextReclaim(t *testing.T, newStore newStoreFunc) {
 		}
 		// Another environment's earlier delivery does not count.
 		f.item(t, other, work.Queued, base)
-		if _, ok, err := f.st.ClaimWork(f.ctx, other.ID, "w9", reclaim, base.Add(time.Second)); !ok || err != nil {
+		if _, ok, err := f.st.ClaimWork(f.ctx, other.ID, work.Claim{WorkerID: "w9", Reclaim: reclaim, At: base.Add(time.Second)}); !ok || err != nil {
 			t.Fatalf("ClaimWork in the other environment: ok %v, err %v", ok, err)
 		}
 		t1, t2 := base.Add(time.Minute), base.Add(time.Minute+3*sec)
 		for _, now := range []time.Time{t1, t2} {
-			if _, ok, err := f.st.ClaimWork(f.ctx, e.ID, "w1", reclaim, now); !ok || err != nil {
+			if _, ok, err := f.st.ClaimWork(f.ctx, e.ID, work.Claim{WorkerID: "w1", Reclaim: reclaim, At: now}); !ok || err != nil {
 				t.Fatalf("ClaimWork at %s: ok %v, err %v", now, ok, err)
 			}
 		}
@@ -238,9 +238,9 @@ func testGetWork(t *testing.T, newStore newStoreFunc) {
 		// Between them the two items have every field set.
 		s, stopping := draft(e.ID, work.Queued, base)
 		stopping.Metadata = work.Metadata{"team": "infra", "attempt": "2"}
-		stopping = work.Deliver(work.Deliver(stopping, "w1", base.Add(us)), "w2", base.Add(sec+us))
+		stopping = deliverTo(deliverTo(stopping, "w1", base.Add(us)), "w2", base.Add(sec+us))
 		stopping = advance(stopping, work.Stopping, base.Add(2*sec))
-		stopping, err := work.Heartbeat(stopping, work.AnyHeartbeat, 120, base.Add(4*sec+7*us))
+		stopping, err := beatItem(stopping, work.AnyHeartbeat, 120, base.Add(4*sec+7*us))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -344,23 +344,27 @@ func testUpdateWork(t *testing.T, newStore newStoreFunc) {
 		f := setup(t, newStore)
 		e := f.env(t, selfHosted)
 		_, it := f.item(t, e, work.Queued, base)
-		claimed, ok, err := f.st.ClaimWork(f.ctx, e.ID, "w1", work.DefaultReclaim, base.Add(sec))
+		claimed, ok, err := f.st.ClaimWork(f.ctx, e.ID, work.Claim{WorkerID: "w1", Reclaim: work.DefaultReclaim, At: base.Add(sec)})
 		if err != nil || !ok {
 			t.Fatalf("ClaimWork: ok %v, err %v", ok, err)
 		}
 		now := base.Add(2 * sec)
-		want, _, err := work.Ack(claimed, "w1", now)
+		want, _, err := work.Ack("w1", now).Apply(claimed)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := f.st.UpdateWork(f.ctx, e.ID, it.ID, func(cur work.Item) (work.Item, bool, error) {
+		got, err := f.st.UpdateWork(f.ctx, e.ID, it.ID, work.Func("test", func(cur work.Item) (work.Item, bool, error) {
 			checkEqual(t, "fn's item (the stored row)", cur, claimed)
-			return work.Ack(cur, "w1", now)
-		})
+			return work.Ack("w1", now).Apply(cur)
+		}))
 		if err != nil {
 			t.Fatalf("UpdateWork: %v", err)
 		}
-		checkEqual(t, "UpdateWork's result", got, want)
+		checkEqual(t, "UpdateWork's item before", got.Before, claimed)
+		checkEqual(t, "UpdateWork's item after", got.After, want)
+		if !got.Changed {
+			t.Errorf("UpdateWork reports no change")
+		}
 		checkEqual(t, "stored item", f.getWork(t, it), want)
 	})
 
@@ -369,12 +373,12 @@ func testUpdateWork(t *testing.T, newStore newStoreFunc) {
 		f := setup(t, newStore)
 		e := f.env(t, selfHosted)
 		_, it := f.item(t, e, work.Active, base)
-		if _, err := f.st.UpdateWork(f.ctx, e.ID, it.ID, func(cur work.Item) (work.Item, bool, error) {
+		if _, err := f.st.UpdateWork(f.ctx, e.ID, it.ID, work.Func("test", func(cur work.Item) (work.Item, bool, error) {
 			cur.State = work.Stopped
 			cur.Metadata = work.Metadata{"edited": "but not written"}
 			cur.StoppedAt = base.Add(time.Hour)
 			return cur, false, nil
-		}); err != nil {
+		})); err != nil {
 			t.Fatalf("UpdateWork: %v", err)
 		}
 		checkEqual(t, "item after fn reported no change", f.getWork(t, it), it)
@@ -386,13 +390,13 @@ func testUpdateWork(t *testing.T, newStore newStoreFunc) {
 		e := f.env(t, selfHosted)
 		_, it := f.item(t, e, work.Stopping, base)
 		var fnErr error
-		_, err := f.st.UpdateWork(f.ctx, e.ID, it.ID, func(cur work.Item) (work.Item, bool, error) {
-			next, _, err := work.Ack(cur, "w1", base.Add(time.Hour))
+		_, err := f.st.UpdateWork(f.ctx, e.ID, it.ID, work.Func("test", func(cur work.Item) (work.Item, bool, error) {
+			next, _, err := work.Ack("w1", base.Add(time.Hour)).Apply(cur)
 			fnErr = err
 			next.Metadata = work.Metadata{"edited": "but not written"}
 			next.State = work.Stopped
 			return next, true, err
-		})
+		}))
 		if fnErr == nil {
 			t.Fatalf("fixture: ack of a stopping item succeeded")
 		}
@@ -413,10 +417,10 @@ func testUpdateWork(t *testing.T, newStore newStoreFunc) {
 			{"WrongEnvironment", other.ID, it.ID},
 		} {
 			called := false
-			_, err := f.st.UpdateWork(f.ctx, tc.env, tc.id, func(cur work.Item) (work.Item, bool, error) {
+			_, err := f.st.UpdateWork(f.ctx, tc.env, tc.id, work.Func("test", func(cur work.Item) (work.Item, bool, error) {
 				called = true
-				return stopWith(true, base.Add(time.Hour))(cur)
-			})
+				return stopWith(true, base.Add(time.Hour)).Apply(cur)
+			}))
 			wantNotFound(t, "UpdateWork "+tc.name, err)
 			if called {
 				t.Errorf("UpdateWork %s: fn called", tc.name)
@@ -438,11 +442,11 @@ func testUpdateWork(t *testing.T, newStore newStoreFunc) {
 			errs := make([]error, racers)
 			fnErrs := make([]error, racers)
 			race(racers, func(i int) {
-				results[i], errs[i] = f.st.UpdateWork(f.ctx, e.ID, it.ID, func(cur work.Item) (work.Item, bool, error) {
-					next, err := work.Heartbeat(cur, exp, work.DefaultTTL, now)
+				results[i], errs[i] = after(f.st.UpdateWork(f.ctx, e.ID, it.ID, work.Func("test", func(cur work.Item) (work.Item, bool, error) {
+					next, err := beatItem(cur, exp, work.DefaultTTL, now)
 					fnErrs[i] = err
 					return next, err == nil, err
-				})
+				})))
 			})
 			wins := 0
 			for i := range racers {
@@ -478,11 +482,11 @@ func testUpdateWork(t *testing.T, newStore newStoreFunc) {
 		results := make([]work.Item, racers)
 		errs := make([]error, racers)
 		race(racers, func(i int) {
-			results[i], errs[i] = f.st.UpdateWork(f.ctx, e.ID, it.ID, func(cur work.Item) (work.Item, bool, error) {
-				next, ch, err := work.Ack(cur, fmt.Sprintf("w%d", i), now)
+			results[i], errs[i] = after(f.st.UpdateWork(f.ctx, e.ID, it.ID, work.Func("test", func(cur work.Item) (work.Item, bool, error) {
+				next, ch, err := work.Ack(fmt.Sprintf("w%d", i), now).Apply(cur)
 				changed[i] = ch
 				return next, ch, err
-			})
+			})))
 		})
 		winners := 0
 		var winner work.Item
@@ -546,11 +550,11 @@ func testUpdateWork(t *testing.T, newStore newStoreFunc) {
 			i, j := k/perItem, k%perItem
 			c := &calls[i][j]
 			c.force = j%2 == 1
-			c.committed, c.err = f.st.UpdateWork(f.ctx, e.ID, items[i].ID, func(cur work.Item) (work.Item, bool, error) {
-				n, ch := work.Stop(cur, c.force, now)
+			c.committed, c.err = after(f.st.UpdateWork(f.ctx, e.ID, items[i].ID, work.Func("test", func(cur work.Item) (work.Item, bool, error) {
+				n, ch := stopItem(cur, c.force, now)
 				c.from, c.to, c.changed = cur.State, n.State, ch
 				return n, ch, nil
-			})
+			})))
 		})
 		for i, it := range items {
 			stored := f.getWork(t, it)
@@ -625,7 +629,7 @@ func testWorkStats(t *testing.T, newStore newStoreFunc) {
 		put := func(envID string, state work.State, created time.Time, deliveredAt time.Time) {
 			_, it := draft(envID, state, created)
 			if !deliveredAt.IsZero() {
-				it = work.Deliver(it, "w1", deliveredAt)
+				it = deliverTo(it, "w1", deliveredAt)
 			}
 			f.insertItem(t, it)
 		}

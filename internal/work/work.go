@@ -87,6 +87,10 @@ type Item struct {
 	// extends it; TTLSeconds is the lease length last granted.
 	LeaseExpiresAt time.Time
 	TTLSeconds     int
+
+	// Version counts the writes of the item's row; a store that writes an item it read
+	// earlier checks that it is still at the version read (compare-and-set).
+	Version int64
 }
 
 // Clone returns a copy of it that shares no memory with it.

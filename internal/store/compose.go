@@ -1,0 +1,645 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/berth-sh/berth/internal/id"
+	"github.com/berth-sh/berth/internal/work"
+)
+
+// DB is the storage contract's operations written once above a Driver. Create it with
+// New.
+type DB struct {
+	d Driver
+}
+
+// New returns the operations of the contract over d.
+func New(d Driver) *DB { return &DB{d: d} }
+
+// Driver returns the driver under db.
+func (db *DB) Driver() Driver { return db.d }
+
+// ErrArchived: the environment is archived and takes no new sessions.
+var ErrArchived = errors.New("archived")
+
+// maxCASRetries bounds how often a compare-and-set write is tried again after another
+// write changed the row in between. Each failure means that another write succeeded, so
+// the bound is only reached under a storm of writes to one item.
+const maxCASRetries = 100
+
+// Ping reports whether the storage is reachable.
+func (db *DB) Ping(ctx context.Context) error { return db.d.Ping(ctx) }
+
+// Close closes the driver.
+func (db *DB) Close() error { return db.d.Close() }
+
+// ---- Environments
+
+// CreateEnvironment stores e, with an ID made in commit order when e.ID is empty, and
+// returns it.
+func (db *DB) CreateEnvironment(ctx context.Context, e Environment) (Environment, error) {
+	err := db.d.Insert(ctx, func(tx Tx) error {
+		if e.ID == "" {
+			e.ID = tx.NewID(id.Environment)
+		}
+		return tx.InsertEnvironment(ctx, e)
+	})
+	return e, err
+}
+
+// GetEnvironment returns an environment.
+func (db *DB) GetEnvironment(ctx context.Context, id string) (Environment, error) {
+	return db.d.Environment(ctx, id)
+}
+
+// ListEnvironments lists one page; archived ones only when includeArchived.
+func (db *DB) ListEnvironments(ctx context.Context, p Page, includeArchived bool) ([]Environment, bool, error) {
+	return db.d.Environments(ctx, p, includeArchived)
+}
+
+// UpdateEnvironment reads the environment, applies fn and writes the result, atomically.
+// fn may change any field but ID and CreatedAt; an error from fn is returned unchanged
+// and nothing is written.
+func (db *DB) UpdateEnvironment(ctx context.Context, id string, fn func(*Environment) error) (Environment, error) {
+	var out Environment
+	err := db.d.Write(ctx, func(tx Tx) error {
+		e, err := tx.LockEnvironment(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := fn(&e); err != nil {
+			return err
+		}
+		e.ID = id
+		out = e
+		return tx.PutEnvironment(ctx, e)
+	})
+	return out, err
+}
+
+// DeleteEnvironment deletes an environment and its work items; ErrConflict while any
+// session references it.
+func (db *DB) DeleteEnvironment(ctx context.Context, id string) error {
+	return db.d.Write(ctx, func(tx Tx) error {
+		if _, err := tx.LockEnvironment(ctx, id); err != nil {
+			return err
+		}
+		n, err := tx.CountSessions(ctx, id)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("environment %s is referenced by %d sessions: %w", id, n, ErrConflict)
+		}
+		return tx.DeleteEnvironment(ctx, id)
+	})
+}
+
+// ---- Sessions and events
+
+// Created is what CreateSession stored.
+type Created struct {
+	Session Session
+	Events  []Event
+	// Item is the session's first work item (in a self_hosted environment), as queued.
+	Item *work.Item
+	// Delivered is what the claim made in the same transaction delivered, if anything:
+	// the oldest deliverable item of the environment, which is Item unless an older one
+	// was deliverable too.
+	Delivered *work.Item
+}
+
+// CreateSession stores a session with its initial events and, in a self_hosted
+// environment, its first work item (a copy of the session's metadata, created when the
+// session was). IDs left empty are made in commit order. The environment must exist
+// (ErrNotFound) and not be archived (ErrArchived), checked in the same transaction, so
+// that a session never lands in an environment archived before it.
+//
+// When claim is not nil, the claim is made in the same transaction too: both happen or
+// neither. It lets a new item reach a waiting poll with one commit instead of two (see
+// internal/wait).
+func (db *DB) CreateSession(ctx context.Context, s Session, events []Event, claim *work.Claim) (Created, error) {
+	var out Created
+	err := db.d.Insert(ctx, func(tx Tx) error {
+		out = Created{}
+		env, err := tx.LockEnvironment(ctx, s.EnvironmentID)
+		if err != nil {
+			return err
+		}
+		if !env.ArchivedAt.IsZero() {
+			return fmt.Errorf("environment %s: %w", env.ID, ErrArchived)
+		}
+		sess := s
+		if sess.ID == "" {
+			sess.ID = tx.NewID(id.Session)
+		}
+		if err := tx.InsertSession(ctx, sess); err != nil {
+			return err
+		}
+		evs, err := insertEvents(ctx, tx, sess.ID, events)
+		if err != nil {
+			return err
+		}
+		out.Session, out.Events = sess, evs
+		if !env.SelfHosted() {
+			return nil
+		}
+		it := work.New(tx.NewID(id.Work), env.ID, sess.ID, sess.Metadata, sess.CreatedAt)
+		if err := tx.InsertWork(ctx, it); err != nil {
+			return err
+		}
+		out.Item = &it
+		if claim != nil {
+			d, ok, err := claimIn(ctx, tx, env.ID, *claim)
+			if err != nil {
+				return err
+			}
+			if ok {
+				out.Delivered = &d
+			}
+		}
+		if out.Delivered == nil || out.Delivered.ID != it.ID {
+			tx.Notify(env.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return Created{}, err
+	}
+	return out, nil
+}
+
+// insertEvents stores events in order, making the ID of each one that has none.
+func insertEvents(ctx context.Context, tx Tx, sessionID string, events []Event) ([]Event, error) {
+	out := make([]Event, len(events))
+	for i, e := range events {
+		e.SessionID = sessionID
+		if e.ID == "" {
+			var err error
+			if e, err = e.withID(tx.NewID(id.Event)); err != nil {
+				return nil, err
+			}
+		}
+		out[i] = e
+	}
+	return out, tx.InsertEvents(ctx, out)
+}
+
+// withID gives a new event its ID: Body is the event's JSON object with "id":"" as its
+// first member (see Event), and the ID goes there.
+func (e Event) withID(eventID string) (Event, error) {
+	const blank = `{"id":""`
+	body, ok := strings.CutPrefix(string(e.Body), blank)
+	if !ok {
+		return e, fmt.Errorf("event of type %s: its body does not begin with %s", e.Type, blank)
+	}
+	e.ID = eventID
+	e.Body = []byte(`{"id":"` + eventID + `"` + body)
+	return e, nil
+}
+
+// GetSession returns a session.
+func (db *DB) GetSession(ctx context.Context, id string) (Session, error) { return db.d.Session(ctx, id) }
+
+// ListSessions lists one page; environmentID filters when not empty.
+func (db *DB) ListSessions(ctx context.Context, p Page, environmentID string, includeArchived bool) ([]Session, bool, error) {
+	return db.d.Sessions(ctx, p, environmentID, includeArchived)
+}
+
+// UpdateSession reads the session, applies fn and writes the result, atomically. fn may
+// change Agent, Title, Metadata, ArchivedAt and UpdatedAt.
+func (db *DB) UpdateSession(ctx context.Context, id string, fn func(*Session) error) (Session, error) {
+	var out Session
+	err := db.d.Write(ctx, func(tx Tx) error {
+		s, err := tx.LockSession(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := fn(&s); err != nil {
+			return err
+		}
+		s.ID = id
+		out = s
+		return tx.PutSession(ctx, s)
+	})
+	return out, err
+}
+
+// UpdateSessionWork applies t to every live item of the session, writing those it
+// changes, atomically, and returns the change of each live item (none when the session
+// had none).
+func (db *DB) UpdateSessionWork(ctx context.Context, id string, t work.Transition) ([]Change, error) {
+	var out []Change
+	err := db.d.Write(ctx, func(tx Tx) error {
+		if _, err := tx.LockSession(ctx, id); err != nil {
+			return err
+		}
+		var err error
+		out, err = applyToLive(ctx, tx, id, t)
+		return err
+	})
+	return out, err
+}
+
+// applyToLive applies t to a session's live items and writes those it changes.
+func applyToLive(ctx context.Context, tx Tx, sessionID string, t work.Transition) ([]Change, error) {
+	items, err := tx.LockLiveWork(ctx, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Change, 0, len(items))
+	for _, it := range items {
+		next, changed, err := t.Apply(it)
+		if err != nil {
+			return nil, err
+		}
+		if changed {
+			if err := tx.PutWork(ctx, next); err != nil {
+				return nil, err
+			}
+			next.Version++
+		}
+		out = append(out, Change{Before: it, After: next, Changed: changed})
+	}
+	return out, nil
+}
+
+// DeleteSession force-stops the session's live work items (they stay readable) and
+// deletes the session and its events, atomically. It returns the items it stopped.
+func (db *DB) DeleteSession(ctx context.Context, id string, now time.Time) ([]work.Item, error) {
+	var stopped []work.Item
+	err := db.d.Write(ctx, func(tx Tx) error {
+		stopped = nil
+		if _, err := tx.LockSession(ctx, id); err != nil {
+			return err
+		}
+		changes, err := applyToLive(ctx, tx, id, work.Stop(true, now))
+		if err != nil {
+			return err
+		}
+		for _, c := range changes {
+			stopped = append(stopped, c.After)
+		}
+		return tx.DeleteSession(ctx, id)
+	})
+	return stopped, err
+}
+
+// Appended is what AppendEvents stored.
+type Appended struct {
+	Events []Event
+	// Queued is the work item a dormant wake-up queued, if any.
+	Queued *work.Item
+}
+
+// AppendEvents stores events in order (IDs left empty are made in commit order) and,
+// when the first event for which work.Wakes holds arrives, queues a new work item for the
+// session, created at now. ErrNotFound if the session does not exist.
+func (db *DB) AppendEvents(ctx context.Context, sessionID string, events []Event, now time.Time) (Appended, error) {
+	var out Appended
+	err := db.d.Insert(ctx, func(tx Tx) error {
+		out = Appended{}
+		sess, err := tx.LockSession(ctx, sessionID)
+		if err != nil {
+			return err
+		}
+		if out.Events, err = insertEvents(ctx, tx, sessionID, events); err != nil {
+			return err
+		}
+		env, err := tx.Environment(ctx, sess.EnvironmentID)
+		if err != nil {
+			return err
+		}
+		live, err := tx.HasLiveWork(ctx, sessionID, "")
+		if err != nil {
+			return err
+		}
+		state := work.SessionState{Exists: true, Archived: !sess.ArchivedAt.IsZero(), HasLiveItem: live}
+		for _, e := range events {
+			if work.Wakes(e.Type, env.SelfHosted(), state) {
+				it := work.New(tx.NewID(id.Work), env.ID, sessionID, sess.Metadata, now)
+				if err := tx.InsertWork(ctx, it); err != nil {
+					return err
+				}
+				tx.Notify(env.ID)
+				out.Queued = &it
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Appended{}, err
+	}
+	return out, nil
+}
+
+// ListEvents lists one page of a session's events; ErrNotFound if the session does not
+// exist.
+func (db *DB) ListEvents(ctx context.Context, sessionID string, p Page) ([]Event, bool, error) {
+	if _, err := db.d.Session(ctx, sessionID); err != nil {
+		return nil, false, err
+	}
+	return db.d.Events(ctx, sessionID, p)
+}
+
+// ---- Work
+
+// ClaimWork delivers the oldest item of the environment that c may deliver, recording the
+// delivery (work.Deliver), atomically: two concurrent claims never get the same item. ok
+// is false when nothing is deliverable. An empty queue, the common case under parked
+// polls, is answered by a read alone.
+func (db *DB) ClaimWork(ctx context.Context, environmentID string, c work.Claim) (work.Item, bool, error) {
+	if any, err := db.d.HasDeliverable(ctx, environmentID, c); err != nil || !any {
+		return work.Item{}, false, err
+	}
+	var out work.Item
+	var found bool
+	err := db.d.Write(ctx, func(tx Tx) error {
+		var err error
+		out, found, err = claimIn(ctx, tx, environmentID, c)
+		return err
+	})
+	if err != nil {
+		return work.Item{}, false, fmt.Errorf("claim work in %s: %w", environmentID, err)
+	}
+	return out, found, nil
+}
+
+// claimIn is ClaimWork inside a transaction.
+func claimIn(ctx context.Context, tx Tx, environmentID string, c work.Claim) (work.Item, bool, error) {
+	it, ok, err := tx.ClaimNext(ctx, environmentID, c)
+	if err != nil || !ok {
+		return work.Item{}, false, err
+	}
+	next, ok, err := work.Deliver(c).Apply(it)
+	if err != nil || !ok {
+		return work.Item{}, false, err
+	}
+	if err := tx.PutWork(ctx, next); err != nil {
+		return work.Item{}, false, err
+	}
+	next.Version++
+	return next, true, nil
+}
+
+// NextReclaim returns when the earliest delivered, unacknowledged item of the environment
+// becomes deliverable again with the given reclaim window; ok is false when there is none.
+func (db *DB) NextReclaim(ctx context.Context, environmentID string, reclaim time.Duration) (time.Time, bool, error) {
+	return db.d.NextReclaim(ctx, environmentID, reclaim)
+}
+
+// GetWork returns an item of the environment (ErrNotFound for another environment's).
+func (db *DB) GetWork(ctx context.Context, environmentID, id string) (work.Item, error) {
+	return db.d.Work(ctx, environmentID, id)
+}
+
+// ListWork lists one page of the environment's items; states filters when not empty.
+func (db *DB) ListWork(ctx context.Context, environmentID string, p Page, states []work.State) ([]work.Item, bool, error) {
+	return db.d.WorkList(ctx, environmentID, p, states)
+}
+
+// UpdateWork applies t to the item as it is and, when t reports a change, writes the
+// result, atomically; it returns the item before and after. An error of t is returned
+// unchanged and nothing is written.
+//
+// The rule runs outside any transaction, on the item as read; the write is a
+// compare-and-set on the item's version, tried again from a fresh read when another write
+// came in between. So a refused transition (a 409, a 412) writes and locks nothing, and
+// the write that is made holds the row only for itself.
+func (db *DB) UpdateWork(ctx context.Context, environmentID, id string, t work.Transition) (Change, error) {
+	for range maxCASRetries {
+		it, err := db.d.Work(ctx, environmentID, id)
+		if err != nil {
+			return Change{}, err
+		}
+		next, changed, err := t.Apply(it)
+		if err != nil {
+			return Change{Before: it, After: it}, err
+		}
+		if !changed {
+			return Change{Before: it, After: next}, nil
+		}
+		ok, err := db.d.PutWorkIf(ctx, next, it.Version)
+		if err != nil {
+			return Change{}, err
+		}
+		if ok {
+			next.Version = it.Version + 1
+			return Change{Before: it, After: next, Changed: true}, nil
+		}
+	}
+	return Change{}, fmt.Errorf("%s of work %s: the item kept changing during %d attempts", t.Name, id, maxCASRetries)
+}
+
+// WorkStats computes the queue statistics at now (API.md §4.3).
+func (db *DB) WorkStats(ctx context.Context, environmentID string, now time.Time) (Stats, error) {
+	var st Stats
+	var err error
+	if st.Depth, st.Pending, st.OldestQueuedAt, err = db.d.Queue(ctx, environmentID, now); err != nil {
+		return st, fmt.Errorf("work stats of %s: %w", environmentID, err)
+	}
+	st.WorkersPolling, err = db.d.WorkersPolling(ctx, environmentID, now.Add(-work.PollerWindow))
+	return st, err
+}
+
+// CountWork counts every work item by environment and state (see Reads.CountWork).
+func (db *DB) CountWork(ctx context.Context) ([]WorkCount, error) { return db.d.CountWork(ctx) }
+
+// RecordPoll notes that workerID polled the environment at now.
+func (db *DB) RecordPoll(ctx context.Context, environmentID, workerID string, now time.Time) error {
+	return db.d.RecordPoll(ctx, environmentID, workerID, now)
+}
+
+// PrunePollers forgets polls older than the stats window at now.
+func (db *DB) PrunePollers(ctx context.Context, now time.Time) error {
+	return db.d.PrunePollers(ctx, now.Add(-work.PollerWindow))
+}
+
+// expiryBatch bounds one scan of ExpireLeases, so that a backlog of expired leases (a
+// server that was down for a while) is worked through in pieces.
+const expiryBatch = 1000
+
+// ExpireLeases stops every item whose lease expired before now (work.ExpireLease) and
+// queues a fresh item for its session where work.RequeueAllowed, each item in its own
+// transaction, re-checking the row so that an item is never expired twice. An expiry is
+// reported once it is committed.
+func (db *DB) ExpireLeases(ctx context.Context, now time.Time) ([]Expiry, error) {
+	var out []Expiry
+	after := ""
+	for {
+		keys, err := db.d.ExpiredLeases(ctx, now, after, expiryBatch)
+		if err != nil {
+			return out, fmt.Errorf("expire leases: %w", err)
+		}
+		for _, k := range keys {
+			exp, ok, err := db.expire(ctx, k, now)
+			if err != nil {
+				return out, fmt.Errorf("expire lease of %s: %w", k.ID, err)
+			}
+			if ok {
+				out = append(out, exp)
+			}
+		}
+		if len(keys) < expiryBatch {
+			return out, nil
+		}
+		after = keys[len(keys)-1].ID
+	}
+}
+
+// expire expires one lease, if it still has expired, in one transaction.
+func (db *DB) expire(ctx context.Context, k WorkKey, now time.Time) (Expiry, bool, error) {
+	var exp Expiry
+	var done bool
+	err := db.d.Insert(ctx, func(tx Tx) error {
+		exp, done = Expiry{}, false
+		// The session first (the order of locks), then the item.
+		peek, err := tx.Work(ctx, k.EnvironmentID, k.ID)
+		if err != nil {
+			return err
+		}
+		state := work.SessionState{}
+		sess, err := tx.LockSession(ctx, peek.SessionID)
+		switch {
+		case err == nil:
+			state.Exists, state.Archived = true, !sess.ArchivedAt.IsZero()
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+		it, err := tx.LockWork(ctx, k.EnvironmentID, k.ID)
+		if err != nil {
+			return err
+		}
+		stopped, ok, err := work.ExpireLease(now).Apply(it)
+		if err != nil || !ok {
+			return err // heartbeated or stopped since the scan
+		}
+		if err := tx.PutWork(ctx, stopped); err != nil {
+			return err
+		}
+		stopped.Version++
+		exp.Item, done = stopped, true
+		if !work.RequeuesAfterExpiry(it) || !state.Exists {
+			return nil
+		}
+		if state.HasLiveItem, err = tx.HasLiveWork(ctx, it.SessionID, it.ID); err != nil {
+			return err
+		}
+		if !work.RequeueAllowed(state) {
+			return nil
+		}
+		fresh := work.New(tx.NewID(id.Work), it.EnvironmentID, it.SessionID, it.Metadata, now)
+		if err := tx.InsertWork(ctx, fresh); err != nil {
+			return err
+		}
+		tx.Notify(it.EnvironmentID)
+		exp.Requeue = &fresh
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return Expiry{}, false, nil // deleted since the scan
+	}
+	return exp, done && err == nil, err
+}
+
+// NextLeaseExpiry returns the earliest lease expiry of any leased item.
+func (db *DB) NextLeaseExpiry(ctx context.Context) (time.Time, bool, error) {
+	return db.d.NextLeaseExpiry(ctx)
+}
+
+// ---- Tokens
+
+// CreateToken stores t, with an ID made in commit order when t.ID is empty.
+func (db *DB) CreateToken(ctx context.Context, t Token) (Token, error) {
+	err := db.d.Insert(ctx, func(tx Tx) error {
+		if t.ID == "" {
+			t.ID = tx.NewID(id.Token)
+		}
+		return tx.InsertToken(ctx, t)
+	})
+	return t, err
+}
+
+// CreateFirstToken stores t only if the store holds no token at all, and reports whether
+// it did. Of concurrent callers (on any replica) at most one stores its token.
+func (db *DB) CreateFirstToken(ctx context.Context, t Token) (Token, bool, error) {
+	var created bool
+	err := db.d.Insert(ctx, func(tx Tx) error {
+		if t.ID == "" {
+			t.ID = tx.NewID(id.Token)
+		}
+		var err error
+		created, err = tx.InsertFirstToken(ctx, t)
+		return err
+	})
+	return t, created, err
+}
+
+// TokenByHash returns the token whose secret hashes to hash (revoked ones too).
+func (db *DB) TokenByHash(ctx context.Context, hash string) (Token, error) {
+	return db.d.TokenByHash(ctx, hash)
+}
+
+// ListTokens lists one page of tokens.
+func (db *DB) ListTokens(ctx context.Context, p Page) ([]Token, bool, error) { return db.d.Tokens(ctx, p) }
+
+// RevokeToken sets revoked_at if it is not set yet and returns the token.
+func (db *DB) RevokeToken(ctx context.Context, id string, now time.Time) (Token, error) {
+	var out Token
+	err := db.d.Write(ctx, func(tx Tx) error {
+		var err error
+		out, err = tx.RevokeToken(ctx, id, work.Timestamp(now))
+		return err
+	})
+	return out, err
+}
+
+// TouchToken sets last_used_at to now.
+func (db *DB) TouchToken(ctx context.Context, id string, now time.Time) error {
+	return db.d.Write(ctx, func(tx Tx) error { return tx.TouchToken(ctx, id, work.Timestamp(now)) })
+}
+
+// CountTokens counts the tokens, revoked ones included.
+func (db *DB) CountTokens(ctx context.Context) (int, error) { return db.d.CountTokens(ctx) }
+
+// ---- Idempotency keys
+
+// ReserveIdempotencyKey records that a request with this token, key and fingerprint is
+// being answered. If a record exists it is returned with existed = true and nothing is
+// written.
+func (db *DB) ReserveIdempotencyKey(ctx context.Context, rec Idempotency) (Idempotency, bool, error) {
+	var existing Idempotency
+	var existed bool
+	err := db.d.Write(ctx, func(tx Tx) error {
+		inserted, err := tx.InsertIdempotency(ctx, rec)
+		if err != nil || inserted {
+			existed = false
+			return err
+		}
+		existed = true
+		existing, err = tx.Idempotency(ctx, rec.TokenID, rec.Key)
+		return err
+	})
+	return existing, existed, err
+}
+
+// CompleteIdempotencyKey stores the response of a reserved request.
+func (db *DB) CompleteIdempotencyKey(ctx context.Context, tokenID, key string, status int, body []byte) error {
+	return db.d.Write(ctx, func(tx Tx) error { return tx.CompleteIdempotency(ctx, tokenID, key, status, body) })
+}
+
+// ReleaseIdempotencyKey forgets a reservation whose request failed unexpectedly, so that
+// a retry runs it again.
+func (db *DB) ReleaseIdempotencyKey(ctx context.Context, tokenID, key string) error {
+	return db.d.Write(ctx, func(tx Tx) error { return tx.DeleteIdempotency(ctx, tokenID, key) })
+}
+
+// PruneIdempotencyKeys deletes records created before cutoff.
+func (db *DB) PruneIdempotencyKeys(ctx context.Context, cutoff time.Time) error {
+	return db.d.Write(ctx, func(tx Tx) error { return tx.PruneIdempotency(ctx, cutoff) })
+}

@@ -1,0 +1,231 @@
+package sqlrows
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/berth-sh/berth/internal/store"
+	"github.com/berth-sh/berth/internal/work"
+)
+
+// The reads of store.Reads.
+
+// Environment implements store.Reads.
+func (o Ops) Environment(ctx context.Context, id string) (store.Environment, error) {
+	return one(ctx, o, scanEnvironment, "environment", id, "SELECT "+envColumns+" FROM environments WHERE id = ?", id)
+}
+
+// LockEnvironment reads an environment and locks its row (Dialect.Lock).
+func (o Ops) LockEnvironment(ctx context.Context, id string) (store.Environment, error) {
+	return one(ctx, o, scanEnvironment, "environment", id, "SELECT "+envColumns+" FROM environments WHERE id = ?"+o.D.Lock, id)
+}
+
+// Environments implements store.Reads.
+func (o Ops) Environments(ctx context.Context, p store.Page, includeArchived bool) ([]store.Environment, bool, error) {
+	q := "SELECT " + envColumns + " FROM environments WHERE 1=1"
+	if !includeArchived {
+		q += " AND archived_at IS NULL"
+	}
+	return list(ctx, o, scanEnvironment, "environments", q, nil, p)
+}
+
+// CountSessions implements store.Reads.
+func (o Ops) CountSessions(ctx context.Context, environmentID string) (int, error) {
+	return value[int](ctx, o, "SELECT count(*) FROM sessions WHERE environment_id = ?", environmentID)
+}
+
+// Session implements store.Reads.
+func (o Ops) Session(ctx context.Context, id string) (store.Session, error) {
+	return one(ctx, o, scanSession, "session", id, "SELECT "+sessionColumns+" FROM sessions WHERE id = ?", id)
+}
+
+// LockSession reads a session and locks its row (not the work rows of its status).
+func (o Ops) LockSession(ctx context.Context, id string) (store.Session, error) {
+	lock := ""
+	if o.D.LockOf != nil {
+		lock = o.D.LockOf("sessions")
+	}
+	return one(ctx, o, scanSession, "session", id, "SELECT "+sessionColumns+" FROM sessions WHERE id = ?"+lock, id)
+}
+
+// Sessions implements store.Reads.
+func (o Ops) Sessions(ctx context.Context, p store.Page, environmentID string, includeArchived bool) ([]store.Session, bool, error) {
+	q := "SELECT " + sessionColumns + " FROM sessions WHERE 1=1"
+	var args []any
+	if environmentID != "" {
+		q += " AND environment_id = ?"
+		args = append(args, environmentID)
+	}
+	if !includeArchived {
+		q += " AND archived_at IS NULL"
+	}
+	return list(ctx, o, scanSession, "sessions", q, args, p)
+}
+
+// Events implements store.Reads.
+func (o Ops) Events(ctx context.Context, sessionID string, p store.Page) ([]store.Event, bool, error) {
+	return list(ctx, o, scanEvent, "events", "SELECT "+eventColumns+" FROM events WHERE session_id = ?", []any{sessionID}, p)
+}
+
+// Work implements store.Reads.
+func (o Ops) Work(ctx context.Context, environmentID, id string) (work.Item, error) {
+	return one(ctx, o, scanWork, "work", id, "SELECT "+workColumns+" FROM work WHERE id = ? AND environment_id = ?", id, environmentID)
+}
+
+// LockWork reads an item and locks its row.
+func (o Ops) LockWork(ctx context.Context, environmentID, id string) (work.Item, error) {
+	return one(ctx, o, scanWork, "work", id, "SELECT "+workColumns+" FROM work WHERE id = ? AND environment_id = ?"+o.D.Lock, id, environmentID)
+}
+
+// LockLiveWork reads a session's live items in ID order and locks their rows.
+func (o Ops) LockLiveWork(ctx context.Context, sessionID string) ([]work.Item, error) {
+	return all(ctx, o, scanWork, "SELECT "+workColumns+" FROM work WHERE session_id = ? AND "+Live+" ORDER BY id"+o.D.Lock, sessionID)
+}
+
+// WorkList implements store.Reads.
+func (o Ops) WorkList(ctx context.Context, environmentID string, p store.Page, states []work.State) ([]work.Item, bool, error) {
+	q := "SELECT " + workColumns + " FROM work WHERE environment_id = ?"
+	args := []any{environmentID}
+	if len(states) > 0 {
+		q += " AND state IN (?" + strings.Repeat(", ?", len(states)-1) + ")"
+		for _, st := range states {
+			args = append(args, string(st))
+		}
+	}
+	return list(ctx, o, scanWork, "work", q, args, p)
+}
+
+// DeliverableCutoff is the placeholder of Deliverable for a claim.
+func DeliverableCutoff(c work.Claim) int64 { return c.At.Add(-c.Reclaim).UnixMicro() }
+
+// OldestDeliverable selects the oldest item of an environment (?1) that is deliverable
+// with a cutoff (?2): the claims' walk of the queue, along the partial index of queued
+// items in ID order.
+const OldestDeliverable = "SELECT " + workColumns + " FROM work WHERE environment_id = ? AND " + Deliverable + " ORDER BY id LIMIT 1"
+
+// OldestDeliverable returns the oldest item of the environment that c may deliver;
+// lock is appended to the statement.
+func (o Ops) OldestDeliverable(ctx context.Context, environmentID string, c work.Claim, lock string) (work.Item, bool, error) {
+	rows, err := all(ctx, o, scanWork, OldestDeliverable+lock, environmentID, DeliverableCutoff(c))
+	if err != nil || len(rows) == 0 {
+		return work.Item{}, false, err
+	}
+	return rows[0], true, nil
+}
+
+// HasDeliverable implements store.Reads.
+func (o Ops) HasDeliverable(ctx context.Context, environmentID string, c work.Claim) (bool, error) {
+	rows, err := o.query(ctx, "SELECT 1 FROM work WHERE environment_id = ? AND "+Deliverable+" LIMIT 1", environmentID, DeliverableCutoff(c))
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	found := rows.Next()
+	return found, rows.Err()
+}
+
+// HasLiveWork implements store.Reads.
+func (o Ops) HasLiveWork(ctx context.Context, sessionID, except string) (bool, error) {
+	rows, err := o.query(ctx, "SELECT 1 FROM work WHERE session_id = ? AND "+Live+" AND id <> ? LIMIT 1", sessionID, except)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	found := rows.Next()
+	return found, rows.Err()
+}
+
+// Queue implements store.Reads.
+func (o Ops) Queue(ctx context.Context, environmentID string, now time.Time) (depth, pending int, oldest time.Time, err error) {
+	cutoff := now.Add(-work.DefaultReclaim).UnixMicro()
+	rows, err := o.query(ctx, `SELECT
+			count(*) FILTER (WHERE delivered_at IS NULL OR delivered_at <= ?),
+			count(*) FILTER (WHERE delivered_at > ?),
+			min(created_at)
+		FROM work WHERE environment_id = ? AND state = 'queued'`, cutoff, cutoff, environmentID)
+	if err != nil {
+		return 0, 0, time.Time{}, err
+	}
+	defer rows.Close()
+	var min sql.NullInt64
+	if rows.Next() {
+		err = rows.Scan(&depth, &pending, &min)
+	}
+	if err == nil {
+		err = rows.Err()
+	}
+	return depth, pending, fromMicros(min), err
+}
+
+// NextReclaim implements store.Reads.
+func (o Ops) NextReclaim(ctx context.Context, environmentID string, reclaim time.Duration) (time.Time, bool, error) {
+	at, err := value[sql.NullInt64](ctx, o, `SELECT min(delivered_at) FROM work
+		WHERE environment_id = ? AND state = 'queued' AND delivered_at IS NOT NULL`, environmentID)
+	if err != nil || !at.Valid {
+		return time.Time{}, false, err
+	}
+	return fromMicros(at).Add(reclaim), true, nil
+}
+
+// ExpiredLeases implements store.Reads.
+func (o Ops) ExpiredLeases(ctx context.Context, now time.Time, after string, limit int) ([]store.WorkKey, error) {
+	return all(ctx, o, func(r Rows) (store.WorkKey, error) {
+		var k store.WorkKey
+		return k, r.Scan(&k.EnvironmentID, &k.ID)
+	}, "SELECT environment_id, id FROM work WHERE "+LeaseEnded+" AND id > ? ORDER BY id LIMIT ?", now.UnixMicro(), after, limit)
+}
+
+// NextLeaseExpiry implements store.Reads.
+func (o Ops) NextLeaseExpiry(ctx context.Context) (time.Time, bool, error) {
+	at, err := value[sql.NullInt64](ctx, o, "SELECT min(lease_expires_at) FROM work WHERE lease_expires_at IS NOT NULL")
+	if err != nil || !at.Valid {
+		return time.Time{}, false, err
+	}
+	return fromMicros(at), true, nil
+}
+
+// CountWork implements store.Reads, with the dialect's statement (Dialect.CountWork).
+// It is one statement, which each database runs on one snapshot, so the counts are
+// consistent while writes go on.
+func (o Ops) CountWork(ctx context.Context) ([]store.WorkCount, error) {
+	counts, err := all(ctx, o, func(r Rows) (store.WorkCount, error) {
+		var c store.WorkCount
+		var state string
+		err := r.Scan(&c.EnvironmentID, &state, &c.Count)
+		c.State = work.State(state)
+		return c, err
+	}, o.D.CountWork)
+	if err != nil {
+		return nil, fmt.Errorf("count work: %w", err)
+	}
+	return counts, nil
+}
+
+// TokenByHash implements store.Reads.
+func (o Ops) TokenByHash(ctx context.Context, hash string) (store.Token, error) {
+	return one(ctx, o, scanToken, "token", "with that secret", "SELECT "+tokenColumns+" FROM tokens WHERE hash = ?", hash)
+}
+
+// Token implements store.Reads.
+func (o Ops) Token(ctx context.Context, id string) (store.Token, error) {
+	return one(ctx, o, scanToken, "token", id, "SELECT "+tokenColumns+" FROM tokens WHERE id = ?", id)
+}
+
+// Tokens implements store.Reads.
+func (o Ops) Tokens(ctx context.Context, p store.Page) ([]store.Token, bool, error) {
+	return list(ctx, o, scanToken, "tokens", "SELECT "+tokenColumns+" FROM tokens WHERE 1=1", nil, p)
+}
+
+// CountTokens implements store.Reads.
+func (o Ops) CountTokens(ctx context.Context) (int, error) {
+	return value[int](ctx, o, "SELECT count(*) FROM tokens")
+}
+
+// Idempotency implements store.Reads.
+func (o Ops) Idempotency(ctx context.Context, tokenID, key string) (store.Idempotency, error) {
+	return one(ctx, o, scanIdempotency, "idempotency key", key,
+		"SELECT "+idempotencyColumns+" FROM idempotency_keys WHERE token_id = ? AND key = ?", tokenID, key)
+}

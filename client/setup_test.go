@@ -55,7 +55,7 @@ func setup(t *testing.T) *bundle {
 func (b *bundle) token(role, environmentID string) string {
 	b.t.Helper()
 	tok, secret := api.NewToken("test-"+role, role, environmentID, b.clock.Now())
-	if err := b.store.CreateToken(context.Background(), tok); err != nil {
+	if _, err := b.store.CreateToken(context.Background(), tok); err != nil {
 		b.t.Fatalf("create token: %v", err)
 	}
 	return secret

@@ -318,7 +318,7 @@ func newBench(t *testing.T) *bench {
 func (b *bench) token(role, env string) string {
 	b.t.Helper()
 	tok, secret := api.NewToken("test-"+role, role, env, b.clock.Now())
-	if err := b.store.CreateToken(context.Background(), tok); err != nil {
+	if _, err := b.store.CreateToken(context.Background(), tok); err != nil {
 		b.t.Fatalf("create token: %v", err)
 	}
 	return secret

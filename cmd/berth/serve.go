@@ -245,7 +245,7 @@ func bootstrapAdmin(ctx context.Context, st store.Store, dataDir string, log *sl
 		return fmt.Errorf("write admin token: %w", err)
 	}
 	defer os.Remove(tmp) // a no-op once renamed
-	created, err := st.CreateFirstToken(ctx, tok)
+	_, created, err := st.CreateFirstToken(ctx, tok)
 	if err != nil {
 		return fmt.Errorf("create admin token: %w", err)
 	}

@@ -79,7 +79,8 @@ func tokenCmd() *cobra.Command {
 				}
 			}
 			tok, secret := api.NewToken(name, role, envID, work.Timestamp(time.Now()))
-			if err := st.CreateToken(cmd.Context(), tok); err != nil {
+			tok, err = st.CreateToken(cmd.Context(), tok)
+			if err != nil {
 				return err
 			}
 			if *asJSON {

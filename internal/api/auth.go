@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/berth-sh/berth/internal/id"
 	"github.com/berth-sh/berth/internal/store"
 )
 
@@ -71,11 +70,11 @@ func wellFormed(s string) bool {
 	return true
 }
 
-// NewToken makes a token record and its secret.
+// NewToken makes a token record and its secret; the store makes its ID when it stores
+// it.
 func NewToken(name, role, environmentID string, now time.Time) (store.Token, string) {
 	secret := NewSecret()
 	return store.Token{
-		ID:            id.New(id.Token),
 		Name:          name,
 		Role:          role,
 		EnvironmentID: environmentID,

@@ -259,7 +259,7 @@ func TestConvAuthMalformedEvenIfStored(t *testing.T) {
 	for i, secret := range append(bad, good) {
 		tok, _ := api.NewToken(fmt.Sprint("stored-", i), api.RoleAdmin, "", h.clock.Now())
 		tok.Hash = api.HashSecret(secret)
-		if err := h.store.CreateToken(context.Background(), tok); err != nil {
+		if _, err := h.store.CreateToken(context.Background(), tok); err != nil {
 			t.Fatalf("store token: %v", err)
 		}
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"github.com/berth-sh/berth/internal/id"
 	"testing"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 func BenchmarkWorkObjectEncoding(b *testing.B) {
 	now := time.Date(2026, 7, 1, 8, 15, 6, 120394000, time.UTC)
 	it := work.Item{
-		ID: newWorkID(), EnvironmentID: "env_019e64e01a137caf953ac2ac7b42ec5c", SessionID: "sess_019f3be3fa66750bb9a1fbcde85b5fe1",
+		ID: id.New(id.Work), EnvironmentID: "env_019e64e01a137caf953ac2ac7b42ec5c", SessionID: "sess_019f3be3fa66750bb9a1fbcde85b5fe1",
 		State: work.Active, Metadata: work.Metadata{"job": "daily-report"}, CreatedAt: now, AcknowledgedAt: now,
 		StartedAt: now, LatestHeartbeatAt: now,
 	}

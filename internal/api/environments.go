@@ -205,11 +205,11 @@ func (s *Server) createEnvironment(c *call) error {
 		return err
 	}
 	now := work.Timestamp(s.now())
-	env := store.Environment{
-		ID: id.New(id.Environment), Name: name, Description: desc, ConfigType: cfgType, Config: cfg,
+	env, err := s.store.CreateEnvironment(c.r.Context(), store.Environment{
+		Name: name, Description: desc, ConfigType: cfgType, Config: cfg,
 		Metadata: meta, CreatedAt: now, UpdatedAt: now,
-	}
-	if err := s.store.CreateEnvironment(c.r.Context(), env); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	return c.json(201, environmentObject(env))

@@ -91,7 +91,7 @@ func newFzServer(f *testing.F) *fzServer {
 func (s *fzServer) token(tb testing.TB, role, env string) string {
 	tb.Helper()
 	tok, secret := api.NewToken("fuzz-"+role, role, env, s.clock.Now())
-	if err := s.st.CreateToken(context.Background(), tok); err != nil {
+	if _, err := s.st.CreateToken(context.Background(), tok); err != nil {
 		tb.Fatalf("create token: %v", err)
 	}
 	return secret

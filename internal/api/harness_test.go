@@ -115,7 +115,7 @@ func (h *harness) now() time.Time {
 func (h *harness) token(role, environmentID string) string {
 	h.t.Helper()
 	tok, secret := api.NewToken("test-"+role, role, environmentID, h.now())
-	if err := h.store.CreateToken(context.Background(), tok); err != nil {
+	if _, err := h.store.CreateToken(context.Background(), tok); err != nil {
 		h.t.Fatalf("create token: %v", err)
 	}
 	return secret

@@ -237,7 +237,7 @@ func TestLeaseExpiryOtherLiveItem(t *testing.T) {
 	carrier := store.Session{ID: id.New(id.Session), EnvironmentID: env, Agent: json.RawMessage(`{"id":"a","type":"agent","version":null}`),
 		Metadata: work.Metadata{}, CreatedAt: now, UpdatedAt: now}
 	second := work.New(id.New(id.Work), env, sess, work.Metadata{"second": "yes"}, now)
-	if err := h.store.CreateSession(context.Background(), carrier, nil, &second); err != nil {
+	if _, err := h.store.CreateSession(context.Background(), carrier, nil, &second, nil); err != nil {
 		t.Fatalf("plant a second item: %v", err)
 	}
 	h.clock.Advance(61 * time.Second)

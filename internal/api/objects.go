@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 
-	"github.com/berth-sh/berth/internal/id"
 	"github.com/berth-sh/berth/internal/store"
 	"github.com/berth-sh/berth/internal/work"
 )
@@ -154,4 +153,3 @@ func tokenID(t store.Token) string             { return t.ID }
 func eventID(e store.Event) string             { return e.ID }
 func eventBody(e store.Event) json.RawMessage  { return e.Body }
 
-func newWorkID() string { return id.New(id.Work) }

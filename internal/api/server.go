@@ -128,7 +128,7 @@ func (s *Server) Run(ctx context.Context) {
 // wakes a poller for every requeued item.
 func (s *Server) ExpireLeases(ctx context.Context) error {
 	now := s.now()
-	expired, err := s.store.ExpireLeases(ctx, now, newWorkID)
+	expired, err := s.store.ExpireLeases(ctx, now)
 	for _, e := range expired {
 		s.metrics.leaseExpiries.Inc()
 		s.metrics.transition("stopped")

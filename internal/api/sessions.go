@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -110,8 +111,9 @@ func parseAgent(raw json.RawMessage) (json.RawMessage, error) {
 
 // parseEvents validates client events and builds their stored form: id, type, the
 // client's other fields in the order given, created_at. Client-sent id and created_at are
-// the server's to set and are replaced.
-func parseEvents(raw json.RawMessage, param string, sessionID string, now time.Time) ([]store.Event, error) {
+// the server's to set and are replaced; the id is left empty ("id":""), for the store to
+// make in commit order (store.Event).
+func parseEvents(raw json.RawMessage, param string, now time.Time) ([]store.Event, error) {
 	var list []json.RawMessage
 	if json.Unmarshal(raw, &list) != nil {
 		return nil, errInvalid(param, "%s must be an array of events.", param)
@@ -128,8 +130,7 @@ func parseEvents(raw json.RawMessage, param string, sessionID string, now time.T
 		}
 		typ := ""
 		obj := &orderedObject{}
-		evID := id.New(id.Event)
-		obj.add("id", evID)
+		obj.add("id", "")
 		obj.add("type", "")
 		for j, k := range keys {
 			switch k {
@@ -151,7 +152,7 @@ func parseEvents(raw json.RawMessage, param string, sessionID string, now time.T
 		if err != nil {
 			return nil, errInvalid(p, "%s could not be stored.", p)
 		}
-		out = append(out, store.Event{ID: evID, SessionID: sessionID, Type: typ, Body: body, CreatedAt: now})
+		out = append(out, store.Event{Type: typ, Body: body, CreatedAt: now})
 	}
 	return out, nil
 }
@@ -216,11 +217,11 @@ func (s *Server) createSession(c *call) error {
 		return err
 	}
 	now := work.Timestamp(s.now())
-	sess := store.Session{ID: id.New(id.Session), EnvironmentID: envID, Agent: agent, Title: title,
+	sess := store.Session{EnvironmentID: envID, Agent: agent, Title: title,
 		Metadata: meta, CreatedAt: now, UpdatedAt: now}
 	var events []store.Event
 	if f.has("initial_events") {
-		if events, err = parseEvents(f["initial_events"], "initial_events", sess.ID, now); err != nil {
+		if events, err = parseEvents(f["initial_events"], "initial_events", now); err != nil {
 			return err
 		}
 	}
@@ -232,42 +233,53 @@ func (s *Server) createSession(c *call) error {
 	if err != nil {
 		return asAPIError(err, envNotFound)
 	}
+	archived := errInvalid("environment_id", "Environment %s is archived; it takes no new sessions.", envID)
 	if !env.ArchivedAt.IsZero() {
-		return errInvalid("environment_id", "Environment %s is archived; it takes no new sessions.", envID)
+		return archived
 	}
-	if !env.SelfHosted() {
-		if err := s.store.CreateSession(c.r.Context(), sess, events, nil); err != nil {
-			return asAPIError(err, envNotFound)
-		}
-		return c.json(201, sessionObject(sess))
+	var item *work.Item
+	if env.SelfHosted() {
+		it := work.New("", envID, "", meta, now)
+		item = &it
 	}
-	item := work.New(newWorkID(), envID, sess.ID, meta, now)
-	if err := s.enqueue(c.r.Context(), sess, events, item); err != nil {
+	created, err := s.enqueue(c.r.Context(), sess, events, item)
+	switch {
+	case errors.Is(err, store.ErrArchived):
+		return archived // archived since it was read above
+	case err != nil:
 		return asAPIError(err, envNotFound)
 	}
-	return c.json(201, sessionObject(sess))
+	return c.json(201, sessionObject(created.Session))
 }
 
-// enqueue stores a new session with its first work item and gets the item to a poller
-// (wait.Enqueue): when one is parked in the environment, the item is claimed for it in the
-// same transaction (store.CreateSessionAndClaim), one commit instead of the create's and
-// then the poller's own claim.
-func (s *Server) enqueue(ctx context.Context, sess store.Session, events []store.Event, item work.Item) error {
-	err := s.waiters.Enqueue(item.EnvironmentID, item.ID, func(p *wait.Poll) (work.Item, bool, error) {
-		if p == nil {
-			return work.Item{}, false, s.store.CreateSession(ctx, sess, events, &item)
+// enqueue stores a new session with its first work item (nil: none) and gets the item to
+// a poller (wait.Enqueue): when one is parked in the environment, the item is claimed for
+// it in the same transaction (store.CreateSession with a claim), one commit instead of
+// the create's and then the poller's own claim.
+func (s *Server) enqueue(ctx context.Context, sess store.Session, events []store.Event, item *work.Item) (store.Created, error) {
+	if item == nil {
+		return s.store.CreateSession(ctx, sess, events, nil, nil)
+	}
+	var created store.Created
+	err := s.waiters.Enqueue(sess.EnvironmentID, func(p *wait.Poll) (*work.Item, *work.Item, error) {
+		var claim *work.Claim
+		if p != nil {
+			claim = &work.Claim{WorkerID: p.WorkerID, Reclaim: p.Reclaim, At: s.now()}
 		}
-		delivered, ok, err := s.store.CreateSessionAndClaim(ctx, sess, events, item, p.WorkerID, p.Reclaim, s.now())
-		if ok {
-			s.observeClaim(delivered)
+		var err error
+		if created, err = s.store.CreateSession(ctx, sess, events, item, claim); err != nil {
+			return nil, nil, err
 		}
-		return delivered, ok, err
+		if created.Delivered != nil {
+			s.observeClaim(*created.Delivered)
+		}
+		return created.Item, created.Delivered, nil
 	})
 	if err != nil {
-		return err
+		return store.Created{}, err
 	}
 	s.metrics.transition("queued")
-	return nil
+	return created, nil
 }
 
 func (s *Server) listSessions(c *call) error {
@@ -366,20 +378,14 @@ func (s *Server) cancelSession(c *call) error {
 	if _, err := parseFields(c.body); err != nil {
 		return err
 	}
-	now := s.now()
-	var changed []work.Item
-	live, err := s.store.UpdateSessionWork(c.r.Context(), sid, func(it work.Item) (work.Item, bool) {
-		next, ok, _ := work.Cancel(now).Apply(it)
-		if ok {
-			changed = append(changed, next)
-		}
-		return next, ok
-	})
+	live, err := s.store.UpdateSessionWork(c.r.Context(), sid, work.Cancel(s.now()))
 	if err != nil {
 		return asAPIError(err, errSessionNotFound)
 	}
-	for _, it := range changed {
-		s.metrics.transition(string(it.State))
+	for _, ch := range live {
+		if ch.After.State != ch.Before.State {
+			s.metrics.transition(string(ch.After.State))
+		}
 	}
 	status := 200
 	if len(live) > 0 {
@@ -434,25 +440,23 @@ func (s *Server) sendEvents(c *call) error {
 		return errInvalid("events", "events is required.")
 	}
 	now := work.Timestamp(s.now())
-	events, err := parseEvents(f["events"], "events", sess.ID, now)
+	events, err := parseEvents(f["events"], "events", now)
 	if err != nil {
 		return err
 	}
 	if len(events) == 0 {
 		return errInvalid("events", "events must hold at least one event.")
 	}
-	queued, err := s.store.AppendEvents(c.r.Context(), sess.ID, events, func(sess store.Session) work.Item {
-		return work.New(newWorkID(), sess.EnvironmentID, sess.ID, sess.Metadata, now)
-	})
+	ap, err := s.store.AppendEvents(c.r.Context(), sess.ID, events, now)
 	if err != nil {
 		return asAPIError(err, errSessionNotFound)
 	}
-	if queued != nil {
+	if ap.Queued != nil {
 		s.metrics.transition("queued")
-		s.waiters.Queued(queued.EnvironmentID)
+		s.waiters.Queued(ap.Queued.EnvironmentID)
 	}
-	out := eventListJSON{Data: make([]json.RawMessage, len(events))}
-	for i, e := range events {
+	out := eventListJSON{Data: make([]json.RawMessage, len(ap.Events))}
+	for i, e := range ap.Events {
 		out.Data[i] = e.Body
 	}
 	return c.json(200, out)

@@ -50,7 +50,8 @@ func (s *Server) createToken(c *call) error {
 		}
 	}
 	tok, secret := NewToken(name, role, envID, work.Timestamp(s.now()))
-	if err := s.store.CreateToken(c.r.Context(), tok); err != nil {
+	tok, err = s.store.CreateToken(c.r.Context(), tok)
+	if err != nil {
 		return err
 	}
 	out := tokenObject(tok)

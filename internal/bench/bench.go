@@ -204,7 +204,7 @@ func (t *target) startInProcess(ctx context.Context, o Options) error {
 	t.store = st
 	t.cleanup = append(t.cleanup, func() { st.Close() })
 	tok, secret := api.NewToken("bench", api.RoleAdmin, "", time.Now())
-	if err := st.CreateToken(ctx, tok); err != nil {
+	if _, err := st.CreateToken(ctx, tok); err != nil {
 		return err
 	}
 	srv := api.New(api.Config{Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry()})

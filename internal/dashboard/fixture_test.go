@@ -76,7 +76,7 @@ func newFixture(t *testing.T, o fixtureOpt) *fixture {
 func (f *fixture) token(role, environmentID string) string {
 	f.t.Helper()
 	tok, secret := api.NewToken("test-"+role, role, environmentID, time.Now())
-	if err := f.store.CreateToken(context.Background(), tok); err != nil {
+	if _, err := f.store.CreateToken(context.Background(), tok); err != nil {
 		f.t.Fatalf("create token: %v", err)
 	}
 	return secret

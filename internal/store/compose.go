@@ -113,16 +113,17 @@ type Created struct {
 	Delivered *work.Item
 }
 
-// CreateSession stores a session with its initial events and, in a self_hosted
-// environment, its first work item (a copy of the session's metadata, created when the
-// session was). IDs left empty are made in commit order. The environment must exist
-// (ErrNotFound) and not be archived (ErrArchived), checked in the same transaction, so
-// that a session never lands in an environment archived before it.
+// CreateSession stores a session with its initial events and, when item is not nil, its
+// first work item: stored as given (the API passes a fresh queued item, work.New), its
+// session and environment those of the session when left empty. IDs left empty are made
+// in commit order. The
+// environment must exist (ErrNotFound) and not be archived (ErrArchived), checked in the
+// same transaction, so that a session never lands in an environment archived before it.
 //
 // When claim is not nil, the claim is made in the same transaction too: both happen or
 // neither. It lets a new item reach a waiting poll with one commit instead of two (see
 // internal/wait).
-func (db *DB) CreateSession(ctx context.Context, s Session, events []Event, claim *work.Claim) (Created, error) {
+func (db *DB) CreateSession(ctx context.Context, s Session, events []Event, item *work.Item, claim *work.Claim) (Created, error) {
 	var out Created
 	err := db.d.Insert(ctx, func(tx Tx) error {
 		out = Created{}
@@ -145,10 +146,19 @@ func (db *DB) CreateSession(ctx context.Context, s Session, events []Event, clai
 			return err
 		}
 		out.Session, out.Events = sess, evs
-		if !env.SelfHosted() {
+		if item == nil {
 			return nil
 		}
-		it := work.New(tx.NewID(id.Work), env.ID, sess.ID, sess.Metadata, sess.CreatedAt)
+		it := *item
+		if it.ID == "" {
+			it.ID = tx.NewID(id.Work)
+		}
+		if it.EnvironmentID == "" {
+			it.EnvironmentID = env.ID
+		}
+		if it.SessionID == "" {
+			it.SessionID = sess.ID
+		}
 		if err := tx.InsertWork(ctx, it); err != nil {
 			return err
 		}
@@ -162,7 +172,7 @@ func (db *DB) CreateSession(ctx context.Context, s Session, events []Event, clai
 				out.Delivered = &d
 			}
 		}
-		if out.Delivered == nil || out.Delivered.ID != it.ID {
+		if it.State == work.Queued && (out.Delivered == nil || out.Delivered.ID != it.ID) {
 			tx.Notify(env.ID)
 		}
 		return nil
@@ -642,4 +652,17 @@ func (db *DB) ReleaseIdempotencyKey(ctx context.Context, tokenID, key string) er
 // PruneIdempotencyKeys deletes records created before cutoff.
 func (db *DB) PruneIdempotencyKeys(ctx context.Context, cutoff time.Time) error {
 	return db.d.Write(ctx, func(tx Tx) error { return tx.PruneIdempotency(ctx, cutoff) })
+}
+
+// SeedWork inserts items as they are, in one transaction, applying no rule: for
+// benchmarks and tests that need a large store quickly. Not part of the contract.
+func (db *DB) SeedWork(ctx context.Context, items []work.Item) error {
+	return db.d.Write(ctx, func(tx Tx) error {
+		for _, it := range items {
+			if err := tx.InsertWork(ctx, it); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

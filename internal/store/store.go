@@ -152,120 +152,56 @@ type Expiry struct {
 	Requeue *work.Item
 }
 
-// Store is the storage contract. See the package comment for what holds for every method.
+// Store is the storage contract. See the package comment for what holds for every
+// method; DB (New) implements it once above any Driver, and its methods' comments state
+// each one's contract.
 type Store interface {
-	// Ping reports whether the storage is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store; in-flight calls finish first.
 	Close() error
 
-	CreateEnvironment(ctx context.Context, env Environment) error
+	CreateEnvironment(ctx context.Context, env Environment) (Environment, error)
 	GetEnvironment(ctx context.Context, id string) (Environment, error)
-	// ListEnvironments lists one page; archived ones only when includeArchived.
-	// hasMore tells whether more rows lie in the direction of travel.
 	ListEnvironments(ctx context.Context, p Page, includeArchived bool) (envs []Environment, hasMore bool, err error)
-	// UpdateEnvironment reads the environment, applies fn to it and writes the result,
-	// atomically, returning it. fn may change any field but ID and CreatedAt. An error
-	// from fn is returned unchanged and nothing is written.
 	UpdateEnvironment(ctx context.Context, id string, fn func(*Environment) error) (Environment, error)
-	// DeleteEnvironment deletes an environment and its work items; ErrConflict while any
-	// session references it.
 	DeleteEnvironment(ctx context.Context, id string) error
 
-	// CreateSession stores a session with its initial events and, when item is not nil,
-	// its first work item. ErrNotFound if the environment does not exist.
-	CreateSession(ctx context.Context, s Session, events []Event, item *work.Item) error
-	// CreateSessionAndClaim is CreateSession with its first work item, followed in the
-	// same transaction by ClaimWork(ctx, s.EnvironmentID, workerID, reclaim, now) for a
-	// parked poller: both happen or neither. It returns what that claim delivered: the
-	// oldest deliverable item of the environment, which is item unless an older one was
-	// deliverable too. It lets a new item reach a waiting poller with one commit instead
-	// of two.
-	CreateSessionAndClaim(ctx context.Context, s Session, events []Event, item work.Item, workerID string, reclaim time.Duration, now time.Time) (delivered work.Item, ok bool, err error)
+	CreateSession(ctx context.Context, s Session, events []Event, item *work.Item, claim *work.Claim) (Created, error)
 	GetSession(ctx context.Context, id string) (Session, error)
-	// ListSessions lists one page; environmentID filters when not empty.
 	ListSessions(ctx context.Context, p Page, environmentID string, includeArchived bool) (sessions []Session, hasMore bool, err error)
-	// UpdateSession reads the session, applies fn and writes the result, atomically,
-	// returning it. fn may change Agent, Title, Metadata, ArchivedAt and UpdatedAt; the
-	// other fields are the store's (Running is derived).
 	UpdateSession(ctx context.Context, id string, fn func(*Session) error) (Session, error)
-	// UpdateSessionWork applies fn to every live work item of the session, writing those
-	// for which fn reports a change, atomically, and returns the live items as fn left them
-	// (empty when the session had none).
-	UpdateSessionWork(ctx context.Context, id string, fn func(work.Item) (work.Item, bool)) ([]work.Item, error)
-	// DeleteSession force-stops the session's live work items (they stay readable) and
-	// deletes the session and its events, atomically. It returns the items it stopped.
+	UpdateSessionWork(ctx context.Context, id string, t work.Transition) ([]Change, error)
 	DeleteSession(ctx context.Context, id string, now time.Time) ([]work.Item, error)
-	// AppendEvents stores events in order. When the first event for which work.Wakes holds
-	// arrives, it queues newItem (its ID, environment, session and metadata already set;
-	// nil: never) and returns it. ErrNotFound if the session does not exist.
-	AppendEvents(ctx context.Context, sessionID string, events []Event, newItem func(Session) work.Item) (queued *work.Item, err error)
+	AppendEvents(ctx context.Context, sessionID string, events []Event, now time.Time) (Appended, error)
 	ListEvents(ctx context.Context, sessionID string, p Page) (events []Event, hasMore bool, err error)
 
-	// ClaimWork delivers the oldest item of the environment that c may deliver
-	// (c.Deliverable), recording the delivery (work.Deliver(c)), atomically: two concurrent
-	// claims never get the same item. ok is false when nothing is deliverable.
 	ClaimWork(ctx context.Context, environmentID string, c work.Claim) (item work.Item, ok bool, err error)
-	// NextReclaim returns when the earliest delivered, unacknowledged item of the
-	// environment becomes deliverable again with the given reclaim window; ok is false when
-	// there is none.
 	NextReclaim(ctx context.Context, environmentID string, reclaim time.Duration) (at time.Time, ok bool, err error)
 	GetWork(ctx context.Context, environmentID, id string) (work.Item, error)
-	// ListWork lists one page of the environment's items; states filters when not empty.
 	ListWork(ctx context.Context, environmentID string, p Page, states []work.State) (items []work.Item, hasMore bool, err error)
-	// UpdateWork applies t to the item as it is and, when t reports a change, writes the
-	// result, atomically; it returns the item before and after. An error of t is returned
-	// unchanged and nothing is written.
 	UpdateWork(ctx context.Context, environmentID, id string, t work.Transition) (Change, error)
-	// WorkStats computes the queue statistics at now (API.md §4.3).
 	WorkStats(ctx context.Context, environmentID string, now time.Time) (Stats, error)
-	// CountWork counts every work item in the store by environment and state: one
-	// WorkCount per (environment, state) pair that has at least one item, so Count is
-	// always at least 1, in no particular order; nothing (an empty slice) when the store
-	// holds no items. Every item counts: stopped ones (they are kept), those of archived
-	// environments and those of deleted sessions. The counts are one consistent snapshot:
-	// an item that changes state during the call is counted once, in one of its states,
-	// and the total is the number of items at one instant. It only reads, but it may scan
-	// every item, so it is for periodic use (the berth_work_items gauge, which caches
-	// it), not for use per request.
 	CountWork(ctx context.Context) ([]WorkCount, error)
-	// RecordPoll notes that workerID polled the environment at now, for workers_polling.
-	// It is the one write that need not be durable: it feeds a 30-second statistic, and a
-	// store may keep it in memory when one process is its only user.
 	RecordPoll(ctx context.Context, environmentID, workerID string, now time.Time) error
-	// ExpireLeases stops every item whose lease expired before now (work.ExpireLease) and
-	// queues a fresh item for its session where work.RequeueAllowed, each item in its own
-	// transaction, re-checking the row so that an item is never expired twice.
-	ExpireLeases(ctx context.Context, now time.Time, newID func() string) ([]Expiry, error)
-	// NextLeaseExpiry returns the earliest lease expiry of any leased item.
+	PrunePollers(ctx context.Context, now time.Time) error
+	ExpireLeases(ctx context.Context, now time.Time) ([]Expiry, error)
 	NextLeaseExpiry(ctx context.Context) (at time.Time, ok bool, err error)
 
-	CreateToken(ctx context.Context, t Token) error
-	// CreateFirstToken stores t only if the store holds no token at all, and reports
-	// whether it did. Of concurrent callers (on any replica) at most one stores its token.
-	CreateFirstToken(ctx context.Context, t Token) (created bool, err error)
-	// TokenByHash returns the token whose secret hashes to hash (revoked ones too).
+	CreateToken(ctx context.Context, t Token) (Token, error)
+	CreateFirstToken(ctx context.Context, t Token) (Token, bool, error)
 	TokenByHash(ctx context.Context, hash string) (Token, error)
 	ListTokens(ctx context.Context, p Page) (tokens []Token, hasMore bool, err error)
-	// RevokeToken sets revoked_at if it is not set yet and returns the token.
 	RevokeToken(ctx context.Context, id string, now time.Time) (Token, error)
-	// TouchToken sets last_used_at to now.
 	TouchToken(ctx context.Context, id string, now time.Time) error
-	// CountTokens counts the tokens, revoked ones included.
 	CountTokens(ctx context.Context) (int, error)
 
-	// ReserveIdempotencyKey records that a request with this token, key and fingerprint
-	// is being answered. If a record exists it is returned with existed = true and nothing
-	// is written.
 	ReserveIdempotencyKey(ctx context.Context, rec Idempotency) (existing Idempotency, existed bool, err error)
-	// CompleteIdempotencyKey stores the response of a reserved request.
 	CompleteIdempotencyKey(ctx context.Context, tokenID, key string, status int, body []byte) error
-	// ReleaseIdempotencyKey forgets a reservation whose request failed unexpectedly, so
-	// that a retry runs it again.
 	ReleaseIdempotencyKey(ctx context.Context, tokenID, key string) error
-	// PruneIdempotencyKeys deletes records created before cutoff.
 	PruneIdempotencyKeys(ctx context.Context, cutoff time.Time) error
 }
+
+var _ Store = (*DB)(nil)
 
 // Notifier is implemented by stores that several server replicas share. ListenWork calls
 // fn with an environment's ID whenever another replica queues a deliverable item there

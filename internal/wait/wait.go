@@ -235,32 +235,31 @@ func (w *Waiters) Queued(env string) bool {
 	return w.wakeLocked(env, newItem, 0)
 }
 
-// Enqueue runs create, which stores a new deliverable item (whose ID is itemID) in env,
-// and gets the item to a parked poller. When one sleeps in env, create is given its Poll
-// and should claim for it in the same transaction that creates the item (store's
-// CreateSessionAndClaim), returning what that claim delivered: the poller is handed it.
-// Otherwise create gets nil and only stores the item. Either way, unless the new item
-// itself was handed over, one parked poller is woken for it.
-func (w *Waiters) Enqueue(env, itemID string, create func(taker *Poll) (delivered work.Item, ok bool, err error)) error {
+// Enqueue runs create, which stores a new item in env (queued: the item; nil when it
+// stored none), and gets the item to a parked poller. When one sleeps in env, create is
+// given its Poll and should claim for it in the same transaction that creates the item
+// (store's CreateSession with a claim), returning what that claim delivered: the poller
+// is handed it. Otherwise create gets nil and only stores the item. Either way, unless
+// the new item itself was handed over, one parked poller is woken for it.
+func (w *Waiters) Enqueue(env string, create func(taker *Poll) (queued, delivered *work.Item, err error)) error {
 	pl := w.take(env)
 	var taker *Poll
 	if pl != nil {
 		taker = pl.p
 	}
-	delivered, ok, err := create(taker)
+	queued, delivered, err := create(taker)
 	if pl != nil {
-		if err == nil && ok {
-			w.delivered(env, delivered.DeliveredAt)
-			w.settle(pl, &delivered)
-		} else {
+		if err != nil || delivered == nil {
 			w.settle(pl, nil) // a plain wake-up: it claims for itself
 			return err
 		}
+		w.delivered(env, delivered.DeliveredAt)
+		w.settle(pl, delivered)
 	}
 	if err != nil {
 		return err
 	}
-	if pl == nil || delivered.ID != itemID {
+	if queued != nil && (delivered == nil || delivered.ID != queued.ID) {
 		w.Queued(env)
 	}
 	return nil

@@ -175,32 +175,29 @@ func (f *fixture) poll(worker string, reclaim, block time.Duration) *pending {
 }
 
 // enqueue adds an item through Enqueue, claiming it for a taken poller as a store's
-// CreateSessionAndClaim would: in the same step that creates it.
+// CreateSession with a claim would: in the same step that creates it.
 func (f *fixture) enqueue() string {
 	var id string
-	err := f.ws.Enqueue(env, f.q.peekNext(), func(p *wait.Poll) (work.Item, bool, error) {
+	err := f.ws.Enqueue(env, func(p *wait.Poll) (*work.Item, *work.Item, error) {
 		f.q.mu.Lock()
 		defer f.q.mu.Unlock()
 		f.q.next++
 		id = fmt.Sprintf("work_%04d", f.q.next)
 		f.q.items = append(f.q.items, &item{id: id})
+		queued := &work.Item{ID: id}
 		if p == nil {
-			return work.Item{}, false, nil
+			return queued, nil, nil
 		}
-		it, ok := f.q.claimLocked(p.WorkerID, p.Reclaim)
-		return it, ok, nil
+		if it, ok := f.q.claimLocked(p.WorkerID, p.Reclaim); ok {
+			return queued, &it, nil
+		}
+		return queued, nil, nil
 	})
 	if err != nil {
 		f.t.Fatalf("Enqueue: %v", err)
 	}
 	synctest.Wait()
 	return id
-}
-
-func (q *queue) peekNext() string {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return fmt.Sprintf("work_%04d", q.next+1)
 }
 
 // queued adds an item and reports it with Queued, as a dormant wake-up or another
@@ -524,7 +521,7 @@ func TestHandOffSurvivesTheEndOfTheRequest(t *testing.T) {
 		f := newFixture(t)
 		defer f.close()
 		a := f.poll("A", 5*time.Second, 999*time.Millisecond)
-		err := f.ws.Enqueue(env, f.q.peekNext(), func(p *wait.Poll) (work.Item, bool, error) {
+		err := f.ws.Enqueue(env, func(p *wait.Poll) (*work.Item, *work.Item, error) {
 			if p == nil || p.WorkerID != "A" {
 				t.Fatalf("Enqueue gave %+v, want A's poll", p)
 			}
@@ -540,7 +537,7 @@ func TestHandOffSurvivesTheEndOfTheRequest(t *testing.T) {
 			if !ok || it.ID != id {
 				t.Fatalf("claim for A: %v %v", it, ok)
 			}
-			return it, ok, nil
+			return &work.Item{ID: id}, &it, nil
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -559,9 +556,9 @@ func TestFailedEnqueueWakesTheTakenPoll(t *testing.T) {
 		defer f.close()
 		a := f.poll("A", 5*time.Second, 999*time.Millisecond)
 		boom := errors.New("boom")
-		err := f.ws.Enqueue(env, "work_x", func(p *wait.Poll) (work.Item, bool, error) {
+		err := f.ws.Enqueue(env, func(p *wait.Poll) (*work.Item, *work.Item, error) {
 			f.q.add() // the item was stored, but the claim failed
-			return work.Item{}, false, boom
+			return nil, nil, boom
 		})
 		if !errors.Is(err, boom) {
 			t.Fatalf("Enqueue: %v", err)

@@ -24,7 +24,7 @@ func benchStore(b *testing.B) (*sqlite.Store, string) {
 	b.Cleanup(func() { st.Close() })
 	env := store.Environment{ID: id.New(id.Environment), Name: "bench", ConfigType: "self_hosted",
 		Config: []byte(`{"type":"self_hosted"}`), CreatedAt: time.Now(), UpdatedAt: time.Now()}
-	if err := st.CreateEnvironment(ctx, env); err != nil {
+	if _, err := st.CreateEnvironment(ctx, env); err != nil {
 		b.Fatal(err)
 	}
 	return st, env.ID

@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"context"
 	"slices"
 	"sync"
 
@@ -14,8 +13,9 @@ import (
 // lifecycle run those two reads were 70% of the request handlers' CPU. Both rows change
 // rarely, so the store keeps them in memory once read, and drops the whole cache:
 //   - before answering any write that touched the tokens or environments tables, once it
-//     is committed (wtx marks such writes), so a revocation or an archive through this
-//     store holds for every request after it has been answered;
+//     is committed (the writes to those tables mark their batch: writer.go), so a
+//     revocation or an archive through this store holds for every request after it has
+//     been answered;
 //   - when another process has committed to the database: after each batch and at least
 //     every externalCheck the writer compares PRAGMA data_version, which on the writer
 //     connection changes only through other connections (this store's readers never
@@ -98,19 +98,4 @@ func cloneEnvironment(e store.Environment) store.Environment {
 	e.Metadata = e.Metadata.Clone()
 	e.Config = slices.Clone(e.Config)
 	return e
-}
-
-// checkExternal drops the cache if another connection has committed since the last
-// check. Only the writer goroutine calls it, between batches.
-func (s *Store) checkExternal(ctx context.Context) {
-	var v int64
-	if err := s.w.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
-		// Unknown: assume the worst.
-		s.cache.invalidate()
-		return
-	}
-	if v != s.dataVersion {
-		s.dataVersion = v
-		s.cache.invalidate()
-	}
 }

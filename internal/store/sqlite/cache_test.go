@@ -32,7 +32,7 @@ func TestCachedTokenRevocationIsImmediate(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	for round := range 20 {
 		tok := store.Token{ID: id.New(id.Token), Name: "t", Role: "admin", Hash: id.New(id.Token), CreatedAt: time.Now()}
-		if err := st.CreateToken(ctx, tok); err != nil {
+		if _, err := st.CreateToken(ctx, tok); err != nil {
 			t.Fatal(err)
 		}
 		stop := make(chan struct{})
@@ -78,7 +78,7 @@ func TestCachedEnvironmentFollowsWrites(t *testing.T) {
 	now := time.Now()
 	env := store.Environment{ID: id.New(id.Environment), Name: "e", ConfigType: "self_hosted",
 		Config: []byte(`{"type":"self_hosted"}`), Metadata: work.Metadata{"k": "v"}, CreatedAt: now, UpdatedAt: now}
-	if err := st.CreateEnvironment(ctx, env); err != nil {
+	if _, err := st.CreateEnvironment(ctx, env); err != nil {
 		t.Fatal(err)
 	}
 	got, err := st.GetEnvironment(ctx, env.ID)
@@ -118,7 +118,7 @@ func TestTokenRevokedByAnotherProcessLeavesTheCache(t *testing.T) {
 	dir := t.TempDir()
 	server := openStore(t, dir)
 	tok := store.Token{ID: id.New(id.Token), Name: "t", Role: "admin", Hash: id.New(id.Token), CreatedAt: time.Now()}
-	if err := server.CreateToken(ctx, tok); err != nil {
+	if _, err := server.CreateToken(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := server.TokenByHash(ctx, tok.Hash); err != nil || !got.RevokedAt.IsZero() {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/berth-sh/berth/internal/store/sqlrows"
 )
 
 // One batch of group commit holds functions that succeed, fail before writing, fail after
@@ -19,31 +21,37 @@ func TestBatchFailuresUndoOnlyTheirOwnWrites(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 
-	insert := func(tx *wtx, id string) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO environments
+	insert := func(tx *tx, id string) error {
+		_, err := tx.C.Exec(ctx, `INSERT INTO environments
 			(id, name, description, config_type, config, metadata, created_at, updated_at)
 			VALUES (?, ?, '', 'self_hosted', '{}', '{}', 1, 1)`, id, id)
 		return err
 	}
-	count := func(tx *wtx) (n int, err error) {
-		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM environments`).Scan(&n)
+	count := func(tx *tx) (n int, err error) {
+		rows, err := tx.C.Query(ctx, `SELECT count(*) FROM environments`)
+		if err != nil {
+			return 0, err
+		}
+		defer rows.Close()
+		rows.Next()
+		err = rows.Scan(&n)
 		return n, err
 	}
 	errRule := errors.New("rule refused")
 	type step struct {
 		name string
-		fn   func(*wtx) error
+		fn   func(*tx) error
 		ok   bool // whether its row must exist afterwards
 	}
 	steps := []step{
-		{"ok-1", func(tx *wtx) error { return insert(tx, "env_ok1") }, true},
-		{"read-then-fail", func(tx *wtx) error {
+		{"ok-1", func(tx *tx) error { return insert(tx, "env_ok1") }, true},
+		{"read-then-fail", func(tx *tx) error {
 			if _, err := count(tx); err != nil {
 				return err
 			}
 			return errRule
 		}, false},
-		{"write-then-fail", func(tx *wtx) error {
+		{"write-then-fail", func(tx *tx) error {
 			if err := insert(tx, "env_fail1"); err != nil {
 				return err
 			}
@@ -52,15 +60,15 @@ func TestBatchFailuresUndoOnlyTheirOwnWrites(t *testing.T) {
 			}
 			return errRule
 		}, false},
-		{"ok-2", func(tx *wtx) error { return insert(tx, "env_ok2") }, true},
-		{"write-then-panic", func(tx *wtx) error {
+		{"ok-2", func(tx *tx) error { return insert(tx, "env_ok2") }, true},
+		{"write-then-panic", func(tx *tx) error {
 			if err := insert(tx, "env_panic"); err != nil {
 				return err
 			}
 			panic("boom")
 		}, false},
-		{"duplicate", func(tx *wtx) error { return insert(tx, "env_ok1") }, false},
-		{"ok-3", func(tx *wtx) error {
+		{"duplicate", func(tx *tx) error { return insert(tx, "env_ok1") }, false},
+		{"ok-3", func(tx *tx) error {
 			// Sees the successful writes before it in the batch, none of the failed ones.
 			n, err := count(tx)
 			if err != nil {
@@ -72,18 +80,22 @@ func TestBatchFailuresUndoOnlyTheirOwnWrites(t *testing.T) {
 			return insert(tx, "env_ok3")
 		}, true},
 	}
-	batch := make([]writeRequest, len(steps))
+	fns := make([]func(*tx) error, len(steps))
 	for i, st := range steps {
-		batch[i] = writeRequest{fn: st.fn, done: make(chan error, 1)}
+		fns[i] = st.fn
 	}
-	s.commit(batch)
+	b, err := s.d.begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := sqlrows.RunBatch(ctx, b, nil, fns)
 	for i, st := range steps {
-		err := <-batch[i].done
+		err := errs[i]
 		if (err == nil) != st.ok {
 			t.Errorf("%s: err %v, want success %v", st.name, err, st.ok)
 		}
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT id FROM environments ORDER BY id`)
+	rows, err := s.d.r.QueryContext(ctx, `SELECT id FROM environments ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}

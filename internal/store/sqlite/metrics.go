@@ -28,7 +28,7 @@ func (s *Store) Instrument(reg prometheus.Registerer) {
 		}),
 	}
 	reg.MustRegister(m.batch, m.duration)
-	s.metrics.Store(m)
+	s.d.metrics.Store(m)
 }
 
 func (m *CommitMetrics) observe(n int, d time.Duration) {

@@ -42,14 +42,14 @@ func TestCommitMetrics(t *testing.T) {
 	now := time.Now()
 	env := store.Environment{ID: id.New(id.Environment), Name: "m", ConfigType: "self_hosted",
 		Config: []byte(`{"type":"self_hosted"}`), CreatedAt: now, UpdatedAt: now}
-	if err := st.CreateEnvironment(ctx, env); err != nil {
+	if _, err := st.CreateEnvironment(ctx, env); err != nil {
 		t.Fatal(err)
 	}
 	const sequential = 5
 	for i := range sequential - 1 {
 		it := work.New(id.New(id.Work), env.ID, id.New(id.Session), nil, now)
 		s := store.Session{ID: it.SessionID, EnvironmentID: env.ID, Agent: []byte(`"a"`), CreatedAt: now, UpdatedAt: now}
-		if err := st.CreateSession(ctx, s, nil, &it); err != nil {
+		if _, err := st.CreateSession(ctx, s, nil, &it, nil); err != nil {
 			t.Fatalf("session %d: %v", i, err)
 		}
 	}

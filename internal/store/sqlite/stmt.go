@@ -3,8 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"strings"
 	"sync"
+
+	"github.com/berth-sh/berth/internal/store/sqlrows"
 )
 
 // Prepared statements.
@@ -77,64 +78,66 @@ func (c *stmtCache) close() {
 	c.m = map[string]*sql.Stmt{}
 }
 
-// readDB runs reads on the read-only pool through prepared statements.
-type readDB struct{ c *stmtCache }
+// rows adapts *sql.Rows to sqlrows.Rows.
+type rows struct{ *sql.Rows }
 
-func (r readDB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+func (r rows) Close() { r.Rows.Close() }
+
+// readConn runs reads on the read-only pool through prepared statements.
+type readConn struct{ c *stmtCache }
+
+func (r readConn) Query(ctx context.Context, q string, args ...any) (sqlrows.Rows, error) {
 	st, err := r.c.get(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	return st.QueryContext(ctx, args...)
-}
-
-func (r readDB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	st, err := r.c.get(ctx, q)
+	rs, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, err
 	}
-	return st.ExecContext(ctx, args...)
+	return rows{rs}, nil
 }
 
-// QueryRowContext is QueryContext for one row; a preparation error surfaces from Scan.
-func (r readDB) QueryRowContext(ctx context.Context, q string, args ...any) *row {
-	rows, err := r.QueryContext(ctx, q, args...)
-	return &row{rows: rows, err: err}
-}
-
-// wtx is a write transaction on the writer connection, through prepared statements.
-type wtx struct {
-	tx *sql.Tx
-	c  *stmtCache
-	// saved reports whether the running write function has opened its savepoint: it is
-	// opened just before the function's first statement that is not a SELECT, so that a
-	// function that fails before writing costs no savepoint at all.
-	saved bool
-	// cached reports whether a write of the transaction touched a table that the read
-	// cache keeps (cache.go): the cache is dropped once the transaction ends.
-	cached bool
-}
-
-func (t *wtx) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
-	if isSelect(q) {
-		return t.prepared(ctx, q)
+func (r readConn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	st, err := r.c.get(ctx, q)
+	if err != nil {
+		return 0, err
 	}
-	if strings.Contains(q, "tokens") || strings.Contains(q, "environments") {
-		t.cached = true
+	res, err := st.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, err
 	}
-	if !t.saved {
-		if err := t.exec(ctx, "SAVEPOINT w"); err != nil {
-			return nil, err
-		}
-		t.saved = true
-	}
-	return t.prepared(ctx, q)
+	return res.RowsAffected()
 }
 
-// exec runs a statement of the transaction's own (savepoints), outside the savepoint
-// rule of stmt.
-func (t *wtx) exec(ctx context.Context, q string) error {
-	st, err := t.prepared(ctx, q)
+func (r readConn) Send(ctx context.Context, q string, args ...any) error {
+	_, err := r.Exec(ctx, q, args...)
+	return err
+}
+
+// writeConn runs the statements of one write function on the writer's transaction,
+// through prepared statements. It opens the function's savepoint just before its first
+// statement that writes, so that a function that fails before writing (a refused
+// transition) costs no savepoint at all.
+type writeConn struct {
+	tx    *sql.Tx
+	c     *stmtCache
+	saved bool // the running function's savepoint is open
+}
+
+func (w *writeConn) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := w.c.cached(q); ok {
+		// The writer pool has one connection, on which st is already prepared:
+		// StmtContext reuses it rather than preparing again.
+		return w.tx.StmtContext(ctx, st), nil
+	}
+	w.c.later(q)
+	return w.tx.PrepareContext(ctx, q)
+}
+
+// exec runs a statement of the transaction's own (savepoints).
+func (w *writeConn) exec(ctx context.Context, q string) error {
+	st, err := w.prepared(ctx, q)
 	if err != nil {
 		return err
 	}
@@ -142,63 +145,37 @@ func (t *wtx) exec(ctx context.Context, q string) error {
 	return err
 }
 
-func (t *wtx) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
-	if st, ok := t.c.cached(q); ok {
-		// The writer pool has one connection, on which st is already prepared:
-		// StmtContext reuses it rather than preparing again.
-		return t.tx.StmtContext(ctx, st), nil
-	}
-	t.c.later(q)
-	return t.tx.PrepareContext(ctx, q)
-}
-
-func (t *wtx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	st, err := t.stmt(ctx, q)
+func (w *writeConn) Query(ctx context.Context, q string, args ...any) (sqlrows.Rows, error) {
+	st, err := w.prepared(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	return st.QueryContext(ctx, args...)
-}
-
-func (t *wtx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	st, err := t.stmt(ctx, q)
+	rs, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, err
 	}
-	return st.ExecContext(ctx, args...)
+	return rows{rs}, nil
 }
 
-func (t *wtx) QueryRowContext(ctx context.Context, q string, args ...any) *row {
-	rows, err := t.QueryContext(ctx, q, args...)
-	return &row{rows: rows, err: err}
-}
-
-// row is a one-row result, like *sql.Row.
-type row struct {
-	rows *sql.Rows
-	err  error
-}
-
-// Scan scans the first row, or returns sql.ErrNoRows.
-func (r *row) Scan(dest ...any) error {
-	if r.err != nil {
-		return r.err
-	}
-	defer r.rows.Close()
-	if !r.rows.Next() {
-		if err := r.rows.Err(); err != nil {
-			return err
+func (w *writeConn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	if !w.saved {
+		if err := w.exec(ctx, "SAVEPOINT w"); err != nil {
+			return 0, err
 		}
-		return sql.ErrNoRows
+		w.saved = true
 	}
-	if err := r.rows.Scan(dest...); err != nil {
-		return err
+	st, err := w.prepared(ctx, q)
+	if err != nil {
+		return 0, err
 	}
-	return r.rows.Close()
+	res, err := st.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
-// isSelect reports whether q is a plain SELECT, which writes nothing.
-func isSelect(q string) bool {
-	q = strings.TrimLeft(q, " \t\r\n")
-	return len(q) >= 6 && strings.EqualFold(q[:6], "SELECT")
+func (w *writeConn) Send(ctx context.Context, q string, args ...any) error {
+	_, err := w.Exec(ctx, q, args...)
+	return err
 }

@@ -31,6 +31,9 @@ func diff(got, want any) []string {
 	var out []string
 	for i := range gv.NumField() {
 		name := gv.Type().Field(i).Name
+		if gv.Type() == reflect.TypeFor[work.Item]() && name == "Version" {
+			continue // the store's bookkeeping: checked by the tests of compare-and-set
+		}
 		g, w := gv.Field(i).Interface(), wv.Field(i).Interface()
 		switch w := w.(type) {
 		case time.Time:

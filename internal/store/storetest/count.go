@@ -107,7 +107,7 @@ func testCountWork(t *testing.T, newStore newStoreFunc) {
 		// e2, at base: an item acknowledged and left to expire, which stops it and queues a
 		// fresh item for its session.
 		f.drive(t, e2, work.Starting, base)
-		exps, err := f.st.ExpireLeases(f.ctx, base.Add(61*sec), newWorkID)
+		exps, err := f.st.ExpireLeases(f.ctx, base.Add(61*sec))
 		if err != nil || len(exps) != 1 || exps[0].Requeue == nil {
 			t.Fatalf("fixture: ExpireLeases = %d expiries, err %v; want one, requeued", len(exps), err)
 		}

@@ -39,7 +39,7 @@ func testCreateEnvironment(t *testing.T, newStore newStoreFunc) {
 			CreatedAt:   base,
 			UpdatedAt:   base.Add(sec),
 		}
-		if err := f.st.CreateEnvironment(f.ctx, inZone(want, elsewhere)); err != nil {
+		if _, err := f.st.CreateEnvironment(f.ctx, inZone(want, elsewhere)); err != nil {
 			t.Fatalf("CreateEnvironment: %v", err)
 		}
 		got, err := f.st.GetEnvironment(f.ctx, want.ID)
@@ -59,7 +59,7 @@ func testCreateEnvironment(t *testing.T, newStore newStoreFunc) {
 		f := setup(t, newStore)
 		want := store.Environment{ID: id.New(id.Environment), Name: "n", ConfigType: cloud,
 			Config: json.RawMessage(`{"type":"cloud"}`), CreatedAt: base, UpdatedAt: base}
-		if err := f.st.CreateEnvironment(f.ctx, want); err != nil {
+		if _, err := f.st.CreateEnvironment(f.ctx, want); err != nil {
 			t.Fatalf("CreateEnvironment: %v", err)
 		}
 		got, err := f.st.GetEnvironment(f.ctx, want.ID)
@@ -135,7 +135,8 @@ func testListEnvironments(t *testing.T, newStore newStoreFunc) {
 		}, envID), initial, fence, func() (string, error) {
 			e := store.Environment{ID: id.New(id.Environment), Name: "n", ConfigType: cloud,
 				Config: json.RawMessage(`{"type":"cloud"}`), CreatedAt: base, UpdatedAt: base}
-			return e.ID, f.st.CreateEnvironment(f.ctx, e)
+			_, err := f.st.CreateEnvironment(f.ctx, e)
+			return e.ID, err
 		})
 	})
 }

@@ -13,11 +13,10 @@ import (
 
 func eventID(e store.Event) string { return e.ID }
 
-// newItemAt is the newItem of AppendEvents as the API writes it.
-func newItemAt(now time.Time) func(store.Session) work.Item {
-	return func(s store.Session) work.Item {
-		return work.New(id.New(id.Work), s.EnvironmentID, s.ID, s.Metadata, now)
-	}
+// appendEvents is AppendEvents, answering the item it queued (nil: none).
+func (f *fixture) appendEvents(sessionID string, events []store.Event, now time.Time) (*work.Item, error) {
+	ap, err := f.st.AppendEvents(f.ctx, sessionID, events, now)
+	return ap.Queued, err
 }
 
 func testAppendEvents(t *testing.T, newStore newStoreFunc) {
@@ -37,7 +36,7 @@ func testAppendEvents(t *testing.T, newStore newStoreFunc) {
 		for i, ev := range batch {
 			given[i] = inZone(ev, elsewhere)
 		}
-		queued, err := f.st.AppendEvents(f.ctx, s.ID, given, newItemAt(base.Add(sec)))
+		queued, err := f.appendEvents(s.ID, given, base.Add(sec))
 		if err != nil {
 			t.Fatalf("AppendEvents: %v", err)
 		}
@@ -80,7 +79,7 @@ func testAppendEvents(t *testing.T, newStore newStoreFunc) {
 					event(s.ID, "user.message", now),
 					event(s.ID, "user.message", now),
 				}
-				queued, err := f.st.AppendEvents(f.ctx, s.ID, events, newItemAt(now))
+				queued, err := f.appendEvents(s.ID, events, now)
 				if err != nil {
 					t.Fatalf("AppendEvents: %v", err)
 				}
@@ -104,14 +103,13 @@ func testAppendEvents(t *testing.T, newStore newStoreFunc) {
 	t.Run("FollowsWakes", func(t *testing.T) {
 		t.Parallel()
 		// Each case appends [typ, system.message]; whether an item is queued is what
-		// work.Wakes says for the session as it was before the call (nil newItem: never).
+		// work.Wakes says for the session as it was before the call.
 		for _, tc := range []struct {
 			name     string
 			config   string
 			item     work.State
 			archived bool
 			typ      string
-			nilFn    bool
 		}{
 			{name: "DormantSession", config: selfHosted, item: work.Stopped, typ: "user.message"},
 			{name: "LiveQueuedItem", config: selfHosted, item: work.Queued, typ: "user.message"},
@@ -122,9 +120,8 @@ func testAppendEvents(t *testing.T, newStore newStoreFunc) {
 			{name: "ArchivedSession", config: selfHosted, item: work.Stopped, archived: true, typ: "user.message"},
 			{name: "ArchivedSessionLiveItem", config: selfHosted, item: work.Active, archived: true, typ: "user.message"},
 			{name: "NotAUserMessage", config: selfHosted, item: work.Stopped, typ: "user.interrupt"},
-			{name: "NilNewItem", config: selfHosted, item: work.Stopped, typ: "user.message", nilFn: true},
 		} {
-			wakes := !tc.nilFn && work.Wakes(tc.typ, tc.config == selfHosted,
+			wakes := work.Wakes(tc.typ, tc.config == selfHosted,
 				work.SessionState{Exists: true, Archived: tc.archived, HasLiveItem: tc.item.Live()})
 			t.Run(fmt.Sprintf("%s/wakes=%v", tc.name, wakes), func(t *testing.T) {
 				t.Parallel()
@@ -137,11 +134,7 @@ func testAppendEvents(t *testing.T, newStore newStoreFunc) {
 				f.put(t, s, &it)
 				now := base.Add(time.Hour)
 				events := []store.Event{event(s.ID, tc.typ, now), event(s.ID, "system.message", now)}
-				newItem := newItemAt(now)
-				if tc.nilFn {
-					newItem = nil
-				}
-				queued, err := f.st.AppendEvents(f.ctx, s.ID, events, newItem)
+				queued, err := f.appendEvents(s.ID, events, now)
 				if err != nil {
 					t.Fatalf("AppendEvents: %v", err)
 				}
@@ -171,7 +164,7 @@ func testAppendEvents(t *testing.T, newStore newStoreFunc) {
 		f := setup(t, newStore)
 		e := f.env(t, selfHosted)
 		s := draftSession(e.ID, base)
-		_, err := f.st.AppendEvents(f.ctx, s.ID, []store.Event{event(s.ID, "user.message", base)}, newItemAt(base))
+		_, err := f.appendEvents(s.ID, []store.Event{event(s.ID, "user.message", base)}, base)
 		wantNotFound(t, "AppendEvents to a missing session", err)
 		f.put(t, s, nil)
 		if events := f.listEvents(t, s.ID); len(events) != 0 {
@@ -191,7 +184,7 @@ func testAppendEvents(t *testing.T, newStore newStoreFunc) {
 		queued := make([]*work.Item, racers)
 		errs := make([]error, racers)
 		race(racers, func(i int) {
-			queued[i], errs[i] = f.st.AppendEvents(f.ctx, s.ID, []store.Event{event(s.ID, "user.message", now)}, newItemAt(now))
+			queued[i], errs[i] = f.appendEvents(s.ID, []store.Event{event(s.ID, "user.message", now)}, now)
 		})
 		woke := 0
 		for i := range racers {
@@ -229,10 +222,10 @@ func testListEvents(t *testing.T, newStore newStoreFunc) {
 		for i := range 3 {
 			mine := []store.Event{event(s.ID, "system.message", base), event(s.ID, "user.message", base)}
 			theirs := event(other.ID, "user.message", base)
-			if _, err := f.st.AppendEvents(f.ctx, other.ID, []store.Event{theirs}, nil); err != nil {
+			if _, err := f.st.AppendEvents(f.ctx, other.ID, []store.Event{theirs}, base); err != nil {
 				t.Fatalf("AppendEvents %d: %v", i, err)
 			}
-			if _, err := f.st.AppendEvents(f.ctx, s.ID, mine, nil); err != nil {
+			if _, err := f.st.AppendEvents(f.ctx, s.ID, mine, base); err != nil {
 				t.Fatalf("AppendEvents %d: %v", i, err)
 			}
 			want = append(want, mine[0].ID, mine[1].ID)
@@ -258,7 +251,7 @@ func testListEvents(t *testing.T, newStore newStoreFunc) {
 			return f.st.ListEvents(f.ctx, s.ID, p)
 		}, eventID), listIDs(initial, eventID), fence, func() (string, error) {
 			ev := event(s.ID, "user.message", base)
-			_, err := f.st.AppendEvents(f.ctx, s.ID, []store.Event{ev}, nil)
+			_, err := f.st.AppendEvents(f.ctx, s.ID, []store.Event{ev}, base)
 			return ev.ID, err
 		})
 	})

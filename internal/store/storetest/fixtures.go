@@ -41,7 +41,7 @@ func (f *fixture) env(t *testing.T, configType string, mods ...func(*store.Envir
 	for _, m := range mods {
 		m(&e)
 	}
-	if err := f.st.CreateEnvironment(f.ctx, e); err != nil {
+	if _, err := f.st.CreateEnvironment(f.ctx, e); err != nil {
 		t.Fatalf("CreateEnvironment: %v", err)
 	}
 	return e
@@ -104,7 +104,7 @@ func advance(it work.Item, state work.State, at time.Time) work.Item {
 // put stores a session with its item (nil: none).
 func (f *fixture) put(t *testing.T, s store.Session, it *work.Item, events ...store.Event) {
 	t.Helper()
-	if err := f.st.CreateSession(f.ctx, s, events, it); err != nil {
+	if _, err := f.st.CreateSession(f.ctx, s, events, it, nil); err != nil {
 		t.Fatalf("CreateSession: %v", err)
 	}
 }
@@ -255,3 +255,12 @@ func race(n int, fn func(i int)) {
 
 // after is the item after an UpdateWork.
 func after(ch store.Change, err error) (work.Item, error) { return ch.After, err }
+
+// afterItems is each change's item after.
+func afterItems(changes []store.Change) []work.Item {
+	out := make([]work.Item, len(changes))
+	for i, c := range changes {
+		out[i] = c.After
+	}
+	return out
+}

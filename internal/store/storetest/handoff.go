@@ -11,6 +11,17 @@ import (
 	"github.com/berth-sh/berth/internal/work"
 )
 
+// createAndClaim is CreateSession with a claim, answering what the claim delivered.
+func (f *fixture) createAndClaim(s store.Session, events []store.Event, it work.Item, worker string, reclaim time.Duration, now time.Time) (work.Item, bool, error) {
+	c, err := f.st.CreateSession(f.ctx, s, events, &it, &work.Claim{WorkerID: worker, Reclaim: reclaim, At: now})
+	if err != nil || c.Delivered == nil {
+		return work.Item{}, false, err
+	}
+	return *c.Delivered, true, nil
+}
+
+// testCreateSessionAndClaim checks CreateSession with a claim: the hand-off of a new item
+// to a waiting poll in the create's own transaction.
 func testCreateSessionAndClaim(t *testing.T, newStore newStoreFunc) {
 	t.Run("DeliversTheNewItem", func(t *testing.T) {
 		t.Parallel()
@@ -19,9 +30,9 @@ func testCreateSessionAndClaim(t *testing.T, newStore newStoreFunc) {
 		s, it := draft(e.ID, work.Queued, base)
 		ev := event(s.ID, "user.message", base)
 		now := base.Add(time.Millisecond).In(elsewhere)
-		got, ok, err := f.st.CreateSessionAndClaim(f.ctx, s, []store.Event{ev}, it, "w1", work.DefaultReclaim, now)
+		got, ok, err := f.createAndClaim(s, []store.Event{ev}, it, "w1", work.DefaultReclaim, now)
 		if err != nil || !ok {
-			t.Fatalf("CreateSessionAndClaim = ok %v, err %v; want the new item", ok, err)
+			t.Fatalf("CreateSession with a claim = ok %v, err %v; want the new item", ok, err)
 		}
 		want := deliverTo(it, "w1", now)
 		checkEqual(t, "delivered item", got, want)
@@ -42,9 +53,9 @@ func testCreateSessionAndClaim(t *testing.T, newStore newStoreFunc) {
 		_, older := f.item(t, e, work.Queued, base)
 		s, it := draft(e.ID, work.Queued, base.Add(sec))
 		now := base.Add(2 * sec)
-		got, ok, err := f.st.CreateSessionAndClaim(f.ctx, s, nil, it, "w1", work.DefaultReclaim, now)
+		got, ok, err := f.createAndClaim(s, nil, it, "w1", work.DefaultReclaim, now)
 		if err != nil || !ok || got.ID != older.ID {
-			t.Fatalf("CreateSessionAndClaim = %s (ok %v, err %v), want the older %s", got.ID, ok, err, older.ID)
+			t.Fatalf("CreateSession with a claim = %s (ok %v, err %v), want the older %s", got.ID, ok, err, older.ID)
 		}
 		checkEqual(t, "new item, not delivered", f.getWork(t, it), it)
 	})
@@ -60,9 +71,9 @@ func testCreateSessionAndClaim(t *testing.T, newStore newStoreFunc) {
 		}
 		s, it := draft(e.ID, work.Queued, base.Add(2*sec))
 		now := base.Add(3 * sec) // the older delivery is 2 s old: inside the window
-		got, ok, err := f.st.CreateSessionAndClaim(f.ctx, s, nil, it, "w1", reclaim, now)
+		got, ok, err := f.createAndClaim(s, nil, it, "w1", reclaim, now)
 		if err != nil || !ok || got.ID != it.ID {
-			t.Fatalf("CreateSessionAndClaim = %s (ok %v, err %v), want the new %s, not %s", got.ID, ok, err, it.ID, older.ID)
+			t.Fatalf("CreateSession with a claim = %s (ok %v, err %v), want the new %s, not %s", got.ID, ok, err, it.ID, older.ID)
 		}
 	})
 
@@ -70,9 +81,9 @@ func testCreateSessionAndClaim(t *testing.T, newStore newStoreFunc) {
 		t.Parallel()
 		f := setup(t, newStore)
 		s, it := draft(id.New(id.Environment), work.Queued, base)
-		_, ok, err := f.st.CreateSessionAndClaim(f.ctx, s, nil, it, "w1", work.DefaultReclaim, base)
+		_, ok, err := f.createAndClaim(s, nil, it, "w1", work.DefaultReclaim, base)
 		if !errors.Is(err, store.ErrNotFound) || ok {
-			t.Fatalf("CreateSessionAndClaim in a missing environment = ok %v, err %v; want ErrNotFound", ok, err)
+			t.Fatalf("CreateSession with a claim in a missing environment = ok %v, err %v; want ErrNotFound", ok, err)
 		}
 		if _, err := f.st.GetSession(f.ctx, s.ID); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("the session exists after a failed create: %v", err)
@@ -97,7 +108,7 @@ func testCreateSessionAndClaim(t *testing.T, newStore newStoreFunc) {
 			go func() {
 				defer wg.Done()
 				s, it := draft(e.ID, work.Queued, base)
-				got, ok, err := f.st.CreateSessionAndClaim(f.ctx, s, nil, it, "h", work.DefaultReclaim, now)
+				got, ok, err := f.createAndClaim(s, nil, it, "h", work.DefaultReclaim, now)
 				if err != nil {
 					t.Errorf("hand-off %d: %v", i, err)
 					return

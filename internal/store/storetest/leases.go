@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -10,30 +9,6 @@ import (
 	"github.com/berth-sh/berth/internal/store"
 	"github.com/berth-sh/berth/internal/work"
 )
-
-// workIDs hands out work IDs for ExpireLeases and remembers them, so that a test can tell
-// that a requeued item's ID came from newID.
-type workIDs struct {
-	mu   sync.Mutex
-	made map[string]bool
-}
-
-func (w *workIDs) next() string {
-	s := id.New(id.Work)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.made == nil {
-		w.made = map[string]bool{}
-	}
-	w.made[s] = true
-	return s
-}
-
-func (w *workIDs) has(s string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.made[s]
-}
 
 func expiredIDs(exps []store.Expiry) []string {
 	out := make([]string, len(exps))
@@ -57,17 +32,16 @@ func testExpireLeases(t *testing.T, newStore newStoreFunc) {
 				f.put(t, s, &it)
 				_, later := f.item(t, e, state, base.Add(time.Hour))
 				lease := it.LeaseExpiresAt
-				ids := &workIDs{}
 
 				// At its expiry instant the lease has not yet passed.
-				exps, err := f.st.ExpireLeases(f.ctx, lease, ids.next)
+				exps, err := f.st.ExpireLeases(f.ctx, lease)
 				if err != nil || len(exps) != 0 {
 					t.Fatalf("ExpireLeases at the expiry instant = %d expiries, err %v; want none", len(exps), err)
 				}
 				checkEqual(t, "item at its expiry instant", f.getWork(t, it), it)
 
 				now := lease.Add(us)
-				exps, err = f.st.ExpireLeases(f.ctx, now, ids.next)
+				exps, err = f.st.ExpireLeases(f.ctx, now)
 				if err != nil {
 					t.Fatalf("ExpireLeases: %v", err)
 				}
@@ -84,8 +58,8 @@ func testExpireLeases(t *testing.T, newStore newStoreFunc) {
 				if fresh == nil {
 					t.Fatalf("no item was requeued for session %s", s.ID)
 				}
-				if !ids.has(fresh.ID) {
-					t.Errorf("requeued item's ID %s did not come from newID", fresh.ID)
+				if !id.Valid(id.Work, fresh.ID) || fresh.ID <= later.ID {
+					t.Errorf("requeued item's ID %s is not a new work ID, made after the items before it", fresh.ID)
 				}
 				want := work.New(fresh.ID, e.ID, s.ID, it.Metadata, now)
 				checkEqual(t, "requeued item", *fresh, want)
@@ -150,7 +124,7 @@ func testExpireLeases(t *testing.T, newStore newStoreFunc) {
 					t.Fatalf("fixture: lease not expired")
 				}
 				wantRequeue := requeue && work.RequeueAllowed(tc.sess)
-				exps, err := f.st.ExpireLeases(f.ctx, now, newWorkID)
+				exps, err := f.st.ExpireLeases(f.ctx, now)
 				if err != nil {
 					t.Fatalf("ExpireLeases: %v", err)
 				}
@@ -189,7 +163,7 @@ func testExpireLeases(t *testing.T, newStore newStoreFunc) {
 			items = append(items, it)
 		}
 		// The latest lease fixture: active, heartbeat at base+1s, lease until base+61s.
-		exps, err := f.st.ExpireLeases(f.ctx, base.Add(61*sec), newWorkID)
+		exps, err := f.st.ExpireLeases(f.ctx, base.Add(61*sec))
 		if err != nil {
 			t.Fatalf("ExpireLeases: %v", err)
 		}
@@ -217,12 +191,12 @@ func testExpireLeases(t *testing.T, newStore newStoreFunc) {
 			f.item(t, e, work.Active, base)
 		}
 		now := base.Add(time.Hour)
-		exps, err := f.st.ExpireLeases(f.ctx, now, newWorkID)
+		exps, err := f.st.ExpireLeases(f.ctx, now)
 		if err != nil || len(exps) != 3 {
 			t.Fatalf("ExpireLeases = %d expiries, err %v; want 3", len(exps), err)
 		}
 		before := f.listWork(t, e.ID)
-		exps, err = f.st.ExpireLeases(f.ctx, now, newWorkID)
+		exps, err = f.st.ExpireLeases(f.ctx, now)
 		if err != nil || len(exps) != 0 {
 			t.Errorf("second ExpireLeases at the same time = %v, err %v; want nothing", expiredIDs(exps), err)
 		}
@@ -246,7 +220,7 @@ func testExpireLeases(t *testing.T, newStore newStoreFunc) {
 		if !work.LeaseExpired(it, now) {
 			t.Fatalf("fixture: lease not expired at %s", now)
 		}
-		exps, err := f.st.ExpireLeases(f.ctx, now, newWorkID)
+		exps, err := f.st.ExpireLeases(f.ctx, now)
 		if err != nil {
 			t.Fatalf("ExpireLeases: %v", err)
 		}
@@ -267,7 +241,7 @@ func testExpireLeases(t *testing.T, newStore newStoreFunc) {
 		for range n {
 			f.item(t, e, work.Starting, base)
 		}
-		exps, err := f.st.ExpireLeases(f.ctx, base.Add(time.Hour), newWorkID)
+		exps, err := f.st.ExpireLeases(f.ctx, base.Add(time.Hour))
 		if err != nil {
 			t.Fatalf("ExpireLeases: %v", err)
 		}
@@ -293,7 +267,7 @@ func testExpireLeases(t *testing.T, newStore newStoreFunc) {
 		results := make([][]store.Expiry, racers)
 		errs := make([]error, racers)
 		race(racers, func(i int) {
-			results[i], errs[i] = f.st.ExpireLeases(f.ctx, now, newWorkID)
+			results[i], errs[i] = f.st.ExpireLeases(f.ctx, now)
 		})
 		expired := map[string]int{}
 		requeued := map[string]int{} // session → fresh items
@@ -350,7 +324,7 @@ func testExpireLeases(t *testing.T, newStore newStoreFunc) {
 		beatErrs := make([]error, n)
 		race(n+1, func(i int) {
 			if i == n {
-				exps, expErr = f.st.ExpireLeases(f.ctx, now, newWorkID)
+				exps, expErr = f.st.ExpireLeases(f.ctx, now)
 				return
 			}
 			beats[i], beatErrs[i] = after(f.st.UpdateWork(f.ctx, e.ID, items[i].ID, heartbeat(work.AnyHeartbeat, work.DefaultTTL, now)))

@@ -38,7 +38,7 @@ func testCreateSession(t *testing.T, newStore newStoreFunc) {
 			given[i] = inZone(ev, elsewhere)
 		}
 		givenItem := inZone(it, elsewhere)
-		if err := f.st.CreateSession(f.ctx, inZone(want, elsewhere), given, &givenItem); err != nil {
+		if _, err := f.st.CreateSession(f.ctx, inZone(want, elsewhere), given, &givenItem, nil); err != nil {
 			t.Fatalf("CreateSession: %v", err)
 		}
 		want.Running = true // its item is stopping
@@ -78,7 +78,7 @@ func testCreateSession(t *testing.T, newStore newStoreFunc) {
 		f := setup(t, newStore)
 		missing := id.New(id.Environment)
 		s, it := draft(missing, work.Queued, base)
-		err := f.st.CreateSession(f.ctx, s, []store.Event{event(s.ID, "user.message", base)}, &it)
+		_, err := f.st.CreateSession(f.ctx, s, []store.Event{event(s.ID, "user.message", base)}, &it, nil)
 		wantNotFound(t, "CreateSession in an unknown environment", err)
 		_, err = f.st.GetSession(f.ctx, s.ID)
 		wantNotFound(t, "GetSession after a refused create", err)
@@ -101,7 +101,7 @@ func testCreateSession(t *testing.T, newStore newStoreFunc) {
 		_, taken := f.item(t, e, work.Queued, base)
 		s, it := draft(e.ID, work.Queued, base)
 		it.ID = taken.ID // the item cannot be stored: its ID is taken
-		err := f.st.CreateSession(f.ctx, s, []store.Event{event(s.ID, "user.message", base)}, &it)
+		_, err := f.st.CreateSession(f.ctx, s, []store.Event{event(s.ID, "user.message", base)}, &it, nil)
 		if err == nil {
 			t.Fatalf("CreateSession with a work ID already in use succeeded")
 		}
@@ -233,7 +233,8 @@ func testListSessions(t *testing.T, newStore newStoreFunc) {
 			return f.st.ListSessions(f.ctx, p, e.ID, false)
 		}, sessID), initial, fence, func() (string, error) {
 			s, it := draft(e.ID, work.Queued, base)
-			return s.ID, f.st.CreateSession(f.ctx, s, nil, &it)
+			_, err := f.st.CreateSession(f.ctx, s, nil, &it, nil)
+			return s.ID, err
 		})
 	})
 }
@@ -386,16 +387,17 @@ func testUpdateSessionWork(t *testing.T, newStore newStoreFunc) {
 		now := base.Add(time.Hour)
 		var mu sync.Mutex
 		seen := map[string]work.State{}
-		got, err := f.st.UpdateSessionWork(f.ctx, s.ID, func(it work.Item) (work.Item, bool) {
+		changes, err := f.st.UpdateSessionWork(f.ctx, s.ID, work.Func("test", func(it work.Item) (work.Item, bool, error) {
 			mu.Lock()
 			seen[it.ID] = it.State
 			mu.Unlock()
 			if it.ID == active.ID {
 				it.Metadata = work.Metadata{"edited": "but not written"}
-				return it, false
+				return it, false, nil
 			}
-			return cancelItem(it, now)
-		})
+			return work.Cancel(now).Apply(it)
+		}))
+		got := afterItems(changes)
 		if err != nil {
 			t.Fatalf("UpdateSessionWork: %v", err)
 		}
@@ -423,10 +425,10 @@ func testUpdateSessionWork(t *testing.T, newStore newStoreFunc) {
 		e := f.env(t, selfHosted)
 		s, done := f.item(t, e, work.Stopped, base)
 		calls := 0
-		got, err := f.st.UpdateSessionWork(f.ctx, s.ID, func(it work.Item) (work.Item, bool) {
+		got, err := f.st.UpdateSessionWork(f.ctx, s.ID, work.Func("test", func(it work.Item) (work.Item, bool, error) {
 			calls++
-			return stopItem(it, true, base.Add(time.Hour))
-		})
+			return work.Stop(true, base.Add(time.Hour)).Apply(it)
+		}))
 		if err != nil {
 			t.Fatalf("UpdateSessionWork: %v", err)
 		}
@@ -439,7 +441,7 @@ func testUpdateSessionWork(t *testing.T, newStore newStoreFunc) {
 	t.Run("NotFound", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)
-		_, err := f.st.UpdateSessionWork(f.ctx, id.New(id.Session), func(it work.Item) (work.Item, bool) { return it, false })
+		_, err := f.st.UpdateSessionWork(f.ctx, id.New(id.Session), work.Cancel(base))
 		wantNotFound(t, "UpdateSessionWork", err)
 	})
 
@@ -460,9 +462,9 @@ func testUpdateSessionWork(t *testing.T, newStore newStoreFunc) {
 					_, ackErr = f.st.UpdateWork(f.ctx, e.ID, it.ID, ackBy("w1", now))
 					return
 				}
-				cancelled, cancelErr = f.st.UpdateSessionWork(f.ctx, s.ID, func(it work.Item) (work.Item, bool) {
-					return cancelItem(it, now)
-				})
+				var changes []store.Change
+				changes, cancelErr = f.st.UpdateSessionWork(f.ctx, s.ID, work.Cancel(now))
+				cancelled = afterItems(changes)
 			})
 			if cancelErr != nil {
 				t.Fatalf("UpdateSessionWork: %v", cancelErr)
@@ -492,7 +494,7 @@ func testDeleteSession(t *testing.T, newStore newStoreFunc) {
 		e := f.env(t, selfHosted)
 		s, done := draft(e.ID, work.Stopped, base)
 		f.put(t, s, &done, event(s.ID, "user.message", base), event(s.ID, "system.message", base))
-		if _, err := f.st.AppendEvents(f.ctx, s.ID, []store.Event{event(s.ID, "user.interrupt", base.Add(sec))}, nil); err != nil {
+		if _, err := f.st.AppendEvents(f.ctx, s.ID, []store.Event{event(s.ID, "user.interrupt", base.Add(sec))}, base); err != nil {
 			t.Fatalf("AppendEvents: %v", err)
 		}
 		_, queued := draft(e.ID, work.Queued, base)
@@ -506,7 +508,7 @@ func testDeleteSession(t *testing.T, newStore newStoreFunc) {
 		f.insertItem(t, active)
 		other, otherItem := f.item(t, e, work.Active, base)
 		otherEvent := event(other.ID, "user.message", base)
-		if _, err := f.st.AppendEvents(f.ctx, other.ID, []store.Event{otherEvent}, nil); err != nil {
+		if _, err := f.st.AppendEvents(f.ctx, other.ID, []store.Event{otherEvent}, base); err != nil {
 			t.Fatalf("AppendEvents: %v", err)
 		}
 

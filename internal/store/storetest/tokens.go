@@ -27,7 +27,7 @@ func (f *fixture) token(t *testing.T, mods ...func(*store.Token)) store.Token {
 	for _, m := range mods {
 		m(&tok)
 	}
-	if err := f.st.CreateToken(f.ctx, tok); err != nil {
+	if _, err := f.st.CreateToken(f.ctx, tok); err != nil {
 		t.Fatalf("CreateToken: %v", err)
 	}
 	return tok
@@ -42,7 +42,7 @@ func testCreateToken(t *testing.T, newStore newStoreFunc) {
 		want := draftToken(id.New(id.Environment))
 		want.LastUsedAt = base.Add(sec)
 		want.RevokedAt = base.Add(2 * sec)
-		if err := f.st.CreateToken(f.ctx, inZone(want, elsewhere)); err != nil {
+		if _, err := f.st.CreateToken(f.ctx, inZone(want, elsewhere)); err != nil {
 			t.Fatalf("CreateToken: %v", err)
 		}
 		got, err := f.st.TokenByHash(f.ctx, want.Hash)
@@ -63,7 +63,7 @@ func testCreateFirstToken(t *testing.T, newStore newStoreFunc) {
 		t.Parallel()
 		f := setup(t, newStore)
 		first := draftToken("")
-		created, err := f.st.CreateFirstToken(f.ctx, first)
+		_, created, err := f.st.CreateFirstToken(f.ctx, first)
 		if err != nil || !created {
 			t.Fatalf("CreateFirstToken on an empty store = %t, %v; want true", created, err)
 		}
@@ -73,7 +73,7 @@ func testCreateFirstToken(t *testing.T, newStore newStoreFunc) {
 		}
 		checkEqual(t, "TokenByHash", got, first)
 		second := draftToken("")
-		created, err = f.st.CreateFirstToken(f.ctx, second)
+		_, created, err = f.st.CreateFirstToken(f.ctx, second)
 		if err != nil || created {
 			t.Fatalf("CreateFirstToken on a store with a token = %t, %v; want false", created, err)
 		}
@@ -91,7 +91,7 @@ func testCreateFirstToken(t *testing.T, newStore newStoreFunc) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				created, err := f.st.CreateFirstToken(f.ctx, draftToken(""))
+				_, created, err := f.st.CreateFirstToken(f.ctx, draftToken(""))
 				if err != nil {
 					t.Errorf("CreateFirstToken: %v", err)
 				}
@@ -169,7 +169,8 @@ func testListTokens(t *testing.T, newStore newStoreFunc) {
 			return f.st.ListTokens(f.ctx, p)
 		}, tokenID), initial, fence, func() (string, error) {
 			tok := draftToken("")
-			return tok.ID, f.st.CreateToken(f.ctx, tok)
+			_, err := f.st.CreateToken(f.ctx, tok)
+			return tok.ID, err
 		})
 	})
 }

@@ -333,7 +333,8 @@ func testListWork(t *testing.T, newStore newStoreFunc) {
 			return f.st.ListWork(f.ctx, e.ID, p, []work.State{work.Queued})
 		}, workID), initial, fence, func() (string, error) {
 			s, it := draft(e.ID, work.Queued, base)
-			return it.ID, f.st.CreateSession(f.ctx, s, nil, &it)
+			_, err := f.st.CreateSession(f.ctx, s, nil, &it, nil)
+			return it.ID, err
 		})
 	})
 }

@@ -1,0 +1,114 @@
+package postgres
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Pollers.
+//
+// workers_polling counts the Worker-IDs that polled an environment on any replica in the
+// last 30 s, so they live in the shared pollers table. Writing a row per poll would make
+// every poll a database write (an idle fleet of ten thousand workers polls thousands of
+// times a second), so a replica keeps the polls it sees in memory and writes them out
+// together once a second, one statement for all, and just before it counts. A Worker-ID
+// that polls a replica is counted there at once and on the others within flushEvery.
+
+// flushEvery is how often the polls a replica saw are written to the shared table.
+const flushEvery = time.Second
+
+type pollers struct {
+	d       *driver
+	mu      sync.Mutex
+	pending map[pollerKey]time.Time
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+type pollerKey struct{ env, worker string }
+
+func newPollers(d *driver) *pollers {
+	p := &pollers{d: d, pending: map[pollerKey]time.Time{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go p.loop()
+	return p
+}
+
+func (p *pollers) loop() {
+	defer close(p.done)
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			p.flush(context.Background())
+			return
+		case <-t.C:
+			p.flush(context.Background())
+		}
+	}
+}
+
+func (p *pollers) close() {
+	close(p.stop)
+	<-p.done
+}
+
+// flush writes the pending polls in one statement; a failure keeps them for the next.
+func (p *pollers) flush(ctx context.Context) error {
+	p.mu.Lock()
+	if len(p.pending) == 0 {
+		p.mu.Unlock()
+		return nil
+	}
+	batch := p.pending
+	p.pending = map[pollerKey]time.Time{}
+	p.mu.Unlock()
+	envs := make([]string, 0, len(batch))
+	workers := make([]string, 0, len(batch))
+	ats := make([]int64, 0, len(batch))
+	for k, at := range batch {
+		envs, workers, ats = append(envs, k.env), append(workers, k.worker), append(ats, at.UnixMicro())
+	}
+	_, err := p.d.pool.Exec(ctx, `INSERT INTO pollers (environment_id, worker_id, last_poll_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+		ON CONFLICT (environment_id, worker_id) DO UPDATE SET last_poll_at = greatest(pollers.last_poll_at, excluded.last_poll_at)`,
+		envs, workers, ats)
+	if err != nil {
+		p.mu.Lock()
+		for k, at := range batch {
+			if cur, ok := p.pending[k]; !ok || at.After(cur) {
+				p.pending[k] = at
+			}
+		}
+		p.mu.Unlock()
+	}
+	return err
+}
+
+// RecordPoll implements store.Driver.
+func (d *driver) RecordPoll(_ context.Context, environmentID, workerID string, now time.Time) error {
+	p := d.pollers
+	p.mu.Lock()
+	p.pending[pollerKey{environmentID, workerID}] = now
+	p.mu.Unlock()
+	return nil
+}
+
+// WorkersPolling implements store.Driver: this replica's polls are written out first.
+func (d *driver) WorkersPolling(ctx context.Context, environmentID string, since time.Time) (int, error) {
+	if err := d.pollers.flush(ctx); err != nil {
+		return 0, err
+	}
+	var n int
+	err := d.pool.QueryRow(ctx, "SELECT count(*) FROM pollers WHERE environment_id = $1 AND last_poll_at >= $2",
+		environmentID, since.UnixMicro()).Scan(&n)
+	return n, err
+}
+
+// PrunePollers implements store.Driver.
+func (d *driver) PrunePollers(ctx context.Context, cutoff time.Time) error {
+	_, err := d.pool.Exec(ctx, `DELETE FROM pollers WHERE last_poll_at < $1
+		OR NOT EXISTS (SELECT 1 FROM environments e WHERE e.id = pollers.environment_id)`, cutoff.UnixMicro())
+	return err
+}

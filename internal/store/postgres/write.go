@@ -1,0 +1,220 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/berth-sh/berth/internal/id"
+	"github.com/berth-sh/berth/internal/store"
+	"github.com/berth-sh/berth/internal/store/sqlrows"
+	"github.com/berth-sh/berth/internal/work"
+)
+
+// maxAttempts bounds how often a transaction runs when PostgreSQL aborts it to resolve a
+// deadlock or a serialization failure.
+const maxAttempts = 5
+
+// retriable reports whether PostgreSQL aborted a transaction that may simply run again.
+func retriable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+// Write implements store.Driver: fn runs in a transaction of its own on the pool, again
+// when PostgreSQL aborts it for a deadlock or a serialization failure. As in the SQLite
+// store, a caller's cancellation does not cut a write off half-way: the transaction runs
+// to its commit or rollback.
+func (d *driver) Write(ctx context.Context, fn func(store.Tx) error) error {
+	ctx = context.WithoutCancel(ctx)
+	for attempt := 1; ; attempt++ {
+		err := d.write(ctx, fn)
+		if attempt < maxAttempts && retriable(err) {
+			time.Sleep(time.Duration(attempt) * 5 * time.Millisecond)
+			continue
+		}
+		return err
+	}
+}
+
+func (d *driver) write(ctx context.Context, fn func(store.Tx) error) error {
+	c, err := d.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	conn := &txConn{c: c}
+	defer conn.release(ctx)
+	t := &tx{Ops: sqlrows.Ops{C: conn, D: dialect}, d: d, c: conn}
+	if err := fn(t); err != nil {
+		return err
+	}
+	return conn.commit(ctx)
+}
+
+// Insert implements store.Driver. Transactions that make IDs take turns on the one row of
+// id_sequence, across replicas, and make their IDs above its last_id, which each turn
+// raises: so IDs are made in commit order whatever the replicas' clocks say. A turn holds
+// the row until its commit, so each replica runs the Inserts that are waiting together in
+// one transaction (sqlrows.Group), each in a savepoint: one turn, one commit, many rows.
+func (d *driver) Insert(ctx context.Context, fn func(store.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := d.inserts.Do(ctx, func(t *tx) error { return fn(t) })
+		if attempt < maxAttempts && retriable(err) {
+			time.Sleep(time.Duration(attempt) * 5 * time.Millisecond)
+			continue
+		}
+		return err
+	}
+}
+
+// PutWorkIf implements store.Driver: one statement outside any transaction, one round
+// trip.
+func (d *driver) PutWorkIf(ctx context.Context, it work.Item, version int64) (bool, error) {
+	ctx = context.WithoutCancel(ctx)
+	ok, err := d.Ops.PutWorkIf(ctx, it, version)
+	if err != nil || ok {
+		return ok, err
+	}
+	// Tell a missing item from a changed one.
+	_, err = d.Ops.Work(ctx, it.EnvironmentID, it.ID)
+	return false, err
+}
+
+// idBatch is one turn of Inserts: a transaction that holds id_sequence.
+type idBatch struct {
+	d    *driver
+	c    *txConn
+	ids  id.Generator
+	last string // the last ID made, written back at the commit
+}
+
+// beginInserts opens a turn: BEGIN and the lock of id_sequence, in one round trip.
+func (d *driver) beginInserts(ctx context.Context) (sqlrows.BatchTx[*tx], error) {
+	c, err := d.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn := &txConn{c: c}
+	b := &idBatch{d: d, c: conn}
+	rows, err := conn.Query(ctx, "SELECT last_id FROM id_sequence FOR UPDATE")
+	if err == nil {
+		if rows.Next() {
+			err = rows.Scan(&b.last)
+		} else if err = rows.Err(); err == nil {
+			err = errors.New("postgres: id_sequence has no row")
+		}
+		rows.Close()
+	}
+	if err != nil {
+		conn.release(ctx)
+		return nil, fmt.Errorf("take the ID sequence: %w", err)
+	}
+	b.ids.Observe(b.last)
+	return b, nil
+}
+
+// Run implements sqlrows.BatchTx: fn runs in a savepoint, which goes with fn's first
+// statement, and fn's writes are sent by its end, so that an error of one of them is
+// fn's own.
+func (b *idBatch) Run(ctx context.Context, fn func(*tx) error) error {
+	c := b.c
+	if c.failed != nil {
+		return c.failed
+	}
+	c.Send(ctx, "SAVEPOINT s")
+	t := &tx{Ops: sqlrows.Ops{C: c, D: dialect}, d: b.d, c: c, batch: b}
+	err := fn(t)
+	if err == nil {
+		c.Send(ctx, "RELEASE SAVEPOINT s")
+		if err = c.flush(ctx); err == nil {
+			return nil
+		}
+	}
+	if len(c.pending) > 0 && c.pending[0].sql == "SAVEPOINT s" {
+		c.pending = c.pending[:0] // nothing of fn's was sent
+		return err
+	}
+	c.pending = c.pending[:0]
+	c.failed = nil
+	for _, q := range []string{"ROLLBACK TO SAVEPOINT s", "RELEASE SAVEPOINT s"} {
+		if _, rerr := c.c.Exec(ctx, q); rerr != nil {
+			c.failed = rerr
+			return errors.Join(err, rerr)
+		}
+	}
+	return err
+}
+
+// Commit implements sqlrows.BatchTx: the last ID made goes back to id_sequence, with the
+// COMMIT.
+func (b *idBatch) Commit(ctx context.Context) error {
+	defer b.c.release(ctx)
+	if b.last != "" {
+		b.c.Send(ctx, "UPDATE id_sequence SET last_id = $1", b.last)
+	}
+	return b.c.commit(ctx)
+}
+
+// Rollback implements sqlrows.BatchTx.
+func (b *idBatch) Rollback(ctx context.Context) { b.c.release(ctx) }
+
+// tx is store.Tx on a transaction of the pool (Write) or a savepoint of a turn (Insert).
+type tx struct {
+	sqlrows.Ops
+	d     *driver
+	c     *txConn
+	batch *idBatch // nil in a Write
+}
+
+var _ store.Tx = (*tx)(nil)
+
+// NewID implements store.Tx.
+func (t *tx) NewID(prefix string) string {
+	if t.batch == nil {
+		panic("postgres: NewID outside Insert")
+	}
+	s := t.batch.ids.New(prefix)
+	t.batch.last = s
+	return s
+}
+
+// ClaimNext implements store.Tx. Claims of one environment take turns under an advisory
+// lock keyed by the environment, and wait for a row that another transaction holds rather
+// than skipping it (SKIP LOCKED would): a poll must deliver the oldest deliverable item
+// and answer null only when there is none (API.md §4.2), and an ack, heartbeat or
+// metadata update holding the oldest row must not hide it. Claims in different
+// environments run side by side. The lock and the read go with BEGIN, in one round trip.
+func (t *tx) ClaimNext(ctx context.Context, environmentID string, c work.Claim) (work.Item, bool, error) {
+	if err := t.c.Send(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", environmentID); err != nil {
+		return work.Item{}, false, err
+	}
+	for {
+		it, ok, err := t.OldestDeliverable(ctx, environmentID, c, " FOR UPDATE")
+		if err != nil || ok {
+			return it, ok, err
+		}
+		// At READ COMMITTED a row that changed while the claim waited for its lock is
+		// re-checked and dropped, and LIMIT 1 then yields nothing even if a younger row
+		// qualifies: look again, until nothing qualifies.
+		if more, err := t.HasDeliverable(ctx, environmentID, c); err != nil || !more {
+			return work.Item{}, false, err
+		}
+	}
+}
+
+// InsertFirstToken implements store.Tx: it runs in an Insert, whose turn on id_sequence
+// also keeps any other replica from inserting a first token at the same time.
+func (t *tx) InsertFirstToken(ctx context.Context, tok store.Token) (bool, error) {
+	if t.batch == nil {
+		panic("postgres: InsertFirstToken outside Insert")
+	}
+	return t.Ops.InsertFirstTokenIfNone(ctx, tok)
+}
+
+// Notify implements store.Tx: the notice goes with the commit.
+func (t *tx) Notify(environmentID string) {
+	t.c.Send(context.Background(), "SELECT pg_notify($1, $2)", workChannel, environmentID+" "+t.d.replica)
+}

@@ -243,7 +243,7 @@ func (s *Server) updateWork(c *call) error {
 		if len(patch) == 0 {
 			return it, false, nil
 		}
-		m, err := work.Merge(it.Metadata, patch, "metadata")
+		m, err := work.MergeWork(it.Metadata, patch, "metadata")
 		if err != nil {
 			return it, false, err
 		}

@@ -125,21 +125,27 @@ func (it *item) finish(exitCode int) {
 	c := it.w.cfg.Client
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
+	recorded := true
 	if _, err := c.UpdateWork(ctx, it.env, it.id, client.UpdateWorkParams{
 		Metadata: map[string]*string{"exit_code": client.String(strconv.Itoa(exitCode))},
 	}); err != nil {
-		it.log.Warn("record exit code", "err", err)
+		// The item is still stopped below: it must neither run again nor hold its slot.
+		// Its outcome is then only here, so say so where it will be seen.
+		recorded = false
+		it.log.Error("could not record the exit code in the item's metadata: the item will be stopped without it",
+			"exit_code", exitCode, "err", err)
+		it.w.cfg.Metrics.exitCodeNotRecorded()
 	}
 	force := it.w.isForced()
 	for range 2 {
 		wk, err := c.StopWork(ctx, it.env, it.id, force)
 		if err != nil {
-			it.log.Error("stop failed", "err", err)
+			it.log.Error("stop failed", "exit_code", exitCode, "err", err)
 			it.w.cfg.Metrics.outcome("failed")
 			return
 		}
 		if wk.State == client.StateStopped {
-			it.log.Info("stopped", "exit_code", exitCode)
+			it.log.Info("stopped", "exit_code", exitCode, "exit_code_recorded", recorded)
 			it.w.cfg.Metrics.outcome("completed")
 			return
 		}

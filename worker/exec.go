@@ -24,6 +24,15 @@ import (
 // The item ends when the command (the shell) exits, whatever it leaves behind: processes
 // still in its group then get SIGTERM, and SIGKILL after KillGrace, before Handle returns,
 // so that nothing the command started outlives its item or holds its slot.
+//
+// The shell traps SIGTERM (`trap exit TERM`, prepended to Command): a graceful stop
+// signals the whole group, the command the shell is running ends as it chooses, and the
+// shell then exits with that command's exit status instead of dying of the signal itself.
+// Without the trap, `--exec ./job.sh` would record 143 (the shell's death by SIGTERM)
+// even when job.sh handled the signal and exited with a code of its own: /bin/sh forks
+// for the command rather than exec'ing it (dash does, for any -c string), and the shell
+// gets the group's SIGTERM too. Subshells and background jobs reset the trap, as POSIX
+// says, and a command that exec's or sets its own trap replaces it.
 type Exec struct {
 	// Command is the shell command line.
 	Command string
@@ -36,6 +45,9 @@ type Exec struct {
 	// Logger receives the children's output.
 	Logger *slog.Logger
 }
+
+// termTrap is prepended to every command: see Exec.
+const termTrap = "trap exit TERM; "
 
 // outputGrace bounds the wait for the end of a command's output once its process group
 // is gone. Only a process that left the group (setsid, a daemon) can still hold the pipes
@@ -58,7 +70,7 @@ func (e *Exec) Handle(ctx context.Context, job Job) (int, error) {
 		log = slog.Default()
 	}
 	log = log.With("work_id", job.Work.ID)
-	cmd := exec.Command("/bin/sh", "-c", e.Command)
+	cmd := exec.Command("/bin/sh", "-c", termTrap+e.Command)
 	cmd.Env = append(os.Environ(), e.Env...)
 	cmd.Env = append(cmd.Env,
 		"BERTH_WORK_ID="+job.Work.ID,
@@ -145,9 +157,9 @@ type groupSignal struct {
 }
 
 // endGroup ends what the command left in its process group once the shell has exited
-// (and been reaped): SIGTERM, then SIGKILL once the kill grace, counted from the first
-// SIGTERM (stop's, if stop sent one: sig), has passed, or as soon as kill closes. It
-// returns when the group is empty, or soon after SIGKILL.
+// (and been reaped): SIGTERM, unless stop sent one already (sig), then SIGKILL once the
+// kill grace, counted from the SIGTERM, has passed, or as soon as kill closes. It returns
+// when the group is empty, or soon after SIGKILL.
 //
 // The group's ID is the PID of the shell, which has been reaped. The system does not
 // reuse a process group's ID while the group has members, so the signals cannot reach
@@ -157,12 +169,13 @@ func (e *Exec) endGroup(pgid int, sig groupSignal, kill <-chan struct{}, log *sl
 		return
 	}
 	if !sig.killed {
-		// Also after stop's SIGTERM: what the command started since has not had one.
+		// Not a second SIGTERM after stop's: a process may take a second one as an order
+		// to quit at once, in the middle of its graceful exit.
 		if sig.at.IsZero() {
 			sig.at = time.Now()
+			log.Warn("the command left processes running in its process group; terminating them", "kill_grace", e.KillGrace)
+			syscall.Kill(-pgid, syscall.SIGTERM)
 		}
-		log.Warn("the command left processes running in its process group; terminating them", "kill_grace", e.KillGrace)
-		syscall.Kill(-pgid, syscall.SIGTERM)
 		grace := time.NewTimer(time.Until(sig.at.Add(e.KillGrace)))
 		defer grace.Stop()
 		if !waitGroup(pgid, grace.C, kill) {

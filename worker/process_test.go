@@ -102,17 +102,78 @@ while [ ! -e "$DIR/daemon" ]; do sleep 0.01; done; echo "started"; exit 4`
 	run.log.waitFor(t, "a process outside the command's process group still holds its output")
 }
 
-// A process the command starts after a graceful stop's SIGTERM (here from its trap) has
-// not had that signal: when the command exits it gets one too, rather than running on
-// until the kill grace (a minute here) ends in SIGKILL.
-func TestProcessStartedAfterTheStopGetsSIGTERMWhenTheCommandExits(t *testing.T) {
+// A graceful stop records the command's own exit code, not that of the shell that runs
+// it: `--exec ./job.sh`, where job.sh traps SIGTERM and exits 3, records 3 (it recorded
+// 143, the shell's death by the signal), with no `exec` in front. A compound command
+// records the code of the command it was running, and runs nothing after it.
+func TestGracefulStopRecordsTheCommandsOwnExitCode(t *testing.T) {
+	t.Parallel()
+	b := newBench(t)
+	dir := t.TempDir()
+	job := filepath.Join(dir, "job.sh")
+	// Its background process says when it runs: a SIGTERM that comes between its fork
+	// and its exec is lost (dash catches it, then resets the handler).
+	script := `#!/bin/sh
+trap 'echo "job got TERM"; exit 3' TERM
+sh -c 'echo $$ > "$0.tmp"; mv "$0.tmp" "$0"; exec sleep 600' "$DIR/bg.$BERTH_WORK_ID" &
+while [ ! -e "$DIR/bg.$BERTH_WORK_ID" ]; do sleep 0.01; done
+echo "ready $BERTH_WORK_ID"
+wait
+`
+	if err := os.WriteFile(job, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	commands := []string{
+		job,
+		`cd "$DIR" && ./job.sh; echo "after the job"`,
+	}
+	var ids []string
+	for _, c := range commands {
+		_, w := b.session(map[string]string{"command": c})
+		ids = append(ids, w.ID)
+	}
+	var times handlerTimes
+	exec := func(command string) *worker.Exec {
+		return &worker.Exec{Command: command, KillGrace: time.Minute, Env: []string{"DIR=" + dir}, Logger: b.logger}
+	}
+	run := b.start(worker.Config{Capacity: len(commands), TTL: 10, HeartbeatInterval: 50 * time.Millisecond,
+		Handler: times.wrap(worker.HandlerFunc(func(ctx context.Context, j worker.Job) (int, error) {
+			return exec(j.Work.Metadata["command"]).Handle(ctx, j)
+		}))})
+	for i, id := range ids {
+		run.log.waitFor(t, "ready "+id)
+		if _, err := b.admin.StopWork(context.Background(), b.env, id, false); err != nil {
+			t.Fatal(err)
+		}
+		w := b.waitState(id, client.StateStopped)
+		if w.Metadata["exit_code"] != "3" {
+			t.Errorf("%q: exit_code %q, want 3, job.sh's own", commands[i], w.Metadata["exit_code"])
+		}
+		if ended, _ := times.get(id); !isErr(ended.cause, worker.ErrStopRequested) {
+			t.Errorf("%q: handler cancelled with %v, want ErrStopRequested", commands[i], ended.cause)
+		}
+	}
+	log := run.log.String()
+	if n := strings.Count(log, `"msg":"job got TERM"`); n != len(commands) {
+		t.Errorf("job.sh got SIGTERM %d times, want %d:\n%s", n, len(commands), log)
+	}
+	if strings.Contains(log, "after the job") {
+		t.Errorf("the compound command went on after the stop:\n%s", log)
+	}
+}
+
+// A process the command starts after a graceful stop's SIGTERM (here from its trap) does
+// not outlive the item either: it gets SIGKILL when the kill grace ends. It gets no
+// SIGTERM of its own, since the group's processes have had theirs, and a second one may
+// cut a graceful exit short.
+func TestProcessStartedAfterTheStopIsKilledAfterTheGrace(t *testing.T) {
 	t.Parallel()
 	b := newBench(t)
 	dir := t.TempDir()
 	_, item := b.session(nil)
-	script := `trap 'sleep 600 & echo $! > "$DIR/late"; exit 3' TERM; echo "ready $BERTH_WORK_ID"; sleep 600 & wait`
+	script := `trap 'sleep 600 & echo $! > "$DIR/late"; exit 3' TERM; sleep 600 & echo "ready $BERTH_WORK_ID"; wait`
 	run := b.start(worker.Config{TTL: 10, HeartbeatInterval: 50 * time.Millisecond, Handler: &worker.Exec{
-		Command: script, KillGrace: time.Minute, Env: []string{"DIR=" + dir}}})
+		Command: script, KillGrace: 200 * time.Millisecond, Env: []string{"DIR=" + dir}}})
 	run.log.waitFor(t, "ready "+item.ID)
 	if _, err := b.admin.StopWork(context.Background(), b.env, item.ID, false); err != nil {
 		t.Fatal(err)
@@ -124,5 +185,9 @@ func TestProcessStartedAfterTheStopGetsSIGTERMWhenTheCommandExits(t *testing.T) 
 	if pid := readPID(t, filepath.Join(dir, "late")); !processGone(pid) {
 		syscall.Kill(pid, syscall.SIGKILL)
 		t.Errorf("process %d, started after the stop, outlived the item", pid)
+	}
+	run.log.waitFor(t, "outlived the kill grace; killing them")
+	if strings.Contains(run.log.String(), "the command left processes running") {
+		t.Errorf("a second SIGTERM after the stop's:\n%s", run.log)
 	}
 }

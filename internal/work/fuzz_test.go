@@ -380,6 +380,15 @@ func FuzzParsePatchAndMerge(f *testing.F) {
 				want[k] = *v
 			}
 		}
+		// A work item's merge differs only in its limit.
+		if mw, werr := work.MergeWork(base, p, "metadata"); werr != nil {
+			fzInvalid(t, "MergeWork", werr, "metadata")
+			if len(want) <= work.MaxWorkMetadataKeys {
+				t.Errorf("MergeWork refused a result of %d keys: %v", len(want), werr)
+			}
+		} else if len(want) > work.MaxWorkMetadataKeys || !maps.Equal(mw, want) {
+			t.Errorf("MergeWork(%v, %s) = %v, want %v", base, rawPatch, mw, want)
+		}
 		if err != nil {
 			fzInvalid(t, "Merge", err, "metadata")
 			if len(want) <= work.MaxMetadataKeys {

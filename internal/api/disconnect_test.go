@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -145,5 +146,89 @@ func TestIdempotencyKeySurvivesAClientHangingUp(t *testing.T) {
 				t.Errorf("second retry: %v %s, want the replay of %s", again.Header, again.Body, retry.Body)
 			}
 		})
+	}
+}
+
+// A client that hangs up before it is answered is counted under code 499 in
+// berth_http_requests_total and logs no ERROR line (its access line says status 499, at
+// Info, with the status the handler chose if it wrote one), whether the hang-up cut the
+// store write off or came after it. A real failure while the client waits is still a 500
+// with an ERROR line.
+func TestClientHangingUpIsCounted499NotAsAServerError(t *testing.T) {
+	t.Parallel()
+	logs := &lockedBuffer{}
+	h, hs, served := disconnectHarness(t, func(c *api.Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	env := h.env(true)
+	body := `{"agent":"agent_x","environment_id":"` + env + `"}`
+
+	// Cut off before the write: the store call fails with the cancellation.
+	entered := make(chan struct{})
+	hs.holdNext(func(ctx context.Context, next func(context.Context) error) error {
+		entered <- struct{}{}
+		<-ctx.Done()
+		return next(ctx)
+	})
+	hangUp(t, h, served, entered, "POST", "/sessions", body, "hangup-before-write")
+
+	// Gone after the write: the handler answers 201 to no one.
+	hs.holdNext(func(ctx context.Context, next func(context.Context) error) error {
+		err := next(ctx)
+		entered <- struct{}{}
+		<-ctx.Done()
+		return err
+	})
+	hangUp(t, h, served, entered, "POST", "/sessions", body, "hangup-after-write")
+
+	// A real failure, the client waiting.
+	hs.holdNext(func(ctx context.Context, next func(context.Context) error) error {
+		return errors.New("disk on fire")
+	})
+	wantError(t, h.do("POST", "/sessions", body, header("x-request-id", "real-failure")), 500, "api_error", "")
+
+	m := h.doRaw("GET", "/metrics", "", as(""))
+	for sample, want := range map[string]float64{
+		`berth_http_requests_total{code="499",method="POST",route="/api/v1/cloud/sessions"}`: 2,
+		`berth_http_requests_total{code="500",method="POST",route="/api/v1/cloud/sessions"}`: 1,
+		`berth_http_requests_total{code="201",method="POST",route="/api/v1/cloud/sessions"}`: 0,
+	} {
+		if got, _ := metricValue(m.Body, sample); got != want {
+			t.Errorf("%s = %v, want %v", sample, got, want)
+		}
+	}
+
+	lines, raw := logLines(t, logs)
+	access := map[string]map[string]any{}
+	errorLines := map[string]int{}
+	for _, l := range lines {
+		id, _ := l["request_id"].(string)
+		if l["msg"] == "request" {
+			access[id] = l
+		}
+		if l["level"] == "ERROR" {
+			errorLines[id]++
+		}
+	}
+	for id, want := range map[string]struct {
+		status, handlerStatus float64
+		errors                int
+	}{
+		"hangup-before-write": {499, 500, 0},
+		"hangup-after-write":  {499, 201, 0},
+		"real-failure":        {500, 0, 1},
+	} {
+		a := access[id]
+		if a == nil {
+			t.Errorf("%s: no access line in\n%s", id, raw)
+			continue
+		}
+		hs, _ := a["handler_status"].(float64)
+		if a["status"] != want.status || hs != want.handlerStatus || a["level"] != "INFO" {
+			t.Errorf("%s: access line %v, want status %v, handler_status %v, at INFO", id, a, want.status, want.handlerStatus)
+		}
+		if errorLines[id] != want.errors {
+			t.Errorf("%s: %d ERROR lines, want %d:\n%s", id, errorLines[id], want.errors, raw)
+		}
 	}
 }

@@ -69,6 +69,7 @@ var (
 	errBodyNotObject   = errInvalid("", "Request body must be a JSON object.")
 	errBodyTooLarge    = errInvalid("", "Request body must not exceed 32 MiB.")
 	errNoRoute         = errNotFound("No such route.")
+	errUncleanPath     = errNotFound("No such route: a path with an empty, \".\" or \"..\" segment names nothing.")
 	errInternal        = &apiError{Status: http.StatusInternalServerError, Type: typeAPI, Message: "Internal server error."}
 	errUnavailable     = &apiError{Status: http.StatusServiceUnavailable, Type: typeAPI, Message: "Storage is unavailable."}
 	errIdempotencyBusy = errConflict("A request with this Idempotency-Key is still being processed.")

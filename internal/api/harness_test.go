@@ -77,7 +77,9 @@ func newHarnessWrapped(t *testing.T, mod func(*api.Config), wrap func(http.Handl
 	if wrap != nil {
 		handler = wrap(srv)
 	}
-	ts := httptest.NewServer(handler)
+	ts := httptest.NewUnstartedServer(handler)
+	ts.Listener = srv.Listener(ts.Listener) // as berth serve does
+	ts.Start()
 	h := &harness{t: t, srv: srv, store: st, clock: clock, url: ts.URL, client: http.DefaultClient}
 	t.Cleanup(func() {
 		srv.Shutdown()

@@ -88,9 +88,10 @@ func (s *Server) register() {
 	}
 	sort.Strings(patterns)
 	for _, p := range patterns {
-		s.mux.Handle(p, s.entry(byPattern[p]))
+		s.mux.Handle(p, s.entry(byPattern[p], nil))
 	}
-	s.mux.Handle("/", s.entry(nil))
+	s.mux.Handle("/", s.entry(nil, errNoRoute))
+	s.unclean = s.entry(nil, errUncleanPath)
 }
 
 type quietKey struct{}
@@ -109,7 +110,8 @@ func Quiet(ctx context.Context) context.Context {
 const statusClientClosed = 499
 
 // entry wraps the routes of one path pattern: request ID, panic recovery, access log and
-// metrics, then method dispatch (405 for other methods, 404 for no pattern at all).
+// metrics, then method dispatch (405 for other methods; none, the answer for no
+// pattern at all).
 //
 // A request whose context the client cancelled (it hung up) before an answer was written
 // is counted and logged with status 499 (statusClientClosed), its access line at Info
@@ -118,7 +120,7 @@ const statusClientClosed = 499
 // cancellation) is logged at Debug, not Error: any client could otherwise fill the log
 // and the 5xx rate by hanging up. A failure not caused by the cancellation is still logged
 // at Error, and a panic is always a 500.
-func (s *Server) entry(routes []*Route) http.Handler {
+func (s *Server) entry(routes []*Route, none *apiError) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		reqID := r.Header.Get("x-request-id")
@@ -170,7 +172,7 @@ func (s *Server) entry(routes []*Route) http.Handler {
 		}()
 		switch {
 		case len(routes) == 0:
-			writeError(rec, errNoRoute)
+			writeError(rec, none)
 		case rt == nil:
 			allow := make([]string, 0, len(routes))
 			for _, cand := range routes {

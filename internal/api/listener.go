@@ -144,8 +144,13 @@ func (s *Server) netHTTPEnvelope(status int, detail string) []byte {
 	h := http.Header{}
 	h.Set("x-request-id", id)
 	body := mustErrorBody(headerOnly(h), &apiError{Status: status, Type: typ, Message: msg})
-	s.metrics.observeRequest("unknown", "unparsed", status, 0)
-	s.log.Info("request refused before routing", "request_id", id, "status", status, "detail", detail)
+	// Counted, with no duration: the request was never timed.
+	s.metrics.requests.WithLabelValues("unknown", "unparsed", strconv.Itoa(status)).Inc()
+	attrs := []any{"request_id", id, "status", status}
+	if detail != "" {
+		attrs = append(attrs, "detail", detail)
+	}
+	s.log.Info("request refused before routing", attrs...)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", status, http.StatusText(status))
 	fmt.Fprintf(&b, "Content-Type: application/json\r\nX-Request-Id: %s\r\nContent-Length: %d\r\n", id, len(body))

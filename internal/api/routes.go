@@ -114,9 +114,9 @@ const statusClientClosed = 499
 // pattern at all).
 //
 // A request whose context the client cancelled (it hung up) before an answer was written
-// is counted and logged with status 499 (statusClientClosed), its access line at Info
-// like any other and with the status the handler chose, if it wrote one, as
-// handler_status. The failure that the hang-up caused (a store call cut off by the
+// is counted and logged with status 499 (statusClientClosed), its access line at the
+// level it would have had anyway (Info; Debug for quiet requests and empty polls) and
+// with the status the handler chose, if it wrote one, as handler_status. The failure that the hang-up caused (a store call cut off by the
 // cancellation) is logged at Debug, not Error: any client could otherwise fill the log
 // and the 5xx rate by hanging up. A failure not caused by the cancellation is still logged
 // at Error, and a panic is always a 500.

@@ -202,7 +202,7 @@ func FuzzParseBlock(f *testing.F) {
 			return
 		}
 		n, aerr := strconv.Atoi(s)
-		inRange := aerr == nil && n >= 1 && n <= 999
+		inRange := digits.MatchString(s) && aerr == nil && n >= 1 && n <= 999
 		if err != nil {
 			fzInvalid(t, "ParseBlock("+strconv.Quote(s)+")", err, "block_ms")
 			if digits.MatchString(s) && inRange {

@@ -192,7 +192,7 @@ func (rc *recorder) waitCalls(t *testing.T, n int, what string, match func(call)
 }
 
 // waitAnswered waits until no recorded call on workID is still unanswered.
-func (rc *recorder) waitAnswered(t *testing.T, workID string, deadline time.Time) {
+func (rc *recorder) waitAnswered(t testing.TB, workID string, deadline time.Time) {
 	t.Helper()
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
@@ -249,7 +249,7 @@ func (s *logSink) lines() []map[string]any {
 }
 
 // waitFor waits until the log contains substr.
-func (s *logSink) waitFor(t *testing.T, substr string) {
+func (s *logSink) waitFor(t testing.TB, substr string) {
 	t.Helper()
 	deadline := time.NewTimer(30 * time.Second)
 	defer deadline.Stop()
@@ -271,7 +271,7 @@ func (s *logSink) waitFor(t *testing.T, substr string) {
 // bench is one server with a self_hosted environment, an admin client and a worker
 // token, and the recorder in front of it.
 type bench struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *api.Server
 	store  *sqlite.Store
 	clock  *testClock
@@ -282,9 +282,23 @@ type bench struct {
 	rec    *recorder
 	log    *logSink     // what the bench's workers log, as JSON
 	logger *slog.Logger // writes to log
+	hc     *http.Client // when set, carries every client's requests (newInProcessBench)
 }
 
-func newBench(t *testing.T) *bench {
+func newBench(t testing.TB) *bench {
+	t.Helper()
+	return newBenchWith(t, false)
+}
+
+// newInProcessBench is newBench with no network in between: the clients call the
+// recorder's ServeHTTP themselves, so that a test in a testing/synctest bubble runs the
+// worker and the server together on the bubble's clock.
+func newInProcessBench(t *testing.T) *bench {
+	t.Helper()
+	return newBenchWith(t, true)
+}
+
+func newBenchWith(t testing.TB, inProcess bool) *bench {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), t.TempDir())
 	if err != nil {
@@ -295,13 +309,32 @@ func newBench(t *testing.T) *bench {
 	b := &bench{t: t, srv: srv, store: st, clock: clock, log: newLogSink()}
 	b.logger = slog.New(slog.NewJSONHandler(b.log, nil))
 	b.rec = &recorder{next: srv, changed: make(chan struct{})}
-	ts := httptest.NewServer(b.rec)
-	t.Cleanup(func() {
-		srv.Shutdown()
-		ts.Close()
-		st.Close()
-	})
-	b.base = ts.URL + api.BasePath
+	if inProcess {
+		b.hc = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			// The request as a server would see it.
+			sr := r.Clone(r.Context())
+			if sr.Body == nil {
+				sr.Body = http.NoBody
+			}
+			sr.RequestURI, sr.RemoteAddr = r.URL.RequestURI(), "192.0.2.1:1234"
+			rw := httptest.NewRecorder()
+			b.rec.ServeHTTP(rw, sr)
+			return rw.Result(), nil
+		})}
+		b.base = "http://berth.invalid" + api.BasePath
+		t.Cleanup(func() {
+			srv.Shutdown()
+			st.Close()
+		})
+	} else {
+		ts := httptest.NewServer(b.rec)
+		t.Cleanup(func() {
+			srv.Shutdown()
+			ts.Close()
+			st.Close()
+		})
+		b.base = ts.URL + api.BasePath
+	}
 	b.admin = b.client(b.token(api.RoleAdmin, ""))
 	env, err := b.admin.CreateEnvironment(context.Background(), client.CreateEnvironmentParams{
 		Name: "workers", Config: client.SelfHostedConfig("")})
@@ -326,6 +359,9 @@ func (b *bench) token(role, env string) string {
 
 func (b *bench) client(secret string, opts ...client.Option) *client.Client {
 	b.t.Helper()
+	if b.hc != nil {
+		opts = append([]client.Option{client.WithHTTPClient(b.hc)}, opts...)
+	}
 	c, err := client.New(b.base, secret, opts...)
 	if err != nil {
 		b.t.Fatal(err)

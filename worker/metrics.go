@@ -11,6 +11,7 @@ type Metrics struct {
 	outcomes        *prometheus.CounterVec
 	pollErrors      prometheus.Counter
 	heartbeatErrors prometheus.Counter
+	exitCodeErrors  prometheus.Counter
 }
 
 // NewMetrics registers a worker's metrics with reg.
@@ -29,8 +30,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		heartbeatErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_worker_heartbeat_errors_total", Help: "Heartbeats that failed without losing the lease.",
 		}),
+		exitCodeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_worker_exit_code_errors_total",
+			Help: "Exit codes that could not be recorded in their item's metadata: the item was stopped without exit_code, and only the worker's log has the code.",
+		}),
 	}
-	reg.MustRegister(m.running, m.outcomes, m.pollErrors, m.heartbeatErrors)
+	reg.MustRegister(m.running, m.outcomes, m.pollErrors, m.heartbeatErrors, m.exitCodeErrors)
 	return m
 }
 
@@ -61,5 +66,11 @@ func (m *Metrics) pollError() {
 func (m *Metrics) heartbeatError() {
 	if m != nil {
 		m.heartbeatErrors.Inc()
+	}
+}
+
+func (m *Metrics) exitCodeNotRecorded() {
+	if m != nil {
+		m.exitCodeErrors.Inc()
 	}
 }

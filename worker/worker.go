@@ -16,7 +16,9 @@
 //   - When the handler returns, its exit code is recorded in the item's metadata
 //     (exit_code) and the item is stopped: a graceful request, then the confirmation.
 //   - A heartbeat answering "stopping" (an operator asked) ends the handler gracefully and
-//     confirms the stop.
+//     confirms the stop. Between heartbeats, each running item reads its state about once
+//     a second, so that a stop reaches the handler within about a second: "stopping" ends
+//     it gracefully, "stopped" (forced) as a lost lease does.
 //
 // One file per loop: worker.go (the worker and its drain), poll.go (the poll loop),
 // item.go (one item: ack, heartbeats, handler, stop).
@@ -37,7 +39,8 @@ import (
 // Causes with which an item's handler context is cancelled. Handlers tell them apart
 // with context.Cause.
 var (
-	// ErrStopRequested: an operator asked for the item to stop (heartbeat said stopping).
+	// ErrStopRequested: an operator asked for the item to stop (a heartbeat or a state
+	// read said stopping).
 	ErrStopRequested = errors.New("stop requested")
 	// ErrDrainTimeout: the worker is shutting down and the drain timeout passed.
 	ErrDrainTimeout = errors.New("drain timeout")
@@ -91,6 +94,11 @@ type Config struct {
 	// HeartbeatInterval overrides the heartbeat period (default a third of the lease the
 	// server granted). Shorter is safe; longer than the lease is not.
 	HeartbeatInterval time.Duration
+	// StateCheckInterval is how often each running item reads its state (GET
+	// …/work/{id}) to learn of a stop between heartbeats (default 1 s; each wait is drawn
+	// within ±20% of it). Negative turns the reads off: a stop then waits for the next
+	// heartbeat, up to a third of the lease.
+	StateCheckInterval time.Duration
 	// DrainTimeout is how long running items may go on after Run's context ends before
 	// they are stopped (default 30 s).
 	DrainTimeout time.Duration
@@ -135,6 +143,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.TTL == 0 {
 		cfg.TTL = 60
+	}
+	if cfg.StateCheckInterval == 0 {
+		cfg.StateCheckInterval = time.Second
 	}
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 30 * time.Second

@@ -179,7 +179,9 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 	go srv.Run(runCtx)
 
 	errc := make(chan error, 1)
-	go func() { errc <- httpSrv.Serve(ln) }()
+	// srv.Listener: the answers net/http writes by itself (a request it cannot parse,
+	// headers over MaxHeaderBytes) become the API's error envelope too.
+	go func() { errc <- httpSrv.Serve(srv.Listener(ln)) }()
 	attrs := []any{"addr", ln.Addr().String(), "data_dir", o.dataDir}
 	if !o.noDashboard {
 		attrs = append(attrs, "dashboard", dashboardURL(ln.Addr()))

@@ -44,8 +44,10 @@ a time, holding each item's lease with heartbeats.
 The command runs with sh -c. It gets BERTH_WORK_ID, BERTH_SESSION_ID,
 BERTH_ENVIRONMENT_ID and BERTH_WORKER_ID in its environment and the work item's JSON on
 stdin; its output goes to the worker's log. When it exits, its exit code is recorded in
-the item's metadata (exit_code) and the item is stopped. An operator's stop request
-sends it SIGTERM, and SIGKILL after --kill-grace. If the worker loses an item's lease
+the item's metadata (exit_code) and the item is stopped; what it left running in its
+process group gets SIGTERM, and SIGKILL after --kill-grace. An operator's stop request
+sends it SIGTERM, and SIGKILL after --kill-grace; the shell traps SIGTERM, so the code
+recorded is the command's own. If the worker loses an item's lease
 (another worker may have it now) the command is killed and the item left alone.
 
 SIGTERM or SIGINT drains: no new items, running ones get --drain-timeout to finish,
@@ -71,7 +73,7 @@ The worker exits non-zero if the server refuses its token or environment.`,
 	f.StringVar(&o.exec, "exec", os.Getenv("BERTH_EXEC"), "shell command run once per item (BERTH_EXEC)")
 	f.IntVar(&o.ttl, "ttl", envInt(&envErrs, "BERTH_TTL", 60), "lease asked for, in seconds (BERTH_TTL)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", envDuration(&envErrs, "BERTH_DRAIN_TIMEOUT", 30*time.Second), "how long running items may finish on shutdown (BERTH_DRAIN_TIMEOUT)")
-	f.DurationVar(&o.killGrace, "kill-grace", envDuration(&envErrs, "BERTH_KILL_GRACE", 10*time.Second), "SIGTERM to SIGKILL for a stopped command (BERTH_KILL_GRACE)")
+	f.DurationVar(&o.killGrace, "kill-grace", envDuration(&envErrs, "BERTH_KILL_GRACE", 10*time.Second), "SIGTERM to SIGKILL for a stopped command, or what a command left running (BERTH_KILL_GRACE)")
 	f.StringVar(&o.logFormat, "log-format", envDefault("BERTH_LOG_FORMAT", "text"), "log format: text or json (BERTH_LOG_FORMAT)")
 	f.StringVar(&o.logLevel, "log-level", envDefault("BERTH_LOG_LEVEL", "info"), logLevelHelp+" (BERTH_LOG_LEVEL)")
 	f.StringVar(&o.healthAddr, "health-addr", os.Getenv("BERTH_HEALTH_ADDR"), "serve /healthz and /metrics here when set (BERTH_HEALTH_ADDR)")

@@ -298,6 +298,57 @@ func TestWorkerDrainTimeoutThenKillGrace(t *testing.T) {
 	}
 }
 
+// The README's `--exec /opt/agent/run.sh`, stopped by the worker's SIGTERM (systemd's,
+// Kubernetes'): the script's own exit code is recorded (3, from its TERM trap; not 143,
+// the death of the shell that runs it), with no exec in front, and the background
+// process it started does not outlive the worker.
+func TestWorkerStopRecordsTheScriptsOwnExitCode(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	item := c.session()
+	dir := t.TempDir()
+	// The background process says when it runs: a SIGTERM that comes between its fork and
+	// its exec is lost (dash catches it, then resets the handler).
+	script := `#!/bin/sh
+trap 'exit 3' TERM
+sh -c 'echo $$ > "$0.tmp"; mv "$0.tmp" "$0"; exec sleep 600 >/dev/null 2>&1' "$DIR/bg" &
+while [ ! -e "$DIR/bg" ]; do sleep 0.01; done
+echo "ready $BERTH_WORK_ID"
+wait
+`
+	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w := c.startWorker([]string{"DIR=" + dir}, "--worker-id", "script-runner", "--drain-timeout", "0", "--kill-grace", "1m",
+		"--exec", filepath.Join(dir, "run.sh"))
+	w.waitLog(t, "ready "+item.ID)
+	bg := readPIDFile(t, filepath.Join(dir, "bg"))
+	w.signal(t, syscall.SIGTERM)
+	if code := w.exitCode(t, 60*time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0:\n%s", code, w.log())
+	}
+	got := c.get(item.ID)
+	if got.State != client.StateStopped || got.Metadata["exit_code"] != "3" {
+		t.Errorf("item: %s, exit_code %q, want stopped with the script's 3", got.State, got.Metadata["exit_code"])
+	}
+	if err := syscall.Kill(bg, 0); err != syscall.ESRCH && !zombie(bg) {
+		syscall.Kill(bg, syscall.SIGKILL)
+		t.Errorf("the script's background process %d outlived the worker (kill 0: %v)", bg, err)
+	}
+}
+
+// zombie reports whether pid is a zombie: dead, waiting for a parent that may never reap
+// it (PID 1 in some containers does not).
+func zombie(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(stat)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && f[0] == "Z"
+}
+
 // --drain-timeout 0 means no drain at all (not worker.Config's default of 30 s): on
 // SIGTERM the running item is stopped at once, and with --kill-grace 0 a child that
 // ignores SIGTERM is killed at once too.

@@ -27,9 +27,21 @@ type apiError struct {
 	Message string
 	Param   string
 	Details any
+	// cause is the unexpected error behind a 500 (asAPIError): never sent, but logged
+	// (Error) and matched (Unwrap), e.g. to tell a request cut off by its client's
+	// hang-up from a real failure.
+	cause error
 }
 
-func (e *apiError) Error() string { return e.Message }
+// Error is the message sent, or for a 500 made from an unexpected error, that error.
+func (e *apiError) Error() string {
+	if e.cause != nil {
+		return e.cause.Error()
+	}
+	return e.Message
+}
+
+func (e *apiError) Unwrap() error { return e.cause }
 
 func errInvalid(param, format string, args ...any) *apiError {
 	return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Param: param, Message: fmt.Sprintf(format, args...)}
@@ -57,6 +69,7 @@ var (
 	errBodyNotObject   = errInvalid("", "Request body must be a JSON object.")
 	errBodyTooLarge    = errInvalid("", "Request body must not exceed 32 MiB.")
 	errNoRoute         = errNotFound("No such route.")
+	errUncleanPath     = errNotFound("No such route: a path with an empty, \".\" or \"..\" segment names nothing.")
 	errInternal        = &apiError{Status: http.StatusInternalServerError, Type: typeAPI, Message: "Internal server error."}
 	errUnavailable     = &apiError{Status: http.StatusServiceUnavailable, Type: typeAPI, Message: "Storage is unavailable."}
 	errIdempotencyBusy = errConflict("A request with this Idempotency-Key is still being processed.")
@@ -98,7 +111,9 @@ func asAPIError(err error, notFound *apiError) *apiError {
 	if errors.Is(err, store.ErrNotFound) && notFound != nil {
 		return notFound
 	}
-	return errInternal
+	internal := *errInternal
+	internal.cause = err
+	return &internal
 }
 
 // currentState is error.details.current_state of a 412 [ext].

@@ -59,6 +59,13 @@ func newHarness(t *testing.T) *harness {
 // newHarnessWith is newHarness with the server's configuration changed by mod first.
 func newHarnessWith(t *testing.T, mod func(*api.Config)) *harness {
 	t.Helper()
+	return newHarnessWrapped(t, mod, nil)
+}
+
+// newHarnessWrapped is newHarnessWith with the listener's handler made by wrap from the
+// server (nil: the server itself), e.g. to learn when a request's handling has ended.
+func newHarnessWrapped(t *testing.T, mod func(*api.Config), wrap func(http.Handler) http.Handler) *harness {
+	t.Helper()
 	st := openTestStore(t)
 	clock := testserver.NewClock()
 	cfg := api.Config{Store: st, Now: clock.Now, Logger: discardLogger()}
@@ -66,7 +73,13 @@ func newHarnessWith(t *testing.T, mod func(*api.Config)) *harness {
 		mod(&cfg)
 	}
 	srv := api.New(cfg)
-	ts := httptest.NewServer(srv)
+	var handler http.Handler = srv
+	if wrap != nil {
+		handler = wrap(srv)
+	}
+	ts := httptest.NewUnstartedServer(handler)
+	ts.Listener = srv.Listener(ts.Listener) // as berth serve does
+	ts.Start()
 	h := &harness{t: t, srv: srv, store: st, clock: clock, url: ts.URL, client: http.DefaultClient}
 	t.Cleanup(func() {
 		srv.Shutdown()

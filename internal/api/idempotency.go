@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -20,6 +21,11 @@ import (
 // idempotencyWindow is how long a response is kept for replay (API.md §1).
 const idempotencyWindow = 24 * time.Hour
 
+// bookkeepingTimeout bounds the store writes that keep a key's answer or release the key
+// after its request was handled. They run on a context of their own, not cancelled when
+// the client hangs up: see idempotent.
+const bookkeepingTimeout = 30 * time.Second
+
 // abandonedAfter is when a reservation whose request never answered counts as
 // interrupted (its server died mid-request): well past the longest a request can run, as
 // the server's read and write timeouts are a minute each.
@@ -37,6 +43,16 @@ const abandonedAfter = 3 * time.Minute
 // the kept answer are separate commits), so running it again could act twice. Such a key
 // is never run again; after abandonedAfter a retry is told the outcome is unknown (409),
 // so that the client checks and goes on with a new key.
+//
+// A client that hangs up (a client-side timeout) changes none of this: retrying after a
+// timeout is what keys are for. The handler runs with the request's context, so a store
+// write that the hang-up reached in time fails with a context error and is rolled back as
+// a whole (both stores run a write to its commit or not at all); that answer is a 5xx and
+// the key is released, so the retry runs afresh. A write that committed first is answered
+// as usual, and that answer is kept. Either way the bookkeeping (keeping the answer or
+// releasing the key) runs on a context detached from the request, bounded by
+// bookkeepingTimeout, so that the retry gets the first answer or a fresh run, never a key
+// stuck "still being processed" and later "interrupted".
 //
 // A kept response that carries a token secret (POST /tokens) is sealed with a key only the
 // caller holds (sealReplay), so that the database never holds a secret in the clear.
@@ -78,16 +94,18 @@ func (c *call) idempotent(key string) error {
 	if herr != nil && !cap.wrote {
 		writeError(cap, asAPIError(herr, nil))
 	}
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
 	if cap.status >= 500 || cap.status == 0 {
-		if err := c.s.store.ReleaseIdempotencyKey(ctx, c.token.ID, key); err != nil {
+		if err := c.s.store.ReleaseIdempotencyKey(bctx, c.token.ID, key); err != nil {
 			c.log.Error("release idempotency key", "err", err)
 		}
-		return nil
+		return herr // answered already; returned so that entry logs a failure
 	}
-	if err := c.s.store.CompleteIdempotencyKey(ctx, c.token.ID, key, cap.status, c.sealReplay(key, cap.body.Bytes())); err != nil {
+	if err := c.s.store.CompleteIdempotencyKey(bctx, c.token.ID, key, cap.status, c.sealReplay(key, cap.body.Bytes())); err != nil {
 		c.log.Error("complete idempotency key", "err", err)
 	}
-	return nil
+	return herr
 }
 
 // sealedPrefix starts a kept response that is sealed; a JSON body never starts with NUL.

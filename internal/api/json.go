@@ -159,3 +159,129 @@ func (f fields) boolean(name string, def bool) (bool, error) {
 func (f fields) metadata() (work.Patch, error) {
 	return work.ParsePatch(f["metadata"], "metadata")
 }
+
+// jsonTree is a JSON value decoded with its object keys in order, for storing a client's
+// free-form JSON (an agent object) in a normal form. Exactly one of its fields is set.
+type jsonTree struct {
+	scalar string      // a string, number, true, false or null, as JSON text
+	array  []*jsonTree // an array (non-nil, maybe empty)
+	object *jsonObject // an object
+}
+
+// jsonObject is an object's keys in the order they first appeared, each once.
+type jsonObject struct {
+	keys  []string
+	vals  []*jsonTree
+	index map[string]int
+}
+
+// set sets key to v: in its place when the key is already there, else at the end.
+func (o *jsonObject) set(key string, v *jsonTree) {
+	if i, ok := o.index[key]; ok {
+		o.vals[i] = v
+		return
+	}
+	if o.index == nil {
+		o.index = map[string]int{}
+	}
+	o.index[key] = len(o.keys)
+	o.keys, o.vals = append(o.keys, key), append(o.vals, v)
+}
+
+// get returns the value of key.
+func (o *jsonObject) get(key string) (*jsonTree, bool) {
+	i, ok := o.index[key]
+	if !ok {
+		return nil, false
+	}
+	return o.vals[i], true
+}
+
+func (t *jsonTree) isString() bool { return strings.HasPrefix(t.scalar, `"`) }
+func (t *jsonTree) isNull() bool   { return t.scalar == "null" }
+
+// decodeJSONTree decodes one JSON value in a single pass. A key repeated in an object is
+// kept once, at its first place with its last value, as encoding/json decodes it; numbers
+// keep their literal text. The input's nesting depth is bounded by encoding/json's own
+// limit (json.Valid, which every request body passes first).
+func decodeJSONTree(raw []byte) (*jsonTree, error) {
+	if !json.Valid(raw) {
+		return nil, errors.New("invalid JSON")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	return decodeJSONValue(dec)
+}
+
+func decodeJSONValue(dec *json.Decoder) (*jsonTree, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch tok {
+	case json.Delim('['):
+		t := &jsonTree{array: []*jsonTree{}}
+		for dec.More() {
+			v, err := decodeJSONValue(dec)
+			if err != nil {
+				return nil, err
+			}
+			t.array = append(t.array, v)
+		}
+		_, err := dec.Token() // ]
+		return t, err
+	case json.Delim('{'):
+		obj := &jsonObject{}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return nil, err
+			}
+			k, _ := kt.(string)
+			v, err := decodeJSONValue(dec)
+			if err != nil {
+				return nil, err
+			}
+			obj.set(k, v)
+		}
+		_, err := dec.Token() // }
+		return &jsonTree{object: obj}, err
+	}
+	b, err := json.Marshal(tok) // string, json.Number, bool or nil
+	return &jsonTree{scalar: string(b)}, err
+}
+
+// marshal writes the tree as compact JSON.
+func (t *jsonTree) marshal() (json.RawMessage, error) {
+	var b bytes.Buffer
+	t.write(&b)
+	return b.Bytes(), nil
+}
+
+func (t *jsonTree) write(b *bytes.Buffer) {
+	switch {
+	case t.object != nil:
+		b.WriteByte('{')
+		for i, k := range t.object.keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			kb, _ := json.Marshal(k)
+			b.Write(kb)
+			b.WriteByte(':')
+			t.object.vals[i].write(b)
+		}
+		b.WriteByte('}')
+	case t.array != nil:
+		b.WriteByte('[')
+		for i, v := range t.array {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			v.write(b)
+		}
+		b.WriteByte(']')
+	default:
+		b.WriteString(t.scalar)
+	}
+}

@@ -21,14 +21,14 @@ const (
 func pageParams(q url.Values, prefix string) (store.Page, error) {
 	p := store.Page{Limit: defaultLimit}
 	if q.Has("limit") {
+		// Plain digits only, like every integer parameter: strconv alone would also take
+		// a sign ("+5").
 		v := q.Get("limit")
 		n, err := strconv.Atoi(v)
-		if errors.Is(err, strconv.ErrRange) && strings.Trim(v, "0123456789") == "" {
-			// A positive integer too large for int is above 100 too. (strconv reports the
-			// range error before it looks at the rest, so check that it is digits only.)
-			n, err = maxLimit, nil
+		if errors.Is(err, strconv.ErrRange) {
+			n, err = maxLimit, nil // a positive integer too large for int is above 100 too
 		}
-		if err != nil || n <= 0 {
+		if v == "" || strings.Trim(v, "0123456789") != "" || err != nil || n <= 0 {
 			return p, errInvalid("limit", "limit must be a positive integer")
 		}
 		p.Limit = min(n, maxLimit)

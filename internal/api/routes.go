@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -87,9 +88,10 @@ func (s *Server) register() {
 	}
 	sort.Strings(patterns)
 	for _, p := range patterns {
-		s.mux.Handle(p, s.entry(byPattern[p]))
+		s.mux.Handle(p, s.entry(byPattern[p], nil))
 	}
-	s.mux.Handle("/", s.entry(nil))
+	s.mux.Handle("/", s.entry(nil, errNoRoute))
+	s.unclean = s.entry(nil, errUncleanPath)
 }
 
 type quietKey struct{}
@@ -102,9 +104,23 @@ func Quiet(ctx context.Context) context.Context {
 	return context.WithValue(ctx, quietKey{}, true)
 }
 
+// statusClientClosed is the status counted and logged for a request whose client hung up
+// before it was answered: nginx's 499 "client closed request". It is never sent (there is
+// no one to send it to); it keeps a client that hangs up from counting as a server error.
+const statusClientClosed = 499
+
 // entry wraps the routes of one path pattern: request ID, panic recovery, access log and
-// metrics, then method dispatch (405 for other methods, 404 for no pattern at all).
-func (s *Server) entry(routes []*Route) http.Handler {
+// metrics, then method dispatch (405 for other methods; none, the answer for no
+// pattern at all).
+//
+// A request whose context the client cancelled (it hung up) before an answer was written
+// is counted and logged with status 499 (statusClientClosed), its access line at the
+// level it would have had anyway (Info; Debug for quiet requests and empty polls) and
+// with the status the handler chose, if it wrote one, as handler_status. The failure that the hang-up caused (a store call cut off by the
+// cancellation) is logged at Debug, not Error: any client could otherwise fill the log
+// and the 5xx rate by hanging up. A failure not caused by the cancellation is still logged
+// at Error, and a panic is always a 500.
+func (s *Server) entry(routes []*Route, none *apiError) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		reqID := r.Header.Get("x-request-id")
@@ -113,7 +129,8 @@ func (s *Server) entry(routes []*Route) http.Handler {
 		}
 		w.Header().Set("x-request-id", reqID)
 		log := s.log.With("request_id", reqID)
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &statusRecorder{ResponseWriter: w, ctx: r.Context()}
+		panicked := false
 		var rt *Route
 		for _, cand := range routes {
 			if cand.Method == r.Method {
@@ -126,25 +143,36 @@ func (s *Server) entry(routes []*Route) http.Handler {
 		}
 		defer func() {
 			if p := recover(); p != nil {
+				panicked = true
 				log.Error("panic", "panic", p, "stack", string(debug.Stack()))
 				if !rec.wrote {
 					writeError(rec, errInternal)
 				}
 			}
 			elapsed := time.Since(start)
-			s.metrics.observeRequest(r.Method, pattern, rec.status, elapsed)
+			status := rec.status
+			attrs := []any{"method", r.Method, "path", r.URL.EscapedPath()}
+			if rec.clientGone() && !panicked {
+				status = statusClientClosed
+				attrs = append(attrs, "status", status)
+				if rec.wrote {
+					attrs = append(attrs, "handler_status", rec.status)
+				}
+			} else {
+				attrs = append(attrs, "status", status)
+			}
+			s.metrics.observeRequest(r.Method, pattern, status, elapsed)
 			level := slog.LevelInfo
 			if r.Context().Value(quietKey{}) != nil || (rt != nil && rt.Pattern == pollPattern && rec.onlyNull()) {
 				// The dashboard's live reads, and idle long polls (answered null): a
 				// worker fleet's waiting would otherwise fill the log at Info.
 				level = slog.LevelDebug
 			}
-			log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.EscapedPath(),
-				"status", rec.status, "duration_ms", float64(elapsed.Microseconds())/1000)
+			log.Log(r.Context(), level, "request", append(attrs, "duration_ms", float64(elapsed.Microseconds())/1000)...)
 		}()
 		switch {
 		case len(routes) == 0:
-			writeError(rec, errNoRoute)
+			writeError(rec, none)
 		case rt == nil:
 			allow := make([]string, 0, len(routes))
 			for _, cand := range routes {
@@ -157,7 +185,11 @@ func (s *Server) entry(routes []*Route) http.Handler {
 			c := &call{s: s, w: rec, r: r, route: rt, log: log}
 			if err := c.serve(); err != nil {
 				ae := asAPIError(err, nil)
-				if ae.Status >= 500 {
+				switch {
+				case ae.Status < 500:
+				case rec.clientGone() && errors.Is(err, context.Canceled):
+					log.Debug("request failed: the client hung up", "err", err)
+				default:
 					log.Error("request failed", "err", err)
 				}
 				if !rec.wrote {
@@ -242,10 +274,29 @@ const pollPattern = BasePath + "/environments/{environment_id}/work/poll"
 // four bytes null (a poll that delivered nothing).
 type statusRecorder struct {
 	http.ResponseWriter
+	ctx    context.Context // the request's
 	status int
 	wrote  bool
 	writes int
 	null   bool // the only write so far was "null"
+	// gone is whether the request's context had been cancelled when the answer was
+	// first written.
+	gone bool
+}
+
+// clientGone reports whether the client hung up before an answer was written: the
+// request's context was cancelled then, or, when nothing has been written, is by now.
+// A request's context ends early only when its client goes away (a closed connection,
+// a reset stream, or the in-process caller's own cancellation).
+func (r *statusRecorder) clientGone() bool {
+	if r.wrote {
+		return r.gone
+	}
+	return r.ctx.Err() != nil
+}
+
+func (r *statusRecorder) first(code int) {
+	r.status, r.wrote, r.gone = code, true, r.ctx.Err() != nil
 }
 
 // onlyNull reports whether the answer was 200 with the body null.
@@ -253,14 +304,14 @@ func (r *statusRecorder) onlyNull() bool { return r.status == http.StatusOK && r
 
 func (r *statusRecorder) WriteHeader(code int) {
 	if !r.wrote {
-		r.status, r.wrote = code, true
+		r.first(code)
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
 func (r *statusRecorder) Write(b []byte) (int, error) {
 	if !r.wrote {
-		r.status, r.wrote = http.StatusOK, true
+		r.first(http.StatusOK)
 	}
 	r.writes++
 	r.null = string(b) == "null"

@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"path"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,6 +45,7 @@ type Server struct {
 	metrics *metrics
 	reg     *prometheus.Registry
 	mux     *http.ServeMux
+	unclean http.Handler // answers a path not in canonical form (ServeHTTP)
 	routes  []*Route
 }
 
@@ -74,15 +76,46 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// ServeHTTP implements http.Handler. The request ID is set here too, before routing, so
-// that even the mux's own answers (the redirect of a path with "//" or dot segments)
-// carry it; entry sets it again, the same way, for the answers of the routes.
+// ServeHTTP implements http.Handler. The request ID is set here, before routing, and
+// entry sets it again, the same way, for the answers of the routes.
+//
+// A path that is not in canonical form (an empty, "." or ".." segment, as in
+// //environments or /api/v1/cloud/./environments; a request target of "*" or without a
+// path) is answered 404 not_found_error here, with the error envelope, rather than left to
+// http.ServeMux, which would redirect it to the cleaned path with a text/html body. No
+// official client sends such a path, so it is a client's bug, best reported where it
+// happens; a redirect would have many clients resend a POST as a GET, or send a body to a
+// path they never named, and ".." would let one path reach another resource than it
+// names. The same holds for the escaped forms (%2e segments) and a trailing slash, which
+// no route matches either. So the mux only ever sees clean paths, and since every
+// pattern is registered without a method and "/" catches the rest, it never answers by
+// itself (no redirect, 404 or 405 of its own): entry answers everything.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !validRequestID(r.Header.Get("x-request-id")) {
 		r.Header.Set("x-request-id", uuid.NewString())
 	}
 	w.Header().Set("x-request-id", r.Header.Get("x-request-id"))
+	if p := r.URL.EscapedPath(); r.RequestURI == "*" || p != cleanPath(p) {
+		s.unclean.ServeHTTP(w, r)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// cleanPath is the canonical form of an escaped path, as http.ServeMux computes it: rooted,
+// without empty, "." or ".." segments, a trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // Routes returns the route table: every method and path the server serves.

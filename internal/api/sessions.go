@@ -56,7 +56,19 @@ func (c *call) loadSession() (store.Session, error) {
 }
 
 // parseAgent accepts an agent ID string, stored as {"id":…,"type":"agent","version":null},
-// or an agent object with a non-empty string id, stored as given (compacted).
+// or an agent object with a non-empty string id, stored as given, compacted, with two
+// normalisations so that the stored object is well-formed JSON with exactly one "type":
+//
+//   - "type" is optional; absent or an explicit null, the stored object gets
+//     "type":"agent" right after "id" (null is treated as absent, since an object holding
+//     both "type":null and the added "type":"agent" would have the key twice). A string
+//     type is kept as given, in its place; any other type is 400.
+//   - A key repeated in the input, at the top or in any nested object, is stored once, at
+//     its first place with its last value: what encoding/json and most parsers read from
+//     such input, written so that no reader can take it differently.
+//
+// Keys are matched exactly: "ID" or "Type" are other keys, stored as given, and an object
+// without the key "id" is 400.
 func parseAgent(raw json.RawMessage) (json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || isNull(raw) {
@@ -74,37 +86,30 @@ func parseAgent(raw json.RawMessage) (json.RawMessage, error) {
 			Version any    `json:"version"`
 		}{s, "agent", nil})
 	case '{':
-		var a struct {
-			ID   any `json:"id"`
-			Type any `json:"type"`
-		}
-		if json.Unmarshal(raw, &a) != nil {
+		n, err := decodeJSONTree(raw)
+		if err != nil || n.object == nil {
 			return nil, errInvalid("agent", "agent must be an agent object.")
 		}
-		if s, ok := a.ID.(string); !ok || s == "" {
+		obj := n.object
+		if v, ok := obj.get("id"); !ok || !v.isString() || v.scalar == `""` {
 			return nil, errInvalid("agent.id", "agent.id must be a non-empty string.")
 		}
-		if _, ok := a.Type.(string); a.Type != nil && !ok {
+		typ, hasType := obj.get("type")
+		if hasType && !typ.isString() && !typ.isNull() {
 			return nil, errInvalid("agent.type", "agent.type must be a string.")
 		}
-		keys, vals, err := orderedFields(raw)
-		if err != nil {
-			return nil, errInvalid("agent", "agent must be an agent object.")
-		}
-		// Stored as given, with "type":"agent" added after id when the caller left it out,
-		// so that every served agent has its type.
-		obj := &orderedObject{}
-		for i, k := range keys {
-			var b bytes.Buffer
-			if err := json.Compact(&b, vals[i]); err != nil {
-				return nil, errInvalid("agent", "agent must be an agent object.")
+		typed := hasType && typ.isString()
+		out := &jsonObject{}
+		for i, k := range obj.keys {
+			if k == "type" && !typed {
+				continue // null: treated as absent
 			}
-			obj.add(k, json.RawMessage(b.Bytes()))
-			if k == "id" && a.Type == nil {
-				obj.add("type", "agent")
+			out.set(k, obj.vals[i])
+			if k == "id" && !typed {
+				out.set("type", &jsonTree{scalar: `"agent"`})
 			}
 		}
-		return obj.marshal()
+		return (&jsonTree{object: out}).marshal()
 	}
 	return nil, errInvalid("agent", "agent must be an agent ID or an agent object.")
 }

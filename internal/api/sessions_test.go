@@ -98,6 +98,54 @@ func TestSessionsCreate(t *testing.T) {
 	}
 }
 
+// TestSessionsAgentNormalised: the stored agent object is well-formed, with exactly one
+// "type": an explicit "type":null counts as absent and becomes "type":"agent" after id,
+// and a key repeated in the input (at any depth) is stored once, at its first place with
+// its last value. The bytes are checked as created and as read back.
+func TestSessionsAgentNormalised(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	env := h.env(true)
+	cases := []struct{ in, want string }{
+		{`{"id":"a","type":null}`, `{"id":"a","type":"agent"}`},
+		{`{"type":null,"id":"a","version":null}`, `{"id":"a","type":"agent","version":null}`},
+		{`{"id":"a","type":"custom","type":null}`, `{"id":"a","type":"agent"}`},
+		{`{"id":"a","type":null,"type":"custom"}`, `{"id":"a","type":"custom"}`},
+		{`{"id":"a","id":"b"}`, `{"id":"b","type":"agent"}`},
+		{`{"id":"","id":"b"}`, `{"id":"b","type":"agent"}`},
+		{`{"type":"agent","id":"a","type":"agent"}`, `{"type":"agent","id":"a"}`},
+		{`{"id":"a","x":{"k":1,"k":2,"j":[{"z":1,"z":2}]}}`, `{"id":"a","type":"agent","x":{"k":2,"j":[{"z":2}]}}`},
+		{`{"id":"a","ID":"b","Type":"c"}`, `{"id":"a","type":"agent","ID":"b","Type":"c"}`},
+		{`{ "id" : "a" , "n" : 1.50e3 , "e" : {} , "l" : [ ] }`, `{"id":"a","type":"agent","n":1.50e3,"e":{},"l":[]}`},
+	}
+	for _, c := range cases {
+		r := h.do("POST", "/sessions", `{"agent":`+c.in+`,"environment_id":"`+env+`"}`)
+		wantStatus(t, r, 201)
+		var created map[string]json.RawMessage
+		r.decode(t, &created)
+		if string(created["agent"]) != c.want {
+			t.Errorf("agent %s: created %s, want %s", c.in, created["agent"], c.want)
+		}
+		var id string
+		_ = json.Unmarshal(created["id"], &id)
+		g := h.do("GET", "/sessions/"+id, "")
+		wantStatus(t, g, 200)
+		var read map[string]json.RawMessage
+		g.decode(t, &read)
+		if string(read["agent"]) != c.want {
+			t.Errorf("agent %s: read back %s, want %s", c.in, read["agent"], c.want)
+		}
+	}
+	// Still refused: a non-string type, an id only under another case, an empty last id.
+	for _, in := range []string{`{"id":"a","type":5}`, `{"ID":"a"}`, `{"id":"a","id":""}`, `{"id":"a","type":{}}`} {
+		r := h.do("POST", "/sessions", `{"agent":`+in+`,"environment_id":"`+env+`"}`)
+		wantStatus(t, r, 400)
+		if p := r.obj(t)["error"].(map[string]any)["param"]; p != "agent.id" && p != "agent.type" {
+			t.Errorf("agent %s: param %v", in, p)
+		}
+	}
+}
+
 // TestSessionsCreateErrors: every invalid create is 400 (404 for an unknown environment)
 // and creates nothing: no session, no work item.
 func TestSessionsCreateErrors(t *testing.T) {

@@ -7,6 +7,7 @@ package api_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -722,23 +723,67 @@ func TestWorkUpdateMetadata(t *testing.T) {
 	r = h.do("POST", p, `{"metadata":"x"}`)
 	wantError(t, r, 400, "invalid_request_error", "metadata")
 
-	// Limits: a value over 512 characters names its key; more than 16 keys, or a key over
-	// 64 characters, is a 400 about metadata.
+	// Limits: a value over 512 characters names its key; more than 20 keys (a work item's
+	// limit, see TestWorkMetadataLimitLeavesRoomForTheOutcome), or a key over 64
+	// characters, is a 400 about metadata.
 	r = h.do("POST", p, `{"metadata":{"long":"`+strings.Repeat("v", 513)+`"}}`)
 	wantError(t, r, 400, "invalid_request_error", "metadata.long")
 	wantStatus(t, h.do("POST", p, `{"metadata":{"max":"`+strings.Repeat("v", 512)+`"}}`), 200)
 	var many []string
-	for i := range 14 { // 4 keys now (keep, up, add, max): 4 + 12 = 16 is fine, 4 + 13 = 17 is not
+	for i := range 17 { // 4 keys now (keep, up, add, max): 4 + 16 = 20 is fine, 4 + 17 = 21 is not
 		many = append(many, `"k`+string(rune('a'+i))+`":"v"`)
 	}
-	r = h.do("POST", p, `{"metadata":{`+strings.Join(many[:13], ",")+`}}`)
+	r = h.do("POST", p, `{"metadata":{`+strings.Join(many[:17], ",")+`}}`)
 	wkWantErrorType(t, r, 400, "invalid_request_error")
-	wantStatus(t, h.do("POST", p, `{"metadata":{`+strings.Join(many[:12], ",")+`}}`), 200)
+	wantStatus(t, h.do("POST", p, `{"metadata":{`+strings.Join(many[:16], ",")+`}}`), 200)
 	r = h.do("POST", p, `{"metadata":{"`+strings.Repeat("k", 65)+`":"v"}}`)
 	wkWantErrorType(t, r, 400, "invalid_request_error")
-	if got := h.work(env, w.ID); len(got.Metadata) != 16 {
-		t.Errorf("metadata has %d keys, want 16: %v", len(got.Metadata), got.Metadata)
+	if got := h.work(env, w.ID); len(got.Metadata) != 20 {
+		t.Errorf("metadata has %d keys, want 20: %v", len(got.Metadata), got.Metadata)
 	}
+}
+
+// TestWorkMetadataLimitLeavesRoomForTheOutcome: a work item's metadata may hold 20 keys,
+// 4 more than a session's 16, so that a worker can record exit_code in an item copied
+// from a session at the limit (README, "Choices where the specification is silent").
+// Sessions keep 16.
+func TestWorkMetadataLimitLeavesRoomForTheOutcome(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	env := h.env(true)
+	full := map[string]string{}
+	for i := range 16 {
+		full[fmt.Sprintf("s%02d", i)] = "v"
+	}
+	r := h.do("POST", "/sessions", jsonBody(map[string]any{"agent": "a", "environment_id": env, "metadata": full}))
+	wantStatus(t, r, 201)
+	sess := r.str(t, "id")
+	w := h.wkList(env, "")[0]
+	if !reflect.DeepEqual(w.Metadata, full) {
+		t.Fatalf("item metadata %v is not a copy of the session's 16 keys", w.Metadata)
+	}
+	p := workPath(env, w.ID, "")
+	worker := as(h.token(api.RoleWorker, env))
+
+	// The worker's outcome lands: 17 keys.
+	r = h.do("POST", p, `{"metadata":{"exit_code":"3"}}`, worker)
+	wantStatus(t, r, 200)
+	if got := wkWorkOf(t, r); got.Metadata["exit_code"] != "3" || len(got.Metadata) != 17 {
+		t.Fatalf("after exit_code: %d keys, exit_code %q", len(got.Metadata), got.Metadata["exit_code"])
+	}
+	// Up to 20.
+	wantStatus(t, h.do("POST", p, `{"metadata":{"a":"1","b":"2","c":"3"}}`, worker), 200)
+	// A 21st key is refused, and changes nothing; replacing or deleting keys at 20 is fine.
+	wantError(t, h.do("POST", p, `{"metadata":{"d":"4"}}`, worker), 400, "invalid_request_error", "metadata")
+	wantStatus(t, h.do("POST", p, `{"metadata":{"a":null,"d":"4","exit_code":"0"}}`, worker), 200)
+	got := h.work(env, w.ID)
+	if len(got.Metadata) != 20 || got.Metadata["exit_code"] != "0" || got.Metadata["d"] != "4" {
+		t.Errorf("item metadata %v, want 20 keys with exit_code 0 and d", got.Metadata)
+	}
+
+	// The session itself keeps the general limit.
+	r = h.do("POST", "/sessions/"+sess, `{"metadata":{"exit_code":"3"}}`)
+	wantError(t, r, 400, "invalid_request_error", "metadata")
 }
 
 // TestWorkListStateFilter: the [ext] state filter takes a comma-separated list; an invalid

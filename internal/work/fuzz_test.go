@@ -202,7 +202,7 @@ func FuzzParseBlock(f *testing.F) {
 			return
 		}
 		n, aerr := strconv.Atoi(s)
-		inRange := aerr == nil && n >= 1 && n <= 999
+		inRange := digits.MatchString(s) && aerr == nil && n >= 1 && n <= 999
 		if err != nil {
 			fzInvalid(t, "ParseBlock("+strconv.Quote(s)+")", err, "block_ms")
 			if digits.MatchString(s) && inRange {
@@ -379,6 +379,15 @@ func FuzzParsePatchAndMerge(f *testing.F) {
 			} else {
 				want[k] = *v
 			}
+		}
+		// A work item's merge differs only in its limit.
+		if mw, werr := work.MergeWork(base, p, "metadata"); werr != nil {
+			fzInvalid(t, "MergeWork", werr, "metadata")
+			if len(want) <= work.MaxWorkMetadataKeys {
+				t.Errorf("MergeWork refused a result of %d keys: %v", len(want), werr)
+			}
+		} else if len(want) > work.MaxWorkMetadataKeys || !maps.Equal(mw, want) {
+			t.Errorf("MergeWork(%v, %s) = %v, want %v", base, rawPatch, mw, want)
 		}
 		if err != nil {
 			fzInvalid(t, "Merge", err, "metadata")

@@ -12,6 +12,12 @@ const (
 	MaxMetadataKeys     = 16
 	MaxMetadataKeyLen   = 64
 	MaxMetadataValueLen = 512
+	// MaxWorkMetadataKeys is a work item's own limit, a few keys above the general one.
+	// An item's metadata starts as a copy of its session's, which may already hold
+	// MaxMetadataKeys keys, and a worker must still be able to record the item's outcome
+	// (exit_code) in it: otherwise a finished item would look exactly like an abandoned
+	// one. Sessions and environments keep MaxMetadataKeys.
+	MaxWorkMetadataKeys = MaxMetadataKeys + 4
 )
 
 // Metadata is a flat string → string map.
@@ -66,6 +72,16 @@ func ParsePatch(raw json.RawMessage, param string) (Patch, error) {
 // Merge applies p to m and returns the result (m is not modified). The result may hold at
 // most MaxMetadataKeys keys.
 func Merge(m Metadata, p Patch, param string) (Metadata, error) {
+	return merge(m, p, MaxMetadataKeys, param)
+}
+
+// MergeWork is Merge for a work item's metadata, whose result may hold up to
+// MaxWorkMetadataKeys keys.
+func MergeWork(m Metadata, p Patch, param string) (Metadata, error) {
+	return merge(m, p, MaxWorkMetadataKeys, param)
+}
+
+func merge(m Metadata, p Patch, limit int, param string) (Metadata, error) {
 	out := m.Clone()
 	for k, v := range p {
 		if v == nil {
@@ -74,8 +90,8 @@ func Merge(m Metadata, p Patch, param string) (Metadata, error) {
 			out[k] = *v
 		}
 	}
-	if len(out) > MaxMetadataKeys {
-		return nil, invalid(param, "%s may hold at most %d keys.", param, MaxMetadataKeys)
+	if len(out) > limit {
+		return nil, invalid(param, "%s may hold at most %d keys.", param, limit)
 	}
 	return out, nil
 }

@@ -230,6 +230,62 @@ func TestMerge(t *testing.T) {
 	}
 }
 
+// TestMergeWork checks a work item's limit: 4 keys above the general 16, so that a worker
+// can record its outcome in an item whose metadata is a copy of a session at the limit.
+func TestMergeWork(t *testing.T) {
+	t.Parallel()
+	session := nKeys(16, "s") // what an item copies from a session at the general limit
+	twenty := nKeys(20, "k")
+	tests := []struct {
+		name    string
+		m       work.Metadata
+		p       work.Patch
+		want    work.Metadata
+		wantErr bool
+	}{
+		{"exit_code on a copy of a full session", session, work.Patch{"exit_code": strp("0")}, withKey(session, "exit_code", "0"), false},
+		{"16 + 4 = 20 keys", session, patchOf(nKeys(4, "w")), mergedOf(session, nKeys(4, "w")), false},
+		{"20 keys from empty", work.Metadata{}, patchOf(twenty), twenty, false},
+		{"20 keys, upsert existing", twenty, work.Patch{"k00": strp("w")}, withKey(twenty, "k00", "w"), false},
+		{"20 keys, delete one add one", twenty, work.Patch{"k00": nil, "new": strp("v")}, withKey(withoutKey(twenty, "k00"), "new", "v"), false},
+		{"20 keys, delete", twenty, work.Patch{"k19": nil}, withoutKey(twenty, "k19"), false},
+		{"16 + 5 = 21 keys", session, patchOf(nKeys(5, "w")), nil, true},
+		{"20 + 1 = 21 keys", twenty, work.Patch{"new": strp("v")}, nil, true},
+		{"21 keys from empty", work.Metadata{}, patchOf(nKeys(21, "p")), nil, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			before := maps.Clone(tc.m)
+			got, err := work.MergeWork(tc.m, tc.p, "metadata")
+			if !maps.Equal(tc.m, before) {
+				t.Errorf("input modified: %v, was %v", tc.m, before)
+			}
+			if tc.wantErr {
+				checkInvalid(t, err, "metadata")
+				if err != nil && !strings.Contains(err.Error(), "at most 20 keys") {
+					t.Errorf("error %q does not name the limit of 20", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("MergeWork: %v", err)
+			}
+			if !maps.Equal(got, tc.want) {
+				t.Errorf("MergeWork = %v, want %v", got, tc.want)
+			}
+		})
+	}
+
+	// The general limit is unchanged: sessions and environments stay at 16.
+	if _, err := work.Merge(session, work.Patch{"exit_code": strp("0")}, "metadata"); err == nil {
+		t.Errorf("Merge accepted a 17th key")
+	}
+	if work.MaxWorkMetadataKeys != 20 {
+		t.Errorf("MaxWorkMetadataKeys = %d, want 20", work.MaxWorkMetadataKeys)
+	}
+}
+
 // TestParsePatchThenMerge runs a request body through both steps, as an update does.
 func TestParsePatchThenMerge(t *testing.T) {
 	t.Parallel()
@@ -257,6 +313,12 @@ func patchOf(m work.Metadata) work.Patch {
 		p[k] = strp(v)
 	}
 	return p
+}
+
+func mergedOf(a, b work.Metadata) work.Metadata {
+	out := maps.Clone(a)
+	maps.Copy(out, b)
+	return out
 }
 
 func withKey(m work.Metadata, k, v string) work.Metadata {

@@ -116,13 +116,13 @@ func ParseTTL(s string, present bool) (int, error) {
 }
 
 // ParseBlock parses a poll's block_ms: absent means no wait; otherwise an integer from 1
-// to 999.
+// to 999, written in plain digits like every integer parameter (no sign, no space).
 func ParseBlock(s string, present bool) (time.Duration, error) {
 	if !present {
 		return 0, nil
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 999 {
+	if !digits(s) || err != nil || n < 1 || n > 999 {
 		return 0, invalid("block_ms", "block_ms must be an integer from 1 to 999.")
 	}
 	return time.Duration(n) * time.Millisecond, nil

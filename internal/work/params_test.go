@@ -101,6 +101,16 @@ func TestParseBlock(t *testing.T) {
 		{"1.5", "1.5", true, 0, true},
 		{"huge", "99999999999999999999999", true, 0, true},
 		{"huge negative", "-99999999999999999999999", true, 0, true},
+		{"leading zeros", "005", true, 5 * time.Millisecond, false},
+		{"plus sign", "+5", true, 0, true},
+		{"plus sign 999", "+999", true, 0, true},
+		{"minus zero", "-0", true, 0, true},
+		{"leading space", " 5", true, 0, true},
+		{"trailing space", "5 ", true, 0, true},
+		{"underscore", "1_0", true, 0, true},
+		{"hex", "0x1", true, 0, true},
+		{"exponent", "1e2", true, 0, true},
+		{"full-width digit", "５", true, 0, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -43,14 +43,14 @@ func Deliver(c Claim) Transition {
 	}}
 }
 
-// UpdateMetadata merges p into the item's metadata (API.md §4.5); an empty patch changes
-// nothing.
+// UpdateMetadata merges p into the item's metadata (API.md §4.5), up to a work item's own
+// limit (MergeWork); an empty patch changes nothing.
 func UpdateMetadata(p Patch) Transition {
 	return Transition{Name: "update", apply: func(it Item) (Item, bool, error) {
 		if len(p) == 0 {
 			return it, false, nil
 		}
-		m, err := Merge(it.Metadata, p, "metadata")
+		m, err := MergeWork(it.Metadata, p, "metadata")
 		if err != nil {
 			return it, false, err
 		}

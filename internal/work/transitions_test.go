@@ -806,7 +806,7 @@ func TestUpdateMetadata(t *testing.T) {
 		t.Errorf("patch: %v %v %v", got.Metadata, changed, err)
 	}
 	big := work.Patch{}
-	for i := range 40 {
+	for i := range work.MaxWorkMetadataKeys + 1 {
 		big[fmt.Sprintf("k%d", i)] = &v
 	}
 	got, changed, err = work.UpdateMetadata(big).Apply(in)

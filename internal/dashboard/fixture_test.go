@@ -37,6 +37,8 @@ type fixtureOpt struct {
 	tls      bool
 	// server, when set, adjusts the http.Server before it starts.
 	server func(*http.Server)
+	// now, when set, is the API's clock.
+	now func() time.Time
 }
 
 func newFixture(t *testing.T, o fixtureOpt) *fixture {
@@ -46,7 +48,7 @@ func newFixture(t *testing.T, o fixtureOpt) *fixture {
 		t.Fatalf("open store: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := api.New(api.Config{Store: st, Logger: log})
+	srv := api.New(api.Config{Store: st, Logger: log, Now: o.now})
 	ctx, stop := context.WithCancel(context.Background())
 	if o.interval == 0 {
 		o.interval = 20 * time.Millisecond

@@ -135,7 +135,7 @@ func (b *browser) press(keys string) {
 // TestDashboardInBrowser drives the dashboard in headless Chromium against a real API
 // server: keyboard sign-in, the overview's live stats, a work item that appears without a
 // reload, stops through the confirmation dialog, a session made from the page and its
-// events, and a phone-sized viewport.
+// events, the work list's outcomes, workers and filters, and a phone-sized viewport.
 func TestDashboardInBrowser(t *testing.T) {
 	t.Parallel()
 	exe := chromiumPath(t)
@@ -157,6 +157,16 @@ func TestDashboardInBrowser(t *testing.T) {
 	f.apiDo(f.admin, "POST", "/environments/"+byoc+"/work/"+itemA+"/heartbeat?expected_last_heartbeat=NO_HEARTBEAT", "", 200)
 	_, itemB := f.session(byoc)
 	_ = sessA
+
+	// Results of berth worker: one item succeeded, one failed, one runs, one waits.
+	results := f.environment("results")
+	_, itemOK := f.titled(results, `"title":"deploy ok"`)
+	f.run(results, itemOK, "runner-1", "0")
+	_, itemBad := f.titled(results, `"title":"deploy broken"`)
+	f.run(results, itemBad, "runner-2.build-farm.example.internal", "3")
+	_, itemRun := f.titled(results, `"title":"deploy running"`)
+	f.run(results, itemRun, "runner-3", "")
+	_, itemWait := f.titled(results, "")
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
@@ -248,7 +258,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.wait("byoc-lab's stats", `document.querySelector('`+row+` .stat-depth')?.textContent === '1' &&
 		document.querySelector('`+row+` .stat-pending')?.textContent === '0' &&
 		document.querySelector('`+row+` .stat-workers')?.textContent === '1'`)
-	b.wait("the three environments", `document.querySelectorAll('#ov-body tbody tr').length === 3 && document.getElementById('live').textContent === 'Live'`)
+	b.wait("the four environments", `document.querySelectorAll('#ov-body tbody tr').length === 4 && document.getElementById('live').textContent === 'Live'`)
 	b.screenshot("overview")
 
 	// The environment's work items; a session made through the API, outside the browser,
@@ -387,6 +397,74 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.wait("the newer page, the newest", `document.querySelectorAll('#work-body tbody tr').length === 20 &&
 		!document.getElementById('page-newer') && document.getElementById('page-older')`)
 
+	// Filtered by outcome, the same list pages alike: 22 of the 25 failed.
+	for i := range 25 {
+		code := "1"
+		if i >= 22 {
+			code = "0"
+		}
+		f.apiDo(f.admin, "POST", "/sessions", fmt.Sprintf(`{"agent":"agent_batch","environment_id":"%s","title":"batch %d","metadata":{"exit_code":"%s"}}`, staging, i, code), 201)
+	}
+	b.do("failed items of staging", chromedp.Navigate(f.url+"/#/env/"+staging+"?outcome=failed"))
+	b.wait("the newest page of failed items", `document.querySelectorAll('#work-body tbody tr[data-outcome="failed"]').length === 20 &&
+		document.querySelectorAll('#work-body tbody tr').length === 20 && document.getElementById('outcome-filter').value === 'failed' &&
+		document.getElementById('page-older')`)
+	b.do("older failed items", chromedp.Click(chromedp.ID("page-older")))
+	b.wait("the older page of failed items", `document.querySelectorAll('#work-body tbody tr[data-outcome="failed"]').length === 2 &&
+		document.querySelectorAll('#work-body tbody tr').length === 2 && !document.getElementById('page-older') &&
+		document.getElementById('page-newer') && location.hash.includes('outcome=failed')`)
+
+	// The work list's outcomes, workers and session titles.
+	b.do("open results", chromedp.Navigate(f.url+"/#/env/"+results))
+	tr := func(id string) string { return `document.getElementById('row-` + id + `')` }
+	b.wait("the results", tr(itemOK)+`.dataset.outcome === 'succeeded' &&
+		`+tr(itemOK)+`.querySelector('td.outcome').textContent === 'exit 0' &&
+		`+tr(itemOK)+`.querySelector('td.worker').textContent === 'runner-1' &&
+		`+tr(itemOK)+`.querySelector('td.session').textContent.startsWith('deploy ok') &&
+		`+tr(itemBad)+`.dataset.outcome === 'failed' &&
+		`+tr(itemBad)+`.querySelector('td.outcome').textContent === 'exit 3' &&
+		`+tr(itemBad)+`.querySelector('td.worker').textContent === 'runner-2.build-farm.example.internal' &&
+		`+tr(itemRun)+`.querySelector('td.outcome').textContent === '—' &&
+		`+tr(itemRun)+`.querySelector('td.worker').textContent === 'runner-3' &&
+		`+tr(itemRun)+`.querySelector('td.session').textContent.startsWith('deploy running') &&
+		`+tr(itemWait)+`.querySelector('td.outcome').textContent === '—' &&
+		`+tr(itemWait)+`.querySelector('td.worker').textContent === '—' &&
+		`+tr(itemWait)+`.querySelector('td.session .title') === null`)
+	b.screenshot("results")
+
+	// The outcome filter, with the state filter and without.
+	filter := func(state, outcome string) {
+		t.Helper()
+		eval[bool](b, `(() => {
+			const s = document.getElementById('state-filter'); s.value = `+jsString(state)+`; s.dispatchEvent(new Event('change'));
+			const o = document.getElementById('outcome-filter'); o.value = `+jsString(outcome)+`; o.dispatchEvent(new Event('change'));
+			return true; })()`)
+	}
+	only := func(what string, ids ...string) {
+		t.Helper()
+		js := `document.querySelectorAll('#work-body tbody tr').length === ` + fmt.Sprint(len(ids))
+		for _, id := range ids {
+			js += ` && ` + tr(id)
+		}
+		b.wait(what, js)
+	}
+	filter("", "failed")
+	only("the failed item", itemBad)
+	filter("", "succeeded")
+	only("the item that succeeded", itemOK)
+	filter("", "none")
+	only("the items without exit code", itemRun, itemWait)
+	filter("active", "none")
+	only("the running item", itemRun)
+	if h := eval[string](b, `location.hash`); !strings.Contains(h, "state=active") || !strings.Contains(h, "outcome=none") {
+		t.Errorf("the address does not keep both filters: %s", h)
+	}
+	filter("stopped", "none")
+	b.wait("no stopped item without exit code", `document.getElementById('work-body').textContent === 'No work items match these filters.' &&
+		document.getElementById('state-filter').value === 'stopped' && document.getElementById('outcome-filter').value === 'none'`)
+	filter("", "")
+	only("all the results", itemOK, itemBad, itemRun, itemWait)
+
 	// A phone: the same pages in one column, nothing wider than the screen.
 	b.do("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile, chromedp.EmulateTouch),
 		chromedp.Navigate(f.url+"/#/"))
@@ -398,6 +476,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		{"phone-overview", "#/", `document.querySelector('` + row + ` .stat-depth')`},
 		{"phone-environment", "#/env/" + byoc, `document.getElementById('row-` + itemC + `')`},
 		{"phone-item", "#/env/" + byoc + "/work/" + itemC, `document.getElementById('item-state').textContent === 'stopped'`},
+		{"phone-results", "#/env/" + results, `document.getElementById('row-` + itemBad + `')`},
 	} {
 		eval[bool](b, `(location.hash = `+jsString(page.hash)+`, true)`)
 		b.wait(page.name, page.ready)

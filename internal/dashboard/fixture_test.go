@@ -37,6 +37,11 @@ type fixtureOpt struct {
 	tls      bool
 	// server, when set, adjusts the http.Server before it starts.
 	server func(*http.Server)
+	// api, when set, wraps the API handler that the dashboard is given (its in-process
+	// requests, and the requests it passes on).
+	api func(http.Handler) http.Handler
+	// store, when set, wraps the store that the dashboard is given.
+	store func(store.Store) store.Store
 	// now, when set, is the API's clock.
 	now func() time.Time
 }
@@ -53,7 +58,15 @@ func newFixture(t *testing.T, o fixtureOpt) *fixture {
 	if o.interval == 0 {
 		o.interval = 20 * time.Millisecond
 	}
-	dash := dashboard.New(dashboard.Config{API: srv, Store: st, Logger: log, Interval: o.interval, Context: ctx})
+	var apiHandler http.Handler = srv
+	if o.api != nil {
+		apiHandler = o.api(srv)
+	}
+	var dashStore store.Store = st
+	if o.store != nil {
+		dashStore = o.store(st)
+	}
+	dash := dashboard.New(dashboard.Config{API: apiHandler, Store: dashStore, Logger: log, Interval: o.interval, Context: ctx})
 	ts := httptest.NewUnstartedServer(dash)
 	if o.server != nil {
 		o.server(ts.Config)

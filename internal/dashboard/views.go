@@ -37,27 +37,36 @@ const (
 // viewParams selects a view. Cursors page backwards from the newest item by default:
 // a live dashboard shows what happened last.
 type viewParams struct {
-	Name   string
-	Env    string // environment ID (work, sessions, item)
-	ID     string // work item (item) or session (session) ID
-	State  string // work state filter, the API's comma-separated list
-	Before string // page of the items just before this ID
-	After  string // page of the items just after this ID
+	Name    string
+	Env     string // environment ID (work, sessions, item)
+	ID      string // work item (item) or session (session) ID
+	State   string // work state filter, the API's comma-separated list
+	Outcome string // work outcome filter: "", or one of the outcomes (work)
+	Before  string // page of the items just before this ID
+	After   string // page of the items just after this ID
 }
 
 func parseView(q url.Values) (viewParams, error) {
 	p := viewParams{Name: q.Get("view"), Env: q.Get("env"), ID: q.Get("id"), State: q.Get("state"),
-		Before: q.Get("before"), After: q.Get("after")}
+		Outcome: q.Get("outcome"), Before: q.Get("before"), After: q.Get("after")}
 	need := func(prefix, v, name string) error {
 		if !id.Valid(prefix, v) {
 			return fmt.Errorf("%s must be an ID (%s_…)", name, prefix)
 		}
 		return nil
 	}
+	if p.Outcome != "" && p.Name != viewWork {
+		return p, errors.New("only the work view takes an outcome")
+	}
 	var listPrefix string
 	switch p.Name {
 	case viewOverview:
 	case viewWork:
+		switch p.Outcome {
+		case "", outcomeSucceeded, outcomeFailed, outcomeNone:
+		default:
+			return p, fmt.Errorf("outcome must be %s, %s or %s", outcomeSucceeded, outcomeFailed, outcomeNone)
+		}
 		listPrefix = id.Work
 		if err := need(id.Environment, p.Env, "env"); err != nil {
 			return p, err
@@ -200,16 +209,9 @@ func (d *Handler) compute(ctx context.Context, secret string, p viewParams) (vie
 		}
 		switch p.Name {
 		case viewWork:
-			q := url.Values{"limit": {fmt.Sprint(workLimit)}}
-			if p.State != "" {
-				q.Set("state", p.State)
-			}
-			p.cursorQuery(q, id.Work)
-			list, err := get("/environments/"+esc(p.Env)+"/work", q)
-			if err != nil {
+			if err := d.workList(ctx, get, p, v); err != nil {
 				return view{}, err
 			}
-			v["work"] = bodyOrError(list)
 		case viewSessions:
 			q := url.Values{"limit": {fmt.Sprint(sessionLimit)}, "environment_id": {p.Env}, "include_archived": {"true"}}
 			p.cursorQuery(q, id.Session)

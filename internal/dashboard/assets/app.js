@@ -13,6 +13,13 @@
     ['queued,starting,active,stopping', 'Live (not stopped)'],
     ...STATES.map((s) => [s, s[0].toUpperCase() + s.slice(1)]),
   ];
+  // Outcomes, from the exit_code metadata that berth worker records when its handler ends.
+  const OUTCOMES = [
+    ['', 'All outcomes'],
+    ['succeeded', 'Succeeded (exit 0)'],
+    ['failed', 'Failed (non-zero exit)'],
+    ['none', 'No exit code'],
+  ];
 
   const $ = (id) => document.getElementById(id);
   const app = { role: null, route: null, es: null, shell: null, retry: 0, pendingFocus: '' };
@@ -302,7 +309,7 @@
 
   // ---------------------------------------------------------------- routing
 
-  // Routes: #/ · #/env/ENV[?state=&before=&after=] · #/env/ENV/sessions[?before=&after=]
+  // Routes: #/ · #/env/ENV[?state=&outcome=&before=&after=] · #/env/ENV/sessions[?before=&after=]
   // · #/env/ENV/work/WORK · #/session/SESS[?before=&after=]
   function parseRoute() {
     const raw = location.hash.replace(/^#/, '') || '/';
@@ -313,7 +320,9 @@
     try { parts = path.split('/').filter(Boolean).map(decodeURIComponent); } catch (_) { parts = ['?']; }
     const cur = { before: q.get('before') || '', after: q.get('after') || '' };
     if (parts.length === 0) return { name: 'overview' };
-    if (parts[0] === 'env' && parts.length === 2) return { name: 'work', env: parts[1], state: q.get('state') || '', ...cur };
+    if (parts[0] === 'env' && parts.length === 2) {
+      return { name: 'work', env: parts[1], state: q.get('state') || '', outcome: q.get('outcome') || '', ...cur };
+    }
     if (parts[0] === 'env' && parts.length === 3 && parts[2] === 'sessions') return { name: 'sessions', env: parts[1], ...cur };
     if (parts[0] === 'env' && parts.length === 4 && parts[2] === 'work') return { name: 'item', env: parts[1], id: parts[3] };
     if (parts[0] === 'session' && parts.length === 2) return { name: 'session', id: parts[1], ...cur };
@@ -363,7 +372,7 @@
 
   function streamQuery(r) {
     const p = { view: r.name };
-    for (const k of ['env', 'id', 'state', 'before', 'after']) if (r[k]) p[k] = r[k];
+    for (const k of ['env', 'id', 'state', 'outcome', 'before', 'after']) if (r[k]) p[k] = r[k];
     return new URLSearchParams(p).toString();
   }
 
@@ -446,12 +455,14 @@
     const newest = !r.before && !r.after;
     let older = null;
     let newer = null;
+    // first_id and last_id bound what the page covers: a filtered page may cover items
+    // it does not show, even none.
     if (r.after) {
-      if (data.length) older = hrefFor({ before: page.first_id });
-      if (page.has_more) newer = hrefFor({ after: page.last_id });
+      if (page.first_id) older = hrefFor({ before: page.first_id });
+      if (page.has_more && page.last_id) newer = hrefFor({ after: page.last_id });
     } else {
-      if (page.has_more && data.length) older = hrefFor({ before: page.first_id });
-      if (!newest && data.length) newer = hrefFor({ after: page.last_id });
+      if (page.has_more && page.first_id) older = hrefFor({ before: page.first_id });
+      if (!newest && page.last_id) newer = hrefFor({ after: page.last_id });
     }
     const link = (href, id, text) => href
       ? h('a', { href, id }, text)
@@ -608,17 +619,30 @@
     },
   };
 
+  // outcomeBadge shows an item's exit code: "exit 0" (succeeded), "exit 3" (failed), or a
+  // dash while it has none.
+  function outcomeBadge(row) {
+    if (!row || row.exit_code === null || row.exit_code === undefined) return h('span', { class: 'muted' }, '—');
+    return badge('exit ' + row.exit_code, row.outcome);
+  }
+
   pages.work = {
     title: (r) => shortID(r.env),
     shell(r) {
       const s = envHeader(r, 'work');
-      s.filter = h('select', { id: 'state-filter', name: 'state' },
-        FILTERS.map(([value, label]) => h('option', { value, selected: value === r.state }, label)));
-      s.filter.addEventListener('change', () => { location.hash = hrefs.work(r.env, { state: s.filter.value }); });
+      const select = (id, name, options, value) => h('select', { id, name },
+        options.map(([v, label]) => h('option', { value: v, selected: v === value }, label)));
+      s.filter = select('state-filter', 'state', FILTERS, r.state);
+      s.outcome = select('outcome-filter', 'outcome', OUTCOMES, r.outcome);
+      // A filter starts again from the newest page, and keeps the other filter.
+      const go = () => { location.hash = hrefs.work(r.env, { state: s.filter.value, outcome: s.outcome.value }); };
+      s.filter.addEventListener('change', go);
+      s.outcome.addEventListener('change', go);
       s.body = h('div', { id: 'work-body' }, loading());
       s.pager = h('div', {});
       s.root = h('div', {}, s.head,
-        h('div', { class: 'toolbar' }, field('state-filter', 'State', s.filter)),
+        h('div', { class: 'toolbar' }, h('div', { class: 'filters' },
+          field('state-filter', 'State', s.filter), field('outcome-filter', 'Outcome', s.outcome))),
         s.body, s.pager);
       return s;
     },
@@ -630,16 +654,31 @@
         return fill(s.body, h('div', { class: 'panel empty' }, v.work.error.message));
       }
       const items = [...v.work.data].reverse();
-      const rows = items.map((w) => h('tr', { id: 'row-' + w.id, 'data-state': w.state },
-        cell('Work item', idLink(hrefs.item(r.env, w.id), w.id, 'link-' + w.id), 'primary'),
-        cell('State', badge(w.state)),
-        cell('Session', idLink(hrefs.session(w.data.id), w.data.id)),
-        cell('Created', ago(w.created_at)),
-        cell('Last heartbeat', ago(w.latest_heartbeat_at))));
-      fill(s.body, table('Work items', [{ label: 'Work item' }, { label: 'State' }, { label: 'Session' },
-        { label: 'Created' }, { label: 'Last heartbeat' }], rows,
-      r.state ? 'No work items in this state.' : 'No work items yet. Create a session to queue one.'));
-      fill(s.pager, pager(r, v.work, (c) => hrefs.work(r.env, { state: r.state, ...c }), 'item'));
+      const extra = v.rows || {};
+      const rows = items.map((w) => {
+        const x = extra[w.id] || {};
+        return h('tr', { id: 'row-' + w.id, 'data-state': w.state, 'data-outcome': x.outcome || '' },
+          cell('Work item', idLink(hrefs.item(r.env, w.id), w.id, 'link-' + w.id), 'primary'),
+          cell('State', badge(w.state)),
+          cell('Outcome', outcomeBadge(x), 'outcome'),
+          cell('Session', h('div', {}, x.session_title ? h('div', { class: 'title' }, x.session_title) : null,
+            idLink(hrefs.session(w.data.id), w.data.id)), 'session'),
+          cell('Worker', x.worker ? h('span', { class: 'mono' }, x.worker) : h('span', { class: 'muted' }, '—'), 'worker'),
+          cell('Created', ago(w.created_at)),
+          cell('Last heartbeat', ago(w.latest_heartbeat_at)));
+      });
+      const filtered = r.state || r.outcome;
+      fill(s.body, table('Work items', [{ label: 'Work item' }, { label: 'State' }, { label: 'Outcome' },
+        { label: 'Session' }, { label: 'Worker' }, { label: 'Created' }, { label: 'Last heartbeat' }], rows,
+      filtered ? 'No work items match these filters' + (r.before || r.after ? ' on this page.' : '.')
+        : 'No work items yet. Create a session to queue one.'),
+      // An outcome filter reads a bounded number of items at a time: say so when it
+      // stopped short of a full page.
+      r.outcome && v.work.has_more && v.work.data.length < 20
+        ? h('p', { class: 'muted small', id: 'scan-note' }, 'Searched ' + v.scanned + ' work items for this page; ' +
+          (r.after ? '← Newer' : 'Older →') + ' searches further.')
+        : null);
+      fill(s.pager, pager(r, v.work, (c) => hrefs.work(r.env, { state: r.state, outcome: r.outcome, ...c }), 'item'));
     },
   };
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-sh/berth/internal/id"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -132,17 +134,81 @@ func (b *browser) press(keys string) {
 	b.do("press "+fmt.Sprintf("%q", keys), chromedp.KeyEvent(keys))
 }
 
+// gate stands for a server that restarts: while down, it answers the live views (the
+// stream and the view the page asks for when a stream is refused) 503. It also counts the
+// streams opened, by query.
+type gate struct {
+	mu      sync.Mutex
+	down    bool
+	streams map[string]int
+	// refused receives (without blocking) when a stream is refused while down.
+	refused chan struct{}
+}
+
+func newGate() *gate { return &gate{streams: map[string]int{}, refused: make(chan struct{}, 1)} }
+
+func (g *gate) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ui/stream" && r.URL.Path != "/ui/view" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		g.mu.Lock()
+		down := g.down
+		if r.URL.Path == "/ui/stream" {
+			g.streams[r.URL.RawQuery]++
+		}
+		g.mu.Unlock()
+		if !down {
+			next.ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "restarting", http.StatusServiceUnavailable)
+		if r.URL.Path == "/ui/stream" {
+			select {
+			case g.refused <- struct{}{}:
+			default:
+			}
+		}
+	})
+}
+
+func (g *gate) set(down bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.down = down
+}
+
+// streamsWith counts the streams whose query held s.
+func (g *gate) streamsWith(s string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for q, c := range g.streams {
+		if strings.Contains(q, s) {
+			n += c
+		}
+	}
+	return n
+}
+
 // TestDashboardInBrowser drives the dashboard in headless Chromium against a real API
 // server: keyboard sign-in, the overview's live stats, a work item that appears without a
 // reload, stops through the confirmation dialog, a session made from the page and its
-// events, the work list's outcomes, workers and filters, and a phone-sized viewport.
+// events, the work list's outcomes, workers and filters, a lost connection, addresses of
+// things that do not exist, and a phone-sized viewport.
 func TestDashboardInBrowser(t *testing.T) {
 	t.Parallel()
 	exe := chromiumPath(t)
+	g := newGate()
 	// The API's clock stands still: what the pages show must not depend on how fast a busy
 	// machine runs the scenario (workers_polling counts the pollers of the last 30 seconds).
 	start := time.Now()
-	f := newFixture(t, fixtureOpt{interval: 100 * time.Millisecond, now: func() time.Time { return start }})
+	f := newFixture(t, fixtureOpt{
+		interval: 100 * time.Millisecond,
+		server:   func(s *http.Server) { s.Handler = g.wrap(s.Handler) },
+		now:      func() time.Time { return start },
+	})
 
 	// The data a dashboard would show: a self_hosted environment with an item a worker
 	// runs and one queued, an empty one, and a cloud one.
@@ -432,6 +498,22 @@ func TestDashboardInBrowser(t *testing.T) {
 		`+tr(itemWait)+`.querySelector('td.session .title') === null`)
 	b.screenshot("results")
 
+	// The connection is lost (the server restarts): the page says so and tries again, and
+	// when the server is back it is live again.
+	b.wait("live", `document.getElementById('live').textContent === 'Live'`)
+	g.set(true)
+	f.srv.CloseClientConnections()
+	select {
+	case <-g.refused: // the page tried to reconnect, and the server refused
+	case <-patience(t, 30*time.Second).Done():
+		b.fail("wait for the page to find the server down", context.DeadlineExceeded)
+	}
+	b.wait("reconnecting", `document.getElementById('live').textContent === 'Reconnecting…' && `+tr(itemBad))
+	g.set(false)
+	_, itemAfter := f.titled(results, `"title":"after the outage"`)
+	b.wait("live again, with what happened meanwhile", `document.getElementById('live').textContent === 'Live' &&
+		`+tr(itemAfter)+`.querySelector('td.session').textContent.startsWith('after the outage')`)
+
 	// The outcome filter, with the state filter and without.
 	filter := func(state, outcome string) {
 		t.Helper()
@@ -453,7 +535,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	filter("", "succeeded")
 	only("the item that succeeded", itemOK)
 	filter("", "none")
-	only("the items without exit code", itemRun, itemWait)
+	only("the items without exit code", itemRun, itemWait, itemAfter)
 	filter("active", "none")
 	only("the running item", itemRun)
 	if h := eval[string](b, `location.hash`); !strings.Contains(h, "state=active") || !strings.Contains(h, "outcome=none") {
@@ -463,7 +545,45 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.wait("no stopped item without exit code", `document.getElementById('work-body').textContent === 'No work items match these filters.' &&
 		document.getElementById('state-filter').value === 'stopped' && document.getElementById('outcome-filter').value === 'none'`)
 	filter("", "")
-	only("all the results", itemOK, itemBad, itemRun, itemWait)
+	only("all the results", itemOK, itemBad, itemRun, itemWait, itemAfter)
+
+	// Addresses of things that do not exist, or that cannot be IDs: each page says what
+	// is wrong under a clear heading, with a way back, and does not try again.
+	unknownEnv, unknownWork, unknownSess := id.New(id.Environment), id.New(id.Work), id.New(id.Session)
+	for _, tc := range []struct {
+		name, hash, title, message string
+		envLink                    bool
+	}{
+		{"malformed environment", "#/env/env_nope", "Environment not found", "“env_nope” is not a valid environment ID", false},
+		{"unknown environment", "#/env/" + unknownEnv, "Environment not found", "No environment has the ID " + unknownEnv + ":", false},
+		{"unknown environment's sessions", "#/env/" + unknownEnv + "/sessions", "Environment not found", "No environment has the ID " + unknownEnv + ":", false},
+		{"malformed work item", "#/env/" + byoc + "/work/garbage", "Work item not found", "“garbage” is not a valid work item ID", true},
+		{"unknown work item", "#/env/" + byoc + "/work/" + unknownWork, "Work item not found", "No work item has the ID " + unknownWork + ":", true},
+		{"malformed session", "#/session/sess_0000", "Session not found", "“sess_0000” is not a valid session ID", false},
+		{"unknown session", "#/session/" + unknownSess, "Session not found", "No session has the ID " + unknownSess + ":", false},
+		{"unknown page", "#/work/garbage", "Page not found", "The dashboard has no page at #/work/garbage.", false},
+		{"malformed cursor", "#/env/" + byoc + "?before=garbage", "Invalid address", `before: "garbage" is not a valid work item ID`, true},
+	} {
+		eval[bool](b, `(location.hash = `+jsString(tc.hash)+`, true)`)
+		b.wait(tc.name, `document.getElementById('page-title').textContent === `+jsString(tc.title)+` &&
+			document.getElementById('error-message').textContent.includes(`+jsString(tc.message)+`) &&
+			document.getElementById('error-back').getAttribute('href') === '#/' &&
+			!!document.getElementById('error-env') === `+fmt.Sprint(tc.envLink)+` &&
+			document.getElementById('live').textContent === '' && document.title === `+jsString(tc.title+" · berth"))
+		b.screenshot("error-" + strings.ReplaceAll(tc.name, " ", "-"))
+	}
+	// The way back from the cursor's error: the environment's newest page, live.
+	b.do("back to byoc-lab", chromedp.Click(chromedp.ID("error-env")))
+	b.wait("byoc-lab, live", `document.getElementById('row-`+itemA+`') && document.getElementById('live').textContent === 'Live'`)
+	// A stream was opened once for each address that is an ID, and never for the others.
+	for _, tc := range []struct {
+		id   string
+		want int
+	}{{unknownEnv, 2}, {unknownWork, 1}, {unknownSess, 1}, {"env_nope", 0}, {"sess_0000", 0}, {"garbage", 1}} {
+		if n := g.streamsWith(tc.id); n != tc.want {
+			t.Errorf("streams for %s: %d, want %d", tc.id, n, tc.want)
+		}
+	}
 
 	// A phone: the same pages in one column, nothing wider than the screen.
 	b.do("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile, chromedp.EmulateTouch),
@@ -477,6 +597,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		{"phone-environment", "#/env/" + byoc, `document.getElementById('row-` + itemC + `')`},
 		{"phone-item", "#/env/" + byoc + "/work/" + itemC, `document.getElementById('item-state').textContent === 'stopped'`},
 		{"phone-results", "#/env/" + results, `document.getElementById('row-` + itemBad + `')`},
+		{"phone-error", "#/env/" + unknownEnv, `document.getElementById('error-message')`},
 	} {
 		eval[bool](b, `(location.hash = `+jsString(page.hash)+`, true)`)
 		b.wait(page.name, page.ready)

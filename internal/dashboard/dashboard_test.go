@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-sh/berth/internal/api"
+	"github.com/berth-sh/berth/internal/id"
 )
 
 func TestSignInSetsStrictHttpOnlyCookie(t *testing.T) {
@@ -539,4 +541,52 @@ func TestStreamRefusesOrEndsWithoutAValidToken(t *testing.T) {
 		t.Errorf("view after revocation: %v", v)
 	}
 	s.waitEnd(t)
+}
+
+// A view that is an error names what is missing; the stream of such a view sends it and
+// ends, since asking again would not change it.
+func TestViewErrorsNameWhatIsMissingAndEndTheStream(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, fixtureOpt{})
+	env := f.environment("byoc")
+	_, work := f.session(env)
+	unknownEnv := id.New(id.Environment)
+	unknownWork := id.New(id.Work)
+	unknownSess := id.New(id.Session)
+	for _, tc := range []struct {
+		q, resource, message string
+	}{
+		{"view=work&env=" + unknownEnv, "environment", "Environment not found."},
+		{"view=sessions&env=" + unknownEnv, "environment", "Environment not found."},
+		{"view=item&env=" + unknownEnv + "&id=" + work, "environment", "Environment not found."},
+		{"view=item&env=" + env + "&id=" + unknownWork, "work", "Work item not found."},
+		{"view=session&id=" + unknownSess, "session", "Session not found."},
+	} {
+		r := f.do("GET", "/ui/view?"+tc.q, "", "Cookie", cookie(f.admin))
+		e, _ := r.json(t)["error"].(map[string]any)
+		if r.status != 404 || e == nil || e["status"] != 404.0 || e["resource"] != tc.resource || e["message"] != tc.message {
+			t.Errorf("%s: %d %s, want 404 for the %s", tc.q, r.status, r.body, tc.resource)
+		}
+		s := f.stream(f.admin, tc.q)
+		if v := s.next(t); v["error"] == nil || v["error"].(map[string]any)["resource"] != tc.resource {
+			t.Errorf("%s: stream sent %v", tc.q, v)
+		}
+		s.waitEnd(t)
+	}
+
+	// An ID that is not one is refused before anything is asked, and says why.
+	for _, tc := range []struct{ q, message string }{
+		{"view=work&env=env_nope", `env: "env_nope" is not a valid environment ID (env_ followed by 32 lowercase hex digits)`},
+		{"view=work", "env is required: the environment ID (env_…)"},
+		{"view=session&id=sess_0000", `id: "sess_0000" is not a valid session ID (sess_ followed by 32 lowercase hex digits)`},
+		{"view=item&env=" + env + "&id=garbage", `id: "garbage" is not a valid work item ID (work_ followed by 32 lowercase hex digits)`},
+		{"view=work&env=" + env + "&before=" + url.QueryEscape("work_<x>"), `before: "work_<x>" is not a valid work item ID (work_ followed by 32 lowercase hex digits)`},
+	} {
+		for _, path := range []string{"/ui/view?", "/ui/stream?"} {
+			r := f.do("GET", path+tc.q, "", "Cookie", cookie(f.admin))
+			if r.status != 400 || r.errorMessage(t) != tc.message {
+				t.Errorf("%s%s: %d %s, want 400 %q", path, tc.q, r.status, r.body, tc.message)
+			}
+		}
+	}
 }

@@ -46,14 +46,26 @@ type viewParams struct {
 	After   string // page of the items just after this ID
 }
 
+// idNouns names what an ID of each prefix identifies, for error messages.
+var idNouns = map[string]string{
+	id.Environment: "environment", id.Work: "work item", id.Session: "session", id.Event: "event",
+}
+
 func parseView(q url.Values) (viewParams, error) {
 	p := viewParams{Name: q.Get("view"), Env: q.Get("env"), ID: q.Get("id"), State: q.Get("state"),
 		Outcome: q.Get("outcome"), Before: q.Get("before"), After: q.Get("after")}
 	need := func(prefix, v, name string) error {
-		if !id.Valid(prefix, v) {
-			return fmt.Errorf("%s must be an ID (%s_…)", name, prefix)
+		if id.Valid(prefix, v) {
+			return nil
 		}
-		return nil
+		noun := idNouns[prefix]
+		if v == "" {
+			return fmt.Errorf("%s is required: the %s ID (%s_…)", name, noun, prefix)
+		}
+		if len(v) > 80 {
+			v = v[:80] + "…"
+		}
+		return fmt.Errorf("%s: %q is not a valid %s ID (%s_ followed by 32 lowercase hex digits)", name, v, noun, prefix)
 	}
 	if p.Outcome != "" && p.Name != viewWork {
 		return p, errors.New("only the work view takes an outcome")
@@ -120,11 +132,21 @@ func (p viewParams) cursorQuery(q url.Values, prefix string) {
 	}
 }
 
-// viewError is an API error answer, as a view shows it.
+// viewError is an API error answer, as a view shows it. Resource, on the error that the
+// whole view is, names what the API could not show: environment, work or session.
 type viewError struct {
-	Status  int    `json:"status"`
-	Type    string `json:"type"`
-	Message string `json:"message"`
+	Status   int    `json:"status"`
+	Type     string `json:"type"`
+	Message  string `json:"message"`
+	Resource string `json:"resource,omitempty"`
+}
+
+// permanent reports whether an error answer of this status will be the same if asked
+// again: a client error other than 401 (the page signs in again), 408 and 429. A stream
+// whose view is such an error ends, and the page shows the error instead of retrying.
+func permanent(status int) bool {
+	return status >= 400 && status < 500 && status != http.StatusUnauthorized &&
+		status != http.StatusRequestTimeout && status != http.StatusTooManyRequests
 }
 
 // view is a computed view: JSON for the page, and the status of the API answer that
@@ -138,8 +160,10 @@ type view struct {
 // error is returned only when the API could not be asked at all (the request ended).
 func (d *Handler) compute(ctx context.Context, secret string, p viewParams) (view, error) {
 	v := map[string]any{"view": p.Name}
-	fail := func(a answer) (view, error) {
-		v["error"] = a.errorOf()
+	fail := func(a answer, resource string) (view, error) {
+		e := a.errorOf()
+		e.Resource = resource
+		v["error"] = e
 		b, err := json.Marshal(v)
 		return view{body: b, status: a.status}, err
 	}
@@ -158,7 +182,7 @@ func (d *Handler) compute(ctx context.Context, secret string, p viewParams) (vie
 			return view{}, err
 		}
 		if envs.status != http.StatusOK {
-			return fail(envs)
+			return fail(envs, "environment")
 		}
 		var page struct {
 			Data []struct {
@@ -195,7 +219,7 @@ func (d *Handler) compute(ctx context.Context, secret string, p viewParams) (vie
 			return view{}, err
 		}
 		if env.status != http.StatusOK {
-			return fail(env)
+			return fail(env, "environment")
 		}
 		v["environment"] = json.RawMessage(env.body)
 		if p.Name != viewItem {
@@ -226,14 +250,14 @@ func (d *Handler) compute(ctx context.Context, secret string, p viewParams) (vie
 				return view{}, err
 			}
 			if it.status != http.StatusOK {
-				return fail(it)
+				return fail(it, "work")
 			}
 			// The API has just answered this item to this token: only now may the store
 			// tell the rest of its story.
 			item, err := d.store.GetWork(ctx, p.Env, p.ID)
 			if errors.Is(err, store.ErrNotFound) {
 				return fail(answer{status: http.StatusNotFound,
-					body: []byte(`{"error":{"type":"not_found_error","message":"No such work item."}}`)})
+					body: []byte(`{"error":{"type":"not_found_error","message":"Work item not found."}}`)}, "work")
 			}
 			if err != nil {
 				return view{}, fmt.Errorf("get work %s: %w", p.ID, err)
@@ -248,7 +272,7 @@ func (d *Handler) compute(ctx context.Context, secret string, p viewParams) (vie
 			return view{}, err
 		}
 		if sess.status != http.StatusOK {
-			return fail(sess)
+			return fail(sess, "session")
 		}
 		v["session"] = json.RawMessage(sess.body)
 		var s struct {

@@ -20,6 +20,12 @@
     ['failed', 'Failed (non-zero exit)'],
     ['none', 'No exit code'],
   ];
+  // The IDs the routes take: a prefix, "_" and 32 lowercase hex digits.
+  const IDS = {
+    env: { re: /^env_[0-9a-f]{32}$/, noun: 'environment', a: 'an', title: 'Environment' },
+    work: { re: /^work_[0-9a-f]{32}$/, noun: 'work item', a: 'a', title: 'Work item' },
+    sess: { re: /^sess_[0-9a-f]{32}$/, noun: 'session', a: 'a', title: 'Session' },
+  };
 
   const $ = (id) => document.getElementById(id);
   const app = { role: null, route: null, es: null, shell: null, retry: 0, pendingFocus: '' };
@@ -67,9 +73,11 @@
 
   // ---------------------------------------------------------------- formatting
 
+  // shortID shortens an ID to its prefix and last 8 digits; anything else is left whole.
   function shortID(id) {
+    if (!/^[a-z]+_[0-9a-f]{32}$/.test(id)) return id;
     const i = id.indexOf('_');
-    return i < 0 ? id : id.slice(0, i + 1) + '…' + id.slice(-8);
+    return id.slice(0, i + 1) + '…' + id.slice(-8);
   }
   function absTime(ts) {
     return new Date(ts).toLocaleString(undefined, {
@@ -215,7 +223,7 @@
   function setLive(state) {
     const el = $('live');
     el.className = 'live ' + state;
-    setText(el, { on: 'Live', off: 'Reconnecting…', wait: 'Connecting…' }[state]);
+    setText(el, { on: 'Live', off: 'Reconnecting…', wait: 'Connecting…', idle: '' }[state]);
   }
 
   let toastTimer = 0;
@@ -311,7 +319,15 @@
 
   // Routes: #/ · #/env/ENV[?state=&outcome=&before=&after=] · #/env/ENV/sessions[?before=&after=]
   // · #/env/ENV/work/WORK · #/session/SESS[?before=&after=]
+  // A route whose ID is not one (#/env/env_nope) is the page "invalid", which says so.
   function parseRoute() {
+    const r = matchRoute();
+    const bad = (kind, v) => (IDS[kind].re.test(v) ? null : { name: 'invalid', kind, value: v, from: r });
+    if (r.env !== undefined) return bad('env', r.env) || (r.name === 'item' && bad('work', r.id)) || r;
+    if (r.name === 'session') return bad('sess', r.id) || r;
+    return r;
+  }
+  function matchRoute() {
     const raw = location.hash.replace(/^#/, '') || '/';
     const qi = raw.indexOf('?');
     const path = qi < 0 ? raw : raw.slice(0, qi);
@@ -341,10 +357,11 @@
     if (app.role === null) return;
     const r = parseRoute();
     const prev = app.route;
-    const samePage = !fresh && prev && prev.name === r.name && prev.env === r.env && prev.id === r.id;
+    const page = pages[r.name] || pages.notfound;
+    // The same live page with other filters or another cursor: the focus may stay.
+    const samePage = !fresh && prev && page.update && prev.name === r.name && prev.env === r.env && prev.id === r.id;
     app.route = r;
     closeStream();
-    const page = pages[r.name] || pages.notfound;
     const focused = document.activeElement && document.activeElement !== document.body ? document.activeElement.id : '';
     keepFocus(() => {
       app.shell = page.shell(r);
@@ -361,6 +378,7 @@
     }
     document.title = page.title(r) + ' · berth';
     if (page.update) openStream(r, page);
+    else setLive('idle');
   }
   window.addEventListener('hashchange', () => route(false));
 
@@ -389,6 +407,10 @@
         showSignIn('Your session ended: the token is no longer valid. Sign in again.');
         return;
       }
+      if (v.error && permanent(v.error.status)) {
+        showViewError(r, v.error);
+        return;
+      }
       keepFocus(() => page.update(app.shell, v, r));
       if (app.pendingFocus) {
         const el = $(app.pendingFocus);
@@ -402,16 +424,82 @@
       if (app.es !== es) return;
       setLive('off');
       if (es.readyState !== EventSource.CLOSED) return; // the browser reconnects by itself
-      // The server refused the stream: the session may have ended; else try again soon.
+      // The server refused the stream, and EventSource does not say why: ask for the view
+      // once. A session that ended signs in again, an error that asking again will not
+      // change (a bad cursor in the address) is shown, and anything else (the server is
+      // down or restarting) is tried again soon.
       let status = 0;
-      try { status = (await fetch('/ui/me', { credentials: 'same-origin' })).status; } catch (_) { /* offline */ }
+      let data = null;
+      try {
+        const res = await fetch('/ui/view?' + streamQuery(r), { credentials: 'same-origin' });
+        status = res.status;
+        try { data = await res.json(); } catch (_) { /* not JSON */ }
+      } catch (_) { /* offline */ }
       if (app.es !== es) return;
       if (status === 401) {
         showSignIn('Your session ended. Sign in again.');
         return;
       }
+      if (permanent(status)) {
+        showViewError(r, errorOf(status, data));
+        return;
+      }
       app.retry = setTimeout(() => { if (app.es === es) openStream(r, page); }, 3000);
     });
+  }
+
+  // permanent tells an error that asking again will not change: a client error other than
+  // 401 (sign in again), 408 and 429. The server ends a stream on such an error too.
+  function permanent(status) {
+    return status >= 400 && status < 500 && status !== 401 && status !== 408 && status !== 429;
+  }
+
+  // errorOf reads an error answer: a view's {error: {status, type, message, resource}} or
+  // the envelope {type: "error", error: {type, message}}.
+  function errorOf(status, data) {
+    const e = (data && data.error) || {};
+    return {
+      status: e.status || status, type: e.type || '', resource: e.resource || '',
+      message: e.message || 'The server answered HTTP ' + status + '.',
+    };
+  }
+
+  // showViewError replaces the page with an error that asking again will not change, and
+  // stops the live view: nothing is left to reconnect.
+  function showViewError(r, e) {
+    closeStream();
+    setLive('idle');
+    const kind = { environment: 'env', work: 'work', session: 'sess' }[e.resource];
+    let title = 'Cannot show this page';
+    let message = e.message;
+    if (e.status === 404) {
+      title = kind ? IDS[kind].title + ' not found' : 'Not found';
+      const id = kind === 'env' ? r.env : r.id;
+      if (kind && id) message = 'No ' + IDS[kind].noun + ' has the ID ' + id + ': it does not exist, or it was deleted.';
+    } else if (e.status === 403) {
+      title = 'Not allowed';
+    } else if (e.status === 400) {
+      title = 'Invalid address';
+    }
+    app.shell = errorShell(r, title, message, kind);
+    $('view').replaceChildren(app.shell.root);
+    document.title = title + ' · berth';
+    $('page-title').focus({ preventScroll: true });
+  }
+
+  // errorShell is a page that says what went wrong, and the ways back: to the environments,
+  // and to the environment of the route unless the environment is what failed.
+  function errorShell(r, title, message, failed) {
+    const env = r.env && IDS.env.re.test(r.env) && failed !== 'env' ? r.env : '';
+    return {
+      root: h('div', { id: 'error-page' },
+        crumbs(h('a', { href: '#/' }, 'Environments'), h('span', {}, title)),
+        h('div', { class: 'head' }, h('div', { class: 'head-title' }, pageTitle(title))),
+        h('div', { class: 'banner err', role: 'alert', id: 'error-message' }, message),
+        h('p', { class: 'btn-row' },
+          h('a', { href: '#/', id: 'error-back', class: 'btn' }, 'Back to environments'),
+          env ? h('a', { href: hrefs.work(env), id: 'error-env', class: 'btn' }, 'Back to environment ' + shortID(env)) : null)),
+    };
   }
 
   // ---------------------------------------------------------------- shared page parts
@@ -856,9 +944,20 @@
   };
 
   pages.notfound = {
-    title: () => 'Not found',
-    shell() {
-      return { root: h('div', {}, pageTitle('Page not found'), h('p', {}, h('a', { href: '#/' }, 'Back to environments'))) };
+    title: () => 'Page not found',
+    shell(r) {
+      return errorShell(r, 'Page not found', 'The dashboard has no page at ' + (location.hash || '#/') + '.');
+    },
+  };
+
+  // invalid is a route whose ID is not one: no request can find it.
+  pages.invalid = {
+    title: (r) => IDS[r.kind].title + ' not found',
+    shell(r) {
+      const k = IDS[r.kind];
+      return errorShell(r.from, k.title + ' not found',
+        '“' + r.value + '” is not a valid ' + k.noun + ' ID: ' + k.a + ' ' + k.noun + ' ID is ' + r.kind + '_ followed by 32 lowercase hex digits.',
+        r.kind);
     },
   };
 

@@ -194,9 +194,9 @@ func (g *gate) streamsWith(s string) int {
 
 // TestDashboardInBrowser drives the dashboard in headless Chromium against a real API
 // server: keyboard sign-in, the overview's live stats, a work item that appears without a
-// reload, stops through the confirmation dialog, a session made from the page and its
-// events, the work list's outcomes, workers and filters, a lost connection, addresses of
-// things that do not exist, and a phone-sized viewport.
+// reload, stops through the confirmation dialog (which a navigation closes), a session made
+// from the page and its events, the work list's outcomes, workers and filters, a lost
+// connection, addresses of things that do not exist, and a phone-sized viewport.
 func TestDashboardInBrowser(t *testing.T) {
 	t.Parallel()
 	exe := chromiumPath(t)
@@ -374,6 +374,26 @@ func TestDashboardInBrowser(t *testing.T) {
 		document.getElementById('tl-acknowledged').textContent.includes('by worker-b') &&
 		document.getElementById('tl-heartbeat').textContent.includes('Lease expires') &&
 		document.getElementById('tl-heartbeat').textContent.includes('TTL 120s')`)
+
+	// A dialog does not outlive its page: open Stop gracefully on item C, go to item A
+	// (the browser's Back or a typed address): the dialog is gone, the new page has the
+	// focus, and nothing was stopped.
+	b.do("open Stop gracefully on item C", chromedp.Click(chromedp.ID("stop-graceful")))
+	b.wait("the dialog for item C", `document.getElementById('dialog').open &&
+		document.getElementById('dialog-body').textContent.includes('`+itemC+`')`)
+	eval[bool](b, `(location.hash = `+jsString("#/env/"+byoc+"/work/"+itemA)+`, true)`)
+	b.wait("item A's page, without the dialog", `!document.getElementById('dialog').open &&
+		document.getElementById('page-title').textContent.includes('`+itemA+`') &&
+		document.getElementById('item-state').textContent === 'active' &&
+		document.activeElement.id === 'page-title'`)
+	for _, it := range []string{itemA, itemC} {
+		if s := f.apiDo(f.admin, "GET", "/environments/"+byoc+"/work/"+it, "", 200)["state"]; s != "active" {
+			t.Fatalf("item %s is %v after the navigation, want active", it, s)
+		}
+	}
+	eval[bool](b, `(history.back(), true)`)
+	b.wait("item C again", `document.getElementById('page-title').textContent.includes('`+itemC+`') &&
+		document.getElementById('item-state').textContent === 'active' && !document.getElementById('dialog').open`)
 
 	// The graceful stop's dialog: opened by keyboard, the focus inside and trapped, Escape
 	// closes it and the focus comes back; then confirmed.

@@ -237,10 +237,13 @@
 
   // A modal dialog that traps the focus, closes on Escape and gives the focus back to the
   // control that opened it. run does the action; an error it throws is shown in the dialog.
-  const dlg = { opener: null, openerID: '', run: null, busy: false };
+  // gen counts the dialogs opened: an action that ends after its dialog was closed by a
+  // navigation, or replaced, leaves the dialog of now alone.
+  const dlg = { opener: null, openerID: '', run: null, busy: false, gen: 0 };
 
   function openDialog(o) {
     const d = $('dialog');
+    dlg.gen++;
     dlg.opener = document.activeElement;
     dlg.openerID = dlg.opener ? dlg.opener.id : '';
     dlg.run = o.run;
@@ -264,6 +267,17 @@
   function closeDialog() {
     const d = $('dialog');
     if (d.open) d.close();
+  }
+
+  // dropDialog closes the dialog for a navigation: its action was aimed at the page that
+  // is gone, so it can no longer be confirmed, and the focus stays with the new page.
+  function dropDialog() {
+    dlg.gen++;
+    dlg.run = null;
+    dlg.busy = false;
+    dlg.opener = null;
+    dlg.openerID = '';
+    closeDialog();
   }
 
   $('dialog').addEventListener('close', () => {
@@ -295,18 +309,20 @@
     e.preventDefault();
     if (!dlg.run || dlg.busy) return;
     const err = $('dialog-error');
+    const gen = dlg.gen;
     dlg.busy = true;
     $('dialog-confirm').disabled = true;
     try {
       await dlg.run();
-      closeDialog();
+      if (dlg.gen === gen) closeDialog();
     } catch (ex) {
+      if (dlg.gen !== gen) return;
       err.textContent = ex.message;
       err.hidden = false;
       $('dialog-confirm').disabled = false;
       $('dialog-confirm').focus();
     } finally {
-      dlg.busy = false;
+      if (dlg.gen === gen) dlg.busy = false;
     }
   });
 
@@ -362,6 +378,7 @@
     const samePage = !fresh && prev && page.update && prev.name === r.name && prev.env === r.env && prev.id === r.id;
     app.route = r;
     closeStream();
+    dropDialog();
     const focused = document.activeElement && document.activeElement !== document.body ? document.activeElement.id : '';
     keepFocus(() => {
       app.shell = page.shell(r);

@@ -581,6 +581,7 @@ func TestViewErrorsNameWhatIsMissingAndEndTheStream(t *testing.T) {
 		{"view=session&id=sess_0000", `id: "sess_0000" is not a valid session ID (sess_ followed by 32 lowercase hex digits)`},
 		{"view=item&env=" + env + "&id=garbage", `id: "garbage" is not a valid work item ID (work_ followed by 32 lowercase hex digits)`},
 		{"view=work&env=" + env + "&before=" + url.QueryEscape("work_<x>"), `before: "work_<x>" is not a valid work item ID (work_ followed by 32 lowercase hex digits)`},
+		{"view=session&id=" + url.QueryEscape(strings.Repeat("é", 100)), `id: "` + strings.Repeat("é", 80) + `…" is not a valid session ID (sess_ followed by 32 lowercase hex digits)`},
 	} {
 		for _, path := range []string{"/ui/view?", "/ui/stream?"} {
 			r := f.do("GET", path+tc.q, "", "Cookie", cookie(f.admin))

@@ -62,8 +62,8 @@ func parseView(q url.Values) (viewParams, error) {
 		if v == "" {
 			return fmt.Errorf("%s is required: the %s ID (%s_…)", name, noun, prefix)
 		}
-		if len(v) > 80 {
-			v = v[:80] + "…"
+		if r := []rune(v); len(r) > 80 {
+			v = string(r[:80]) + "…"
 		}
 		return fmt.Errorf("%s: %q is not a valid %s ID (%s_ followed by 32 lowercase hex digits)", name, v, noun, prefix)
 	}

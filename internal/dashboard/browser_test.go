@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,13 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-sh/berth/internal/id"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 )
-
-// browserTimeout bounds the whole browser scenario; the browser is killed when it ends.
-const browserTimeout = 60 * time.Second
 
 // chromiumPath finds the browser: BERTH_CHROMIUM, else Debian's chromium on PATH. Without
 // one the test is skipped, unless BERTH_REQUIRE_BROWSER=1 (scripts/with-chromium, which
@@ -83,11 +82,18 @@ func eval[T any](b *browser, js string) T {
 }
 
 // wait waits until the JavaScript expression js is true; while it throws (the page is
-// still changing), it is false.
+// still changing), it is false. It waits as long as it takes, up to a little before the
+// test's deadline, leaving time for the failure's screenshot.
 func (b *browser) wait(what, js string) {
 	b.t.Helper()
-	_, err := chromedp.Run(b.ctx, chromedp.Poll[bool]("(() => { try { return !!("+js+"); } catch (_) { return false; } })()",
-		chromedp.WithPollingInterval(25*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)))
+	ctx := b.ctx
+	if dl, ok := ctx.Deadline(); ok {
+		c, cancel := context.WithDeadline(ctx, dl.Add(-10*time.Second))
+		defer cancel()
+		ctx = c
+	}
+	_, err := chromedp.Run(ctx, chromedp.Poll[bool]("(() => { try { return !!("+js+"); } catch (_) { return false; } })()",
+		chromedp.WithPollingInterval(25*time.Millisecond), chromedp.WithPollingTimeout(0)))
 	if err != nil {
 		b.fail("wait for "+what, err)
 	}
@@ -128,14 +134,81 @@ func (b *browser) press(keys string) {
 	b.do("press "+fmt.Sprintf("%q", keys), chromedp.KeyEvent(keys))
 }
 
+// gate stands for a server that restarts: while down, it answers the live views (the
+// stream and the view the page asks for when a stream is refused) 503. It also counts the
+// streams opened, by query.
+type gate struct {
+	mu      sync.Mutex
+	down    bool
+	streams map[string]int
+	// refused receives (without blocking) when a stream is refused while down.
+	refused chan struct{}
+}
+
+func newGate() *gate { return &gate{streams: map[string]int{}, refused: make(chan struct{}, 1)} }
+
+func (g *gate) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ui/stream" && r.URL.Path != "/ui/view" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		g.mu.Lock()
+		down := g.down
+		if r.URL.Path == "/ui/stream" {
+			g.streams[r.URL.RawQuery]++
+		}
+		g.mu.Unlock()
+		if !down {
+			next.ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "restarting", http.StatusServiceUnavailable)
+		if r.URL.Path == "/ui/stream" {
+			select {
+			case g.refused <- struct{}{}:
+			default:
+			}
+		}
+	})
+}
+
+func (g *gate) set(down bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.down = down
+}
+
+// streamsWith counts the streams whose query held s.
+func (g *gate) streamsWith(s string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for q, c := range g.streams {
+		if strings.Contains(q, s) {
+			n += c
+		}
+	}
+	return n
+}
+
 // TestDashboardInBrowser drives the dashboard in headless Chromium against a real API
 // server: keyboard sign-in, the overview's live stats, a work item that appears without a
-// reload, stops through the confirmation dialog, a session made from the page and its
-// events, and a phone-sized viewport.
+// reload, stops through the confirmation dialog (which a navigation closes), a session made
+// from the page and its events, the work list's outcomes, workers and filters, a lost
+// connection, addresses of things that do not exist, and a phone-sized viewport.
 func TestDashboardInBrowser(t *testing.T) {
 	t.Parallel()
 	exe := chromiumPath(t)
-	f := newFixture(t, fixtureOpt{interval: 100 * time.Millisecond})
+	g := newGate()
+	// The API's clock stands still: what the pages show must not depend on how fast a busy
+	// machine runs the scenario (workers_polling counts the pollers of the last 30 seconds).
+	start := time.Now()
+	f := newFixture(t, fixtureOpt{
+		interval: 100 * time.Millisecond,
+		server:   func(s *http.Server) { s.Handler = g.wrap(s.Handler) },
+		now:      func() time.Time { return start },
+	})
 
 	// The data a dashboard would show: a self_hosted environment with an item a worker
 	// runs and one queued, an empty one, and a cloud one.
@@ -151,6 +224,16 @@ func TestDashboardInBrowser(t *testing.T) {
 	_, itemB := f.session(byoc)
 	_ = sessA
 
+	// Results of berth worker: one item succeeded, one failed, one runs, one waits.
+	results := f.environment("results")
+	_, itemOK := f.titled(results, `"title":"deploy ok"`)
+	f.run(results, itemOK, "runner-1", "0")
+	_, itemBad := f.titled(results, `"title":"deploy broken"`)
+	f.run(results, itemBad, "runner-2.build-farm.example.internal", "3")
+	_, itemRun := f.titled(results, `"title":"deploy running"`)
+	f.run(results, itemRun, "runner-3", "")
+	_, itemWait := f.titled(results, "")
+
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.Headless,
@@ -163,7 +246,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	tabCtx, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithErrorf(func(string, ...any) {}))
-	ctx, cancelTimeout := context.WithTimeout(tabCtx, browserTimeout)
+	// The browser lives until a little before the test's deadline, whatever happens.
+	ctx, cancelTimeout := context.WithCancel(tabCtx)
+	if dl, ok := t.Deadline(); ok {
+		ctx, cancelTimeout = context.WithDeadline(tabCtx, dl.Add(-20*time.Second))
+	}
 	var proc *os.Process
 	defer func() {
 		// Chromium and all its processes end with the allocator, whatever happened.
@@ -237,7 +324,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.wait("byoc-lab's stats", `document.querySelector('`+row+` .stat-depth')?.textContent === '1' &&
 		document.querySelector('`+row+` .stat-pending')?.textContent === '0' &&
 		document.querySelector('`+row+` .stat-workers')?.textContent === '1'`)
-	b.wait("the three environments", `document.querySelectorAll('#ov-body tbody tr').length === 3 && document.getElementById('live').textContent === 'Live'`)
+	b.wait("the four environments", `document.querySelectorAll('#ov-body tbody tr').length === 4 && document.getElementById('live').textContent === 'Live'`)
 	b.screenshot("overview")
 
 	// The environment's work items; a session made through the API, outside the browser,
@@ -287,6 +374,26 @@ func TestDashboardInBrowser(t *testing.T) {
 		document.getElementById('tl-acknowledged').textContent.includes('by worker-b') &&
 		document.getElementById('tl-heartbeat').textContent.includes('Lease expires') &&
 		document.getElementById('tl-heartbeat').textContent.includes('TTL 120s')`)
+
+	// A dialog does not outlive its page: open Stop gracefully on item C, go to item A
+	// (the browser's Back or a typed address): the dialog is gone, the new page has the
+	// focus, and nothing was stopped.
+	b.do("open Stop gracefully on item C", chromedp.Click(chromedp.ID("stop-graceful")))
+	b.wait("the dialog for item C", `document.getElementById('dialog').open &&
+		document.getElementById('dialog-body').textContent.includes('`+itemC+`')`)
+	eval[bool](b, `(location.hash = `+jsString("#/env/"+byoc+"/work/"+itemA)+`, true)`)
+	b.wait("item A's page, without the dialog", `!document.getElementById('dialog').open &&
+		document.getElementById('page-title').textContent.includes('`+itemA+`') &&
+		document.getElementById('item-state').textContent === 'active' &&
+		document.activeElement.id === 'page-title'`)
+	for _, it := range []string{itemA, itemC} {
+		if s := f.apiDo(f.admin, "GET", "/environments/"+byoc+"/work/"+it, "", 200)["state"]; s != "active" {
+			t.Fatalf("item %s is %v after the navigation, want active", it, s)
+		}
+	}
+	eval[bool](b, `(history.back(), true)`)
+	b.wait("item C again", `document.getElementById('page-title').textContent.includes('`+itemC+`') &&
+		document.getElementById('item-state').textContent === 'active' && !document.getElementById('dialog').open`)
 
 	// The graceful stop's dialog: opened by keyboard, the focus inside and trapped, Escape
 	// closes it and the focus comes back; then confirmed.
@@ -376,14 +483,141 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.wait("the newer page, the newest", `document.querySelectorAll('#work-body tbody tr').length === 20 &&
 		!document.getElementById('page-newer') && document.getElementById('page-older')`)
 
+	// Filtered by outcome, the same list pages alike: 22 of the 25 failed.
+	for i := range 25 {
+		code := "1"
+		if i >= 22 {
+			code = "0"
+		}
+		f.apiDo(f.admin, "POST", "/sessions", fmt.Sprintf(`{"agent":"agent_batch","environment_id":"%s","title":"batch %d","metadata":{"exit_code":"%s"}}`, staging, i, code), 201)
+	}
+	b.do("failed items of staging", chromedp.Navigate(f.url+"/#/env/"+staging+"?outcome=failed"))
+	b.wait("the newest page of failed items", `document.querySelectorAll('#work-body tbody tr[data-outcome="failed"]').length === 20 &&
+		document.querySelectorAll('#work-body tbody tr').length === 20 && document.getElementById('outcome-filter').value === 'failed' &&
+		document.getElementById('page-older')`)
+	b.do("older failed items", chromedp.Click(chromedp.ID("page-older")))
+	b.wait("the older page of failed items", `document.querySelectorAll('#work-body tbody tr[data-outcome="failed"]').length === 2 &&
+		document.querySelectorAll('#work-body tbody tr').length === 2 && !document.getElementById('page-older') &&
+		document.getElementById('page-newer') && location.hash.includes('outcome=failed')`)
+
+	// The work list's outcomes, workers and session titles.
+	b.do("open results", chromedp.Navigate(f.url+"/#/env/"+results))
+	tr := func(id string) string { return `document.getElementById('row-` + id + `')` }
+	b.wait("the results", tr(itemOK)+`.dataset.outcome === 'succeeded' &&
+		`+tr(itemOK)+`.querySelector('td.outcome').textContent === 'exit 0' &&
+		`+tr(itemOK)+`.querySelector('td.worker').textContent === 'runner-1' &&
+		`+tr(itemOK)+`.querySelector('td.session').textContent.startsWith('deploy ok') &&
+		`+tr(itemBad)+`.dataset.outcome === 'failed' &&
+		`+tr(itemBad)+`.querySelector('td.outcome').textContent === 'exit 3' &&
+		`+tr(itemBad)+`.querySelector('td.worker').textContent === 'runner-2.build-farm.example.internal' &&
+		`+tr(itemRun)+`.querySelector('td.outcome').textContent === '—' &&
+		`+tr(itemRun)+`.querySelector('td.worker').textContent === 'runner-3' &&
+		`+tr(itemRun)+`.querySelector('td.session').textContent.startsWith('deploy running') &&
+		`+tr(itemWait)+`.querySelector('td.outcome').textContent === '—' &&
+		`+tr(itemWait)+`.querySelector('td.worker').textContent === '—' &&
+		`+tr(itemWait)+`.querySelector('td.session .title') === null`)
+	b.screenshot("results")
+
+	// The connection is lost (the server restarts): the page says so and tries again, and
+	// when the server is back it is live again.
+	b.wait("live", `document.getElementById('live').textContent === 'Live'`)
+	g.set(true)
+	f.srv.CloseClientConnections()
+	select {
+	case <-g.refused: // the page tried to reconnect, and the server refused
+	case <-patience(t, 30*time.Second).Done():
+		b.fail("wait for the page to find the server down", context.DeadlineExceeded)
+	}
+	b.wait("reconnecting", `document.getElementById('live').textContent === 'Reconnecting…' && `+tr(itemBad))
+	g.set(false)
+	_, itemAfter := f.titled(results, `"title":"after the outage"`)
+	b.wait("live again, with what happened meanwhile", `document.getElementById('live').textContent === 'Live' &&
+		`+tr(itemAfter)+`.querySelector('td.session').textContent.startsWith('after the outage')`)
+
+	// The outcome filter, with the state filter and without.
+	filter := func(state, outcome string) {
+		t.Helper()
+		eval[bool](b, `(() => {
+			const s = document.getElementById('state-filter'); s.value = `+jsString(state)+`; s.dispatchEvent(new Event('change'));
+			const o = document.getElementById('outcome-filter'); o.value = `+jsString(outcome)+`; o.dispatchEvent(new Event('change'));
+			return true; })()`)
+	}
+	only := func(what string, ids ...string) {
+		t.Helper()
+		js := `document.querySelectorAll('#work-body tbody tr').length === ` + fmt.Sprint(len(ids))
+		for _, id := range ids {
+			js += ` && ` + tr(id)
+		}
+		b.wait(what, js)
+	}
+	filter("", "failed")
+	only("the failed item", itemBad)
+	filter("", "succeeded")
+	only("the item that succeeded", itemOK)
+	filter("", "none")
+	only("the items without exit code", itemRun, itemWait, itemAfter)
+	filter("active", "none")
+	only("the running item", itemRun)
+	if h := eval[string](b, `location.hash`); !strings.Contains(h, "state=active") || !strings.Contains(h, "outcome=none") {
+		t.Errorf("the address does not keep both filters: %s", h)
+	}
+	filter("stopped", "none")
+	b.wait("no stopped item without exit code", `document.getElementById('work-body').textContent === 'No work items match these filters.' &&
+		document.getElementById('state-filter').value === 'stopped' && document.getElementById('outcome-filter').value === 'none'`)
+	filter("", "")
+	only("all the results", itemOK, itemBad, itemRun, itemWait, itemAfter)
+
+	// Addresses of things that do not exist, or that cannot be IDs: each page says what
+	// is wrong under a clear heading, with a way back, and does not try again.
+	unknownEnv, unknownWork, unknownSess := id.New(id.Environment), id.New(id.Work), id.New(id.Session)
+	for _, tc := range []struct {
+		name, hash, title, message string
+		envLink                    bool
+	}{
+		{"malformed environment", "#/env/env_nope", "Environment not found", "“env_nope” is not a valid environment ID", false},
+		{"unknown environment", "#/env/" + unknownEnv, "Environment not found", "No environment has the ID " + unknownEnv + ":", false},
+		{"unknown environment's sessions", "#/env/" + unknownEnv + "/sessions", "Environment not found", "No environment has the ID " + unknownEnv + ":", false},
+		{"malformed work item", "#/env/" + byoc + "/work/garbage", "Work item not found", "“garbage” is not a valid work item ID", true},
+		{"unknown work item", "#/env/" + byoc + "/work/" + unknownWork, "Work item not found", "No work item has the ID " + unknownWork + ":", true},
+		{"malformed session", "#/session/sess_0000", "Session not found", "“sess_0000” is not a valid session ID", false},
+		{"unknown session", "#/session/" + unknownSess, "Session not found", "No session has the ID " + unknownSess + ":", false},
+		{"unknown page", "#/work/garbage", "Page not found", "The dashboard has no page at #/work/garbage.", false},
+		{"malformed cursor", "#/env/" + byoc + "?before=garbage", "Invalid address", `before: "garbage" is not a valid work item ID`, true},
+	} {
+		eval[bool](b, `(location.hash = `+jsString(tc.hash)+`, true)`)
+		b.wait(tc.name, `document.getElementById('page-title').textContent === `+jsString(tc.title)+` &&
+			document.getElementById('error-message').textContent.includes(`+jsString(tc.message)+`) &&
+			document.getElementById('error-back').getAttribute('href') === '#/' &&
+			!!document.getElementById('error-env') === `+fmt.Sprint(tc.envLink)+` &&
+			document.getElementById('live').textContent === '' && document.title === `+jsString(tc.title+" · berth"))
+		b.screenshot("error-" + strings.ReplaceAll(tc.name, " ", "-"))
+	}
+	// The way back from the cursor's error: the environment's newest page, live.
+	b.do("back to byoc-lab", chromedp.Click(chromedp.ID("error-env")))
+	b.wait("byoc-lab, live", `document.getElementById('row-`+itemA+`') && document.getElementById('live').textContent === 'Live'`)
+	// A stream was opened once for each address that is an ID, and never for the others.
+	for _, tc := range []struct {
+		id   string
+		want int
+	}{{unknownEnv, 2}, {unknownWork, 1}, {unknownSess, 1}, {"env_nope", 0}, {"sess_0000", 0}, {"garbage", 1}} {
+		if n := g.streamsWith(tc.id); n != tc.want {
+			t.Errorf("streams for %s: %d, want %d", tc.id, n, tc.want)
+		}
+	}
+
 	// A phone: the same pages in one column, nothing wider than the screen.
 	b.do("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile, chromedp.EmulateTouch),
 		chromedp.Navigate(f.url+"/#/"))
-	b.wait("the overview on a phone", `document.querySelector('`+row+` .stat-depth')?.textContent === '2'`)
+	// byoc-lab: D queued, and B pending (delivered to worker-b, which never acknowledged it;
+	// the API's clock stands still, so its reclaim window never ends).
+	b.wait("the overview on a phone", `document.querySelector('`+row+` .stat-depth')?.textContent === '1' &&
+		document.querySelector('`+row+` .stat-pending')?.textContent === '1'`)
 	for _, page := range []struct{ name, hash, ready string }{
 		{"phone-overview", "#/", `document.querySelector('` + row + ` .stat-depth')`},
 		{"phone-environment", "#/env/" + byoc, `document.getElementById('row-` + itemC + `')`},
 		{"phone-item", "#/env/" + byoc + "/work/" + itemC, `document.getElementById('item-state').textContent === 'stopped'`},
+		{"phone-results", "#/env/" + results, `document.getElementById('row-` + itemBad + `')`},
+		{"phone-error", "#/env/" + unknownEnv, `document.getElementById('error-message')`},
 	} {
 		eval[bool](b, `(location.hash = `+jsString(page.hash)+`, true)`)
 		b.wait(page.name, page.ready)

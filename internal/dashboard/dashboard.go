@@ -29,9 +29,10 @@ type Config struct {
 	// API serves the API (an *api.Server). Every path that is not the dashboard's goes
 	// to it unchanged, and the dashboard's own reads and actions are requests to it.
 	API http.Handler
-	// Store is read for the delivery details of a work item that the API object does not
+	// Store is read for the delivery details of work items that the API object does not
 	// carry (to whom and how often it was delivered, who acknowledged it, when its lease
-	// expires), and only after the API has answered that item to the same token.
+	// expires), and only for items the API has just answered to the same token: a work
+	// item's page, and the workers of the work list's rows.
 	Store store.Store
 	// Logger receives the dashboard's errors; nil means slog.Default(). Token secrets are
 	// never logged.

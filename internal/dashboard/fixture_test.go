@@ -37,6 +37,13 @@ type fixtureOpt struct {
 	tls      bool
 	// server, when set, adjusts the http.Server before it starts.
 	server func(*http.Server)
+	// api, when set, wraps the API handler that the dashboard is given (its in-process
+	// requests, and the requests it passes on).
+	api func(http.Handler) http.Handler
+	// store, when set, wraps the store that the dashboard is given.
+	store func(store.Store) store.Store
+	// now, when set, is the API's clock.
+	now func() time.Time
 }
 
 func newFixture(t *testing.T, o fixtureOpt) *fixture {
@@ -46,12 +53,20 @@ func newFixture(t *testing.T, o fixtureOpt) *fixture {
 		t.Fatalf("open store: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := api.New(api.Config{Store: st, Logger: log})
+	srv := api.New(api.Config{Store: st, Logger: log, Now: o.now})
 	ctx, stop := context.WithCancel(context.Background())
 	if o.interval == 0 {
 		o.interval = 20 * time.Millisecond
 	}
-	dash := dashboard.New(dashboard.Config{API: srv, Store: st, Logger: log, Interval: o.interval, Context: ctx})
+	var apiHandler http.Handler = srv
+	if o.api != nil {
+		apiHandler = o.api(srv)
+	}
+	var dashStore store.Store = st
+	if o.store != nil {
+		dashStore = o.store(st)
+	}
+	dash := dashboard.New(dashboard.Config{API: apiHandler, Store: dashStore, Logger: log, Interval: o.interval, Context: ctx})
 	ts := httptest.NewUnstartedServer(dash)
 	if o.server != nil {
 		o.server(ts.Config)
@@ -173,11 +188,29 @@ func (f *fixture) session(env string) (sessionID, workID string) {
 // cookie is the Cookie header of a dashboard session holding secret.
 func cookie(secret string) string { return "berth_token=" + secret }
 
+// patience is a context for waiting on something that should come: it ends margin before
+// the test binary's -timeout would, so that a wait that never ends fails with its own
+// message and not with the binary's panic. Nothing else bounds a wait: how long a busy
+// machine takes is not a failure.
+func patience(t *testing.T, margin time.Duration) context.Context {
+	t.Helper()
+	ctx := t.Context()
+	if dl, ok := t.Deadline(); ok {
+		c, cancel := context.WithDeadline(ctx, dl.Add(-margin))
+		t.Cleanup(cancel)
+		ctx = c
+	}
+	return ctx
+}
+
 // sse is a server-sent event stream read by a goroutine.
 type sse struct {
-	res    *http.Response
+	res *http.Response
+	// events carries the stream's events in order, and is closed when the stream has
+	// ended and every event it carried was received.
 	events chan sseEvent
-	done   chan struct{} // closed when the stream ends
+	// patience bounds the waits for the stream's events.
+	patience context.Context
 }
 
 type sseEvent struct {
@@ -202,9 +235,9 @@ func (f *fixture) stream(secret, q string) *sse {
 	if err != nil {
 		f.t.Fatalf("stream: %v", err)
 	}
-	s := &sse{res: res, events: make(chan sseEvent, 64), done: make(chan struct{})}
+	s := &sse{res: res, events: make(chan sseEvent, 64), patience: patience(f.t, 10*time.Second)}
 	go func() {
-		defer close(s.done)
+		defer close(s.events)
 		defer res.Body.Close()
 		sc := bufio.NewScanner(res.Body)
 		sc.Buffer(make([]byte, 1<<20), 16<<20)
@@ -231,11 +264,15 @@ func (f *fixture) stream(secret, q string) *sse {
 	return s
 }
 
-// next returns the next view event, failing the test if none comes within d.
-func (s *sse) next(t *testing.T, d time.Duration) map[string]any {
+// next returns the next view event, failing the test if the stream ends first. An event
+// sent just before the stream ended is still returned: the end is seen only after it.
+func (s *sse) next(t *testing.T) map[string]any {
 	t.Helper()
 	select {
-	case ev := <-s.events:
+	case ev, ok := <-s.events:
+		if !ok {
+			t.Fatalf("the stream ended")
+		}
 		if ev.name != "view" {
 			t.Fatalf("event %q, want view", ev.name)
 		}
@@ -244,38 +281,33 @@ func (s *sse) next(t *testing.T, d time.Duration) map[string]any {
 			t.Fatalf("event data %q: %v", ev.data, err)
 		}
 		return m
-	case <-s.done:
-		t.Fatalf("the stream ended")
-	case <-time.After(d):
-		t.Fatalf("no event within %v", d)
+	case <-s.patience.Done():
+		t.Fatalf("no event before the test's deadline")
 	}
 	return nil
 }
 
-// until reads view events until ok holds for one, for at most d.
-func (s *sse) until(t *testing.T, d time.Duration, ok func(map[string]any) bool) map[string]any {
+// until reads view events until ok holds for one.
+func (s *sse) until(t *testing.T, ok func(map[string]any) bool) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(d)
 	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			t.Fatalf("no matching view within %v", d)
-		}
-		if v := s.next(t, left); ok(v) {
+		if v := s.next(t); ok(v) {
 			return v
 		}
 	}
 }
 
-// ended reports whether the stream ends within d.
-func (s *sse) ended(d time.Duration) bool {
+// waitEnd reads the stream's events until it ends.
+func (s *sse) waitEnd(t *testing.T) {
+	t.Helper()
 	for {
 		select {
-		case <-s.done:
-			return true
-		case <-s.events:
-		case <-time.After(d):
-			return false
+		case _, ok := <-s.events:
+			if !ok {
+				return
+			}
+		case <-s.patience.Done():
+			t.Fatalf("the stream did not end before the test's deadline")
 		}
 	}
 }

@@ -23,7 +23,9 @@ const (
 
 // stream serves a live view as server-sent events: the view at once, then again each time
 // it changes, computed every interval with in-process API requests, until the client goes
-// away, the dashboard's context ends (server shutdown), or the token stops being valid.
+// away, the dashboard's context ends (server shutdown), the token stops being valid, or
+// the view becomes an error that asking again will not change (a 4xx: the environment,
+// item or session does not exist, or the token may not see it).
 func (d *Handler) stream(w http.ResponseWriter, r *http.Request) {
 	p, err := parseView(r.URL.Query())
 	if err != nil {
@@ -72,7 +74,7 @@ func (d *Handler) stream(w http.ResponseWriter, r *http.Request) {
 		return [][]byte{[]byte("event: view\ndata: "), body, []byte("\n\n")}
 	}
 	first := append([][]byte{fmt.Appendf(nil, "retry: %d\n\n", retryMillis)}, event(v.body)...)
-	if err := send(first...); err != nil {
+	if err := send(first...); err != nil || permanent(v.status) {
 		return
 	}
 	last := v.body
@@ -102,8 +104,8 @@ func (d *Handler) stream(w http.ResponseWriter, r *http.Request) {
 			if err := send(event(v.body)...); err != nil {
 				return
 			}
-			if v.status == http.StatusUnauthorized {
-				return // the token was revoked: the page signs in again
+			if v.status == http.StatusUnauthorized || permanent(v.status) {
+				return // the token was revoked (the page signs in again), or the view is gone
 			}
 		}
 	}

@@ -37,27 +37,48 @@ const (
 // viewParams selects a view. Cursors page backwards from the newest item by default:
 // a live dashboard shows what happened last.
 type viewParams struct {
-	Name   string
-	Env    string // environment ID (work, sessions, item)
-	ID     string // work item (item) or session (session) ID
-	State  string // work state filter, the API's comma-separated list
-	Before string // page of the items just before this ID
-	After  string // page of the items just after this ID
+	Name    string
+	Env     string // environment ID (work, sessions, item)
+	ID      string // work item (item) or session (session) ID
+	State   string // work state filter, the API's comma-separated list
+	Outcome string // work outcome filter: "", or one of the outcomes (work)
+	Before  string // page of the items just before this ID
+	After   string // page of the items just after this ID
+}
+
+// idNouns names what an ID of each prefix identifies, for error messages.
+var idNouns = map[string]string{
+	id.Environment: "environment", id.Work: "work item", id.Session: "session", id.Event: "event",
 }
 
 func parseView(q url.Values) (viewParams, error) {
 	p := viewParams{Name: q.Get("view"), Env: q.Get("env"), ID: q.Get("id"), State: q.Get("state"),
-		Before: q.Get("before"), After: q.Get("after")}
+		Outcome: q.Get("outcome"), Before: q.Get("before"), After: q.Get("after")}
 	need := func(prefix, v, name string) error {
-		if !id.Valid(prefix, v) {
-			return fmt.Errorf("%s must be an ID (%s_…)", name, prefix)
+		if id.Valid(prefix, v) {
+			return nil
 		}
-		return nil
+		noun := idNouns[prefix]
+		if v == "" {
+			return fmt.Errorf("%s is required: the %s ID (%s_…)", name, noun, prefix)
+		}
+		if r := []rune(v); len(r) > 80 {
+			v = string(r[:80]) + "…"
+		}
+		return fmt.Errorf("%s: %q is not a valid %s ID (%s_ followed by 32 lowercase hex digits)", name, v, noun, prefix)
+	}
+	if p.Outcome != "" && p.Name != viewWork {
+		return p, errors.New("only the work view takes an outcome")
 	}
 	var listPrefix string
 	switch p.Name {
 	case viewOverview:
 	case viewWork:
+		switch p.Outcome {
+		case "", outcomeSucceeded, outcomeFailed, outcomeNone:
+		default:
+			return p, fmt.Errorf("outcome must be %s, %s or %s", outcomeSucceeded, outcomeFailed, outcomeNone)
+		}
 		listPrefix = id.Work
 		if err := need(id.Environment, p.Env, "env"); err != nil {
 			return p, err
@@ -111,11 +132,21 @@ func (p viewParams) cursorQuery(q url.Values, prefix string) {
 	}
 }
 
-// viewError is an API error answer, as a view shows it.
+// viewError is an API error answer, as a view shows it. Resource, on the error that the
+// whole view is, names what the API could not show: environment, work or session.
 type viewError struct {
-	Status  int    `json:"status"`
-	Type    string `json:"type"`
-	Message string `json:"message"`
+	Status   int    `json:"status"`
+	Type     string `json:"type"`
+	Message  string `json:"message"`
+	Resource string `json:"resource,omitempty"`
+}
+
+// permanent reports whether an error answer of this status will be the same if asked
+// again: a client error other than 401 (the page signs in again), 408 and 429. A stream
+// whose view is such an error ends, and the page shows the error instead of retrying.
+func permanent(status int) bool {
+	return status >= 400 && status < 500 && status != http.StatusUnauthorized &&
+		status != http.StatusRequestTimeout && status != http.StatusTooManyRequests
 }
 
 // view is a computed view: JSON for the page, and the status of the API answer that
@@ -129,8 +160,10 @@ type view struct {
 // error is returned only when the API could not be asked at all (the request ended).
 func (d *Handler) compute(ctx context.Context, secret string, p viewParams) (view, error) {
 	v := map[string]any{"view": p.Name}
-	fail := func(a answer) (view, error) {
-		v["error"] = a.errorOf()
+	fail := func(a answer, resource string) (view, error) {
+		e := a.errorOf()
+		e.Resource = resource
+		v["error"] = e
 		b, err := json.Marshal(v)
 		return view{body: b, status: a.status}, err
 	}
@@ -149,7 +182,7 @@ func (d *Handler) compute(ctx context.Context, secret string, p viewParams) (vie
 			return view{}, err
 		}
 		if envs.status != http.StatusOK {
-			return fail(envs)
+			return fail(envs, "environment")
 		}
 		var page struct {
 			Data []struct {
@@ -186,7 +219,7 @@ func (d *Handler) compute(ctx context.Context, secret string, p viewParams) (vie
 			return view{}, err
 		}
 		if env.status != http.StatusOK {
-			return fail(env)
+			return fail(env, "environment")
 		}
 		v["environment"] = json.RawMessage(env.body)
 		if p.Name != viewItem {
@@ -200,16 +233,9 @@ func (d *Handler) compute(ctx context.Context, secret string, p viewParams) (vie
 		}
 		switch p.Name {
 		case viewWork:
-			q := url.Values{"limit": {fmt.Sprint(workLimit)}}
-			if p.State != "" {
-				q.Set("state", p.State)
-			}
-			p.cursorQuery(q, id.Work)
-			list, err := get("/environments/"+esc(p.Env)+"/work", q)
-			if err != nil {
+			if err := d.workList(ctx, get, p, v); err != nil {
 				return view{}, err
 			}
-			v["work"] = bodyOrError(list)
 		case viewSessions:
 			q := url.Values{"limit": {fmt.Sprint(sessionLimit)}, "environment_id": {p.Env}, "include_archived": {"true"}}
 			p.cursorQuery(q, id.Session)
@@ -224,14 +250,14 @@ func (d *Handler) compute(ctx context.Context, secret string, p viewParams) (vie
 				return view{}, err
 			}
 			if it.status != http.StatusOK {
-				return fail(it)
+				return fail(it, "work")
 			}
 			// The API has just answered this item to this token: only now may the store
 			// tell the rest of its story.
 			item, err := d.store.GetWork(ctx, p.Env, p.ID)
 			if errors.Is(err, store.ErrNotFound) {
 				return fail(answer{status: http.StatusNotFound,
-					body: []byte(`{"error":{"type":"not_found_error","message":"No such work item."}}`)})
+					body: []byte(`{"error":{"type":"not_found_error","message":"Work item not found."}}`)}, "work")
 			}
 			if err != nil {
 				return view{}, fmt.Errorf("get work %s: %w", p.ID, err)
@@ -246,7 +272,7 @@ func (d *Handler) compute(ctx context.Context, secret string, p viewParams) (vie
 			return view{}, err
 		}
 		if sess.status != http.StatusOK {
-			return fail(sess)
+			return fail(sess, "session")
 		}
 		v["session"] = json.RawMessage(sess.body)
 		var s struct {

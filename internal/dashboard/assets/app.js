@@ -13,6 +13,19 @@
     ['queued,starting,active,stopping', 'Live (not stopped)'],
     ...STATES.map((s) => [s, s[0].toUpperCase() + s.slice(1)]),
   ];
+  // Outcomes, from the exit_code metadata that berth worker records when its handler ends.
+  const OUTCOMES = [
+    ['', 'All outcomes'],
+    ['succeeded', 'Succeeded (exit 0)'],
+    ['failed', 'Failed (non-zero exit)'],
+    ['none', 'No exit code'],
+  ];
+  // The IDs the routes take: a prefix, "_" and 32 lowercase hex digits.
+  const IDS = {
+    env: { re: /^env_[0-9a-f]{32}$/, noun: 'environment', a: 'an', title: 'Environment' },
+    work: { re: /^work_[0-9a-f]{32}$/, noun: 'work item', a: 'a', title: 'Work item' },
+    sess: { re: /^sess_[0-9a-f]{32}$/, noun: 'session', a: 'a', title: 'Session' },
+  };
 
   const $ = (id) => document.getElementById(id);
   const app = { role: null, route: null, es: null, shell: null, retry: 0, pendingFocus: '' };
@@ -60,9 +73,11 @@
 
   // ---------------------------------------------------------------- formatting
 
+  // shortID shortens an ID to its prefix and last 8 digits; anything else is left whole.
   function shortID(id) {
+    if (!/^[a-z]+_[0-9a-f]{32}$/.test(id)) return id;
     const i = id.indexOf('_');
-    return i < 0 ? id : id.slice(0, i + 1) + '…' + id.slice(-8);
+    return id.slice(0, i + 1) + '…' + id.slice(-8);
   }
   function absTime(ts) {
     return new Date(ts).toLocaleString(undefined, {
@@ -208,7 +223,7 @@
   function setLive(state) {
     const el = $('live');
     el.className = 'live ' + state;
-    setText(el, { on: 'Live', off: 'Reconnecting…', wait: 'Connecting…' }[state]);
+    setText(el, { on: 'Live', off: 'Reconnecting…', wait: 'Connecting…', idle: '' }[state]);
   }
 
   let toastTimer = 0;
@@ -222,10 +237,13 @@
 
   // A modal dialog that traps the focus, closes on Escape and gives the focus back to the
   // control that opened it. run does the action; an error it throws is shown in the dialog.
-  const dlg = { opener: null, openerID: '', run: null, busy: false };
+  // gen counts the dialogs opened: an action that ends after its dialog was closed by a
+  // navigation, or replaced, leaves the dialog of now alone.
+  const dlg = { opener: null, openerID: '', run: null, busy: false, gen: 0 };
 
   function openDialog(o) {
     const d = $('dialog');
+    dlg.gen++;
     dlg.opener = document.activeElement;
     dlg.openerID = dlg.opener ? dlg.opener.id : '';
     dlg.run = o.run;
@@ -249,6 +267,17 @@
   function closeDialog() {
     const d = $('dialog');
     if (d.open) d.close();
+  }
+
+  // dropDialog closes the dialog for a navigation: its action was aimed at the page that
+  // is gone, so it can no longer be confirmed, and the focus stays with the new page.
+  function dropDialog() {
+    dlg.gen++;
+    dlg.run = null;
+    dlg.busy = false;
+    dlg.opener = null;
+    dlg.openerID = '';
+    closeDialog();
   }
 
   $('dialog').addEventListener('close', () => {
@@ -280,18 +309,20 @@
     e.preventDefault();
     if (!dlg.run || dlg.busy) return;
     const err = $('dialog-error');
+    const gen = dlg.gen;
     dlg.busy = true;
     $('dialog-confirm').disabled = true;
     try {
       await dlg.run();
-      closeDialog();
+      if (dlg.gen === gen) closeDialog();
     } catch (ex) {
+      if (dlg.gen !== gen) return;
       err.textContent = ex.message;
       err.hidden = false;
       $('dialog-confirm').disabled = false;
       $('dialog-confirm').focus();
     } finally {
-      dlg.busy = false;
+      if (dlg.gen === gen) dlg.busy = false;
     }
   });
 
@@ -302,9 +333,17 @@
 
   // ---------------------------------------------------------------- routing
 
-  // Routes: #/ · #/env/ENV[?state=&before=&after=] · #/env/ENV/sessions[?before=&after=]
+  // Routes: #/ · #/env/ENV[?state=&outcome=&before=&after=] · #/env/ENV/sessions[?before=&after=]
   // · #/env/ENV/work/WORK · #/session/SESS[?before=&after=]
+  // A route whose ID is not one (#/env/env_nope) is the page "invalid", which says so.
   function parseRoute() {
+    const r = matchRoute();
+    const bad = (kind, v) => (IDS[kind].re.test(v) ? null : { name: 'invalid', kind, value: v, from: r });
+    if (r.env !== undefined) return bad('env', r.env) || (r.name === 'item' && bad('work', r.id)) || r;
+    if (r.name === 'session') return bad('sess', r.id) || r;
+    return r;
+  }
+  function matchRoute() {
     const raw = location.hash.replace(/^#/, '') || '/';
     const qi = raw.indexOf('?');
     const path = qi < 0 ? raw : raw.slice(0, qi);
@@ -313,7 +352,9 @@
     try { parts = path.split('/').filter(Boolean).map(decodeURIComponent); } catch (_) { parts = ['?']; }
     const cur = { before: q.get('before') || '', after: q.get('after') || '' };
     if (parts.length === 0) return { name: 'overview' };
-    if (parts[0] === 'env' && parts.length === 2) return { name: 'work', env: parts[1], state: q.get('state') || '', ...cur };
+    if (parts[0] === 'env' && parts.length === 2) {
+      return { name: 'work', env: parts[1], state: q.get('state') || '', outcome: q.get('outcome') || '', ...cur };
+    }
     if (parts[0] === 'env' && parts.length === 3 && parts[2] === 'sessions') return { name: 'sessions', env: parts[1], ...cur };
     if (parts[0] === 'env' && parts.length === 4 && parts[2] === 'work') return { name: 'item', env: parts[1], id: parts[3] };
     if (parts[0] === 'session' && parts.length === 2) return { name: 'session', id: parts[1], ...cur };
@@ -332,10 +373,12 @@
     if (app.role === null) return;
     const r = parseRoute();
     const prev = app.route;
-    const samePage = !fresh && prev && prev.name === r.name && prev.env === r.env && prev.id === r.id;
+    const page = pages[r.name] || pages.notfound;
+    // The same live page with other filters or another cursor: the focus may stay.
+    const samePage = !fresh && prev && page.update && prev.name === r.name && prev.env === r.env && prev.id === r.id;
     app.route = r;
     closeStream();
-    const page = pages[r.name] || pages.notfound;
+    dropDialog();
     const focused = document.activeElement && document.activeElement !== document.body ? document.activeElement.id : '';
     keepFocus(() => {
       app.shell = page.shell(r);
@@ -352,6 +395,7 @@
     }
     document.title = page.title(r) + ' · berth';
     if (page.update) openStream(r, page);
+    else setLive('idle');
   }
   window.addEventListener('hashchange', () => route(false));
 
@@ -363,7 +407,7 @@
 
   function streamQuery(r) {
     const p = { view: r.name };
-    for (const k of ['env', 'id', 'state', 'before', 'after']) if (r[k]) p[k] = r[k];
+    for (const k of ['env', 'id', 'state', 'outcome', 'before', 'after']) if (r[k]) p[k] = r[k];
     return new URLSearchParams(p).toString();
   }
 
@@ -380,6 +424,10 @@
         showSignIn('Your session ended: the token is no longer valid. Sign in again.');
         return;
       }
+      if (v.error && permanent(v.error.status)) {
+        showViewError(r, v.error);
+        return;
+      }
       keepFocus(() => page.update(app.shell, v, r));
       if (app.pendingFocus) {
         const el = $(app.pendingFocus);
@@ -393,16 +441,82 @@
       if (app.es !== es) return;
       setLive('off');
       if (es.readyState !== EventSource.CLOSED) return; // the browser reconnects by itself
-      // The server refused the stream: the session may have ended; else try again soon.
+      // The server refused the stream, and EventSource does not say why: ask for the view
+      // once. A session that ended signs in again, an error that asking again will not
+      // change (a bad cursor in the address) is shown, and anything else (the server is
+      // down or restarting) is tried again soon.
       let status = 0;
-      try { status = (await fetch('/ui/me', { credentials: 'same-origin' })).status; } catch (_) { /* offline */ }
+      let data = null;
+      try {
+        const res = await fetch('/ui/view?' + streamQuery(r), { credentials: 'same-origin' });
+        status = res.status;
+        try { data = await res.json(); } catch (_) { /* not JSON */ }
+      } catch (_) { /* offline */ }
       if (app.es !== es) return;
       if (status === 401) {
         showSignIn('Your session ended. Sign in again.');
         return;
       }
+      if (permanent(status)) {
+        showViewError(r, errorOf(status, data));
+        return;
+      }
       app.retry = setTimeout(() => { if (app.es === es) openStream(r, page); }, 3000);
     });
+  }
+
+  // permanent tells an error that asking again will not change: a client error other than
+  // 401 (sign in again), 408 and 429. The server ends a stream on such an error too.
+  function permanent(status) {
+    return status >= 400 && status < 500 && status !== 401 && status !== 408 && status !== 429;
+  }
+
+  // errorOf reads an error answer: a view's {error: {status, type, message, resource}} or
+  // the envelope {type: "error", error: {type, message}}.
+  function errorOf(status, data) {
+    const e = (data && data.error) || {};
+    return {
+      status: e.status || status, type: e.type || '', resource: e.resource || '',
+      message: e.message || 'The server answered HTTP ' + status + '.',
+    };
+  }
+
+  // showViewError replaces the page with an error that asking again will not change, and
+  // stops the live view: nothing is left to reconnect.
+  function showViewError(r, e) {
+    closeStream();
+    setLive('idle');
+    const kind = { environment: 'env', work: 'work', session: 'sess' }[e.resource];
+    let title = 'Cannot show this page';
+    let message = e.message;
+    if (e.status === 404) {
+      title = kind ? IDS[kind].title + ' not found' : 'Not found';
+      const id = kind === 'env' ? r.env : r.id;
+      if (kind && id) message = 'No ' + IDS[kind].noun + ' has the ID ' + id + ': it does not exist, or it was deleted.';
+    } else if (e.status === 403) {
+      title = 'Not allowed';
+    } else if (e.status === 400) {
+      title = 'Invalid address';
+    }
+    app.shell = errorShell(r, title, message, kind);
+    $('view').replaceChildren(app.shell.root);
+    document.title = title + ' · berth';
+    $('page-title').focus({ preventScroll: true });
+  }
+
+  // errorShell is a page that says what went wrong, and the ways back: to the environments,
+  // and to the environment of the route unless the environment is what failed.
+  function errorShell(r, title, message, failed) {
+    const env = r.env && IDS.env.re.test(r.env) && failed !== 'env' ? r.env : '';
+    return {
+      root: h('div', { id: 'error-page' },
+        crumbs(h('a', { href: '#/' }, 'Environments'), h('span', {}, title)),
+        h('div', { class: 'head' }, h('div', { class: 'head-title' }, pageTitle(title))),
+        h('div', { class: 'banner err', role: 'alert', id: 'error-message' }, message),
+        h('p', { class: 'btn-row' },
+          h('a', { href: '#/', id: 'error-back', class: 'btn' }, 'Back to environments'),
+          env ? h('a', { href: hrefs.work(env), id: 'error-env', class: 'btn' }, 'Back to environment ' + shortID(env)) : null)),
+    };
   }
 
   // ---------------------------------------------------------------- shared page parts
@@ -446,12 +560,14 @@
     const newest = !r.before && !r.after;
     let older = null;
     let newer = null;
+    // first_id and last_id bound what the page covers: a filtered page may cover items
+    // it does not show, even none.
     if (r.after) {
-      if (data.length) older = hrefFor({ before: page.first_id });
-      if (page.has_more) newer = hrefFor({ after: page.last_id });
+      if (page.first_id) older = hrefFor({ before: page.first_id });
+      if (page.has_more && page.last_id) newer = hrefFor({ after: page.last_id });
     } else {
-      if (page.has_more && data.length) older = hrefFor({ before: page.first_id });
-      if (!newest && data.length) newer = hrefFor({ after: page.last_id });
+      if (page.has_more && page.first_id) older = hrefFor({ before: page.first_id });
+      if (!newest && page.last_id) newer = hrefFor({ after: page.last_id });
     }
     const link = (href, id, text) => href
       ? h('a', { href, id }, text)
@@ -608,17 +724,30 @@
     },
   };
 
+  // outcomeBadge shows an item's exit code: "exit 0" (succeeded), "exit 3" (failed), or a
+  // dash while it has none.
+  function outcomeBadge(row) {
+    if (!row || row.exit_code === null || row.exit_code === undefined) return h('span', { class: 'muted' }, '—');
+    return badge('exit ' + row.exit_code, row.outcome);
+  }
+
   pages.work = {
     title: (r) => shortID(r.env),
     shell(r) {
       const s = envHeader(r, 'work');
-      s.filter = h('select', { id: 'state-filter', name: 'state' },
-        FILTERS.map(([value, label]) => h('option', { value, selected: value === r.state }, label)));
-      s.filter.addEventListener('change', () => { location.hash = hrefs.work(r.env, { state: s.filter.value }); });
+      const select = (id, name, options, value) => h('select', { id, name },
+        options.map(([v, label]) => h('option', { value: v, selected: v === value }, label)));
+      s.filter = select('state-filter', 'state', FILTERS, r.state);
+      s.outcome = select('outcome-filter', 'outcome', OUTCOMES, r.outcome);
+      // A filter starts again from the newest page, and keeps the other filter.
+      const go = () => { location.hash = hrefs.work(r.env, { state: s.filter.value, outcome: s.outcome.value }); };
+      s.filter.addEventListener('change', go);
+      s.outcome.addEventListener('change', go);
       s.body = h('div', { id: 'work-body' }, loading());
       s.pager = h('div', {});
       s.root = h('div', {}, s.head,
-        h('div', { class: 'toolbar' }, field('state-filter', 'State', s.filter)),
+        h('div', { class: 'toolbar' }, h('div', { class: 'filters' },
+          field('state-filter', 'State', s.filter), field('outcome-filter', 'Outcome', s.outcome))),
         s.body, s.pager);
       return s;
     },
@@ -630,16 +759,31 @@
         return fill(s.body, h('div', { class: 'panel empty' }, v.work.error.message));
       }
       const items = [...v.work.data].reverse();
-      const rows = items.map((w) => h('tr', { id: 'row-' + w.id, 'data-state': w.state },
-        cell('Work item', idLink(hrefs.item(r.env, w.id), w.id, 'link-' + w.id), 'primary'),
-        cell('State', badge(w.state)),
-        cell('Session', idLink(hrefs.session(w.data.id), w.data.id)),
-        cell('Created', ago(w.created_at)),
-        cell('Last heartbeat', ago(w.latest_heartbeat_at))));
-      fill(s.body, table('Work items', [{ label: 'Work item' }, { label: 'State' }, { label: 'Session' },
-        { label: 'Created' }, { label: 'Last heartbeat' }], rows,
-      r.state ? 'No work items in this state.' : 'No work items yet. Create a session to queue one.'));
-      fill(s.pager, pager(r, v.work, (c) => hrefs.work(r.env, { state: r.state, ...c }), 'item'));
+      const extra = v.rows || {};
+      const rows = items.map((w) => {
+        const x = extra[w.id] || {};
+        return h('tr', { id: 'row-' + w.id, 'data-state': w.state, 'data-outcome': x.outcome || '' },
+          cell('Work item', idLink(hrefs.item(r.env, w.id), w.id, 'link-' + w.id), 'primary'),
+          cell('State', badge(w.state)),
+          cell('Outcome', outcomeBadge(x), 'outcome'),
+          cell('Session', h('div', {}, x.session_title ? h('div', { class: 'title' }, x.session_title) : null,
+            idLink(hrefs.session(w.data.id), w.data.id)), 'session'),
+          cell('Worker', x.worker ? h('span', { class: 'mono' }, x.worker) : h('span', { class: 'muted' }, '—'), 'worker'),
+          cell('Created', ago(w.created_at)),
+          cell('Last heartbeat', ago(w.latest_heartbeat_at)));
+      });
+      const filtered = r.state || r.outcome;
+      fill(s.body, table('Work items', [{ label: 'Work item' }, { label: 'State' }, { label: 'Outcome' },
+        { label: 'Session' }, { label: 'Worker' }, { label: 'Created' }, { label: 'Last heartbeat' }], rows,
+      filtered ? 'No work items match these filters' + (r.before || r.after ? ' on this page.' : '.')
+        : 'No work items yet. Create a session to queue one.'),
+      // An outcome filter reads a bounded number of items at a time: say so when it
+      // stopped short of a full page.
+      r.outcome && v.work.has_more && v.work.data.length < 20
+        ? h('p', { class: 'muted small', id: 'scan-note' }, 'Searched ' + v.scanned + ' work items for this page; ' +
+          (r.after ? '← Newer' : 'Older →') + ' searches further.')
+        : null);
+      fill(s.pager, pager(r, v.work, (c) => hrefs.work(r.env, { state: r.state, outcome: r.outcome, ...c }), 'item'));
     },
   };
 
@@ -817,9 +961,20 @@
   };
 
   pages.notfound = {
-    title: () => 'Not found',
-    shell() {
-      return { root: h('div', {}, pageTitle('Page not found'), h('p', {}, h('a', { href: '#/' }, 'Back to environments'))) };
+    title: () => 'Page not found',
+    shell(r) {
+      return errorShell(r, 'Page not found', 'The dashboard has no page at ' + (location.hash || '#/') + '.');
+    },
+  };
+
+  // invalid is a route whose ID is not one: no request can find it.
+  pages.invalid = {
+    title: (r) => IDS[r.kind].title + ' not found',
+    shell(r) {
+      const k = IDS[r.kind];
+      return errorShell(r.from, k.title + ' not found',
+        '“' + r.value + '” is not a valid ' + k.noun + ' ID: ' + k.a + ' ' + k.noun + ' ID is ' + r.kind + '_ followed by 32 lowercase hex digits.',
+        r.kind);
     },
   };
 

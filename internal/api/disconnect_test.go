@@ -22,12 +22,17 @@ type holdStore struct {
 	hold atomic.Pointer[func(ctx context.Context, next func(context.Context) error) error]
 }
 
-func (s *holdStore) CreateSession(ctx context.Context, sess store.Session, events []store.Event, item *work.Item) error {
-	next := func(ctx context.Context) error { return s.Store.CreateSession(ctx, sess, events, item) }
-	if h := s.hold.Swap(nil); h != nil {
-		return (*h)(ctx, next)
+func (s *holdStore) CreateSession(ctx context.Context, sess store.Session, events []store.Event, item *work.Item, claim *work.Claim) (store.Created, error) {
+	var created store.Created
+	next := func(ctx context.Context) error {
+		var err error
+		created, err = s.Store.CreateSession(ctx, sess, events, item, claim)
+		return err
 	}
-	return next(ctx)
+	if h := s.hold.Swap(nil); h != nil {
+		return created, (*h)(ctx, next)
+	}
+	return created, next(ctx)
 }
 
 // holdNext makes fn take over the next CreateSession.

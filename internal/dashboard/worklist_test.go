@@ -350,7 +350,7 @@ func TestWorkViewOutcomeScanIsBounded(t *testing.T) {
 	plant := func(meta work.Metadata) string {
 		s := store.Session{ID: id.New(id.Session), EnvironmentID: env, Agent: agent, Metadata: meta, CreatedAt: now, UpdatedAt: now}
 		it := work.New(id.New(id.Work), env, s.ID, meta, now)
-		if err := f.store.CreateSession(ctx, s, nil, &it); err != nil {
+		if _, err := f.store.CreateSession(ctx, s, nil, &it, nil); err != nil {
 			t.Fatalf("create session: %v", err)
 		}
 		return it.ID

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/berth-sh/berth/internal/work"
 )
 
 // Pollers.
@@ -11,9 +13,11 @@ import (
 // workers_polling counts the Worker-IDs that polled an environment on any replica in the
 // last 30 s, so they live in the shared pollers table. Writing a row per poll would make
 // every poll a database write (an idle fleet of ten thousand workers polls thousands of
-// times a second), so a replica keeps the polls it sees in memory and writes them out
-// together once a second, one statement for all, and just before it counts. A Worker-ID
-// that polls a replica is counted there at once and on the others within flushEvery.
+// times a second). So a Worker-ID that a replica has not seen yet is written at once, and
+// the later polls of the Worker-IDs it knows are kept in memory and written out together
+// once a second, one statement for all, and just before the replica counts. A new
+// Worker-ID is counted on every replica from its first poll on; what a later poll
+// refreshes reaches the others within flushEvery, well inside the 30-second window.
 
 // flushEvery is how often the polls a replica saw are written to the shared table.
 const flushEvery = time.Second
@@ -22,6 +26,10 @@ type pollers struct {
 	d       *driver
 	mu      sync.Mutex
 	pending map[pollerKey]time.Time
+	// written holds the Worker-IDs whose row this replica wrote, and when it last did:
+	// a poll of one of them waits for the next flush. Entries older than the stats
+	// window go at each flush, so it holds at most the Worker-IDs of the last 30 s.
+	written map[pollerKey]time.Time
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -29,7 +37,8 @@ type pollers struct {
 type pollerKey struct{ env, worker string }
 
 func newPollers(d *driver) *pollers {
-	p := &pollers{d: d, pending: map[pollerKey]time.Time{}, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &pollers{d: d, pending: map[pollerKey]time.Time{}, written: map[pollerKey]time.Time{},
+		stop: make(chan struct{}), done: make(chan struct{})}
 	go p.loop()
 	return p
 }
@@ -63,7 +72,23 @@ func (p *pollers) flush(ctx context.Context) error {
 	}
 	batch := p.pending
 	p.pending = map[pollerKey]time.Time{}
+	var newest time.Time
+	for _, at := range batch {
+		if at.After(newest) {
+			newest = at
+		}
+	}
+	for k, at := range p.written {
+		if newest.Sub(at) > work.PollerWindow {
+			delete(p.written, k)
+		}
+	}
 	p.mu.Unlock()
+	return p.write(ctx, batch)
+}
+
+// write upserts the polls of batch; a failure keeps them pending for the next flush.
+func (p *pollers) write(ctx context.Context, batch map[pollerKey]time.Time) error {
 	envs := make([]string, 0, len(batch))
 	workers := make([]string, 0, len(batch))
 	ats := make([]int64, 0, len(batch))
@@ -87,12 +112,20 @@ func (p *pollers) flush(ctx context.Context) error {
 }
 
 // RecordPoll implements store.Driver.
-func (d *driver) RecordPoll(_ context.Context, environmentID, workerID string, now time.Time) error {
+func (d *driver) RecordPoll(ctx context.Context, environmentID, workerID string, now time.Time) error {
 	p := d.pollers
+	k := pollerKey{environmentID, workerID}
 	p.mu.Lock()
-	p.pending[pollerKey{environmentID, workerID}] = now
+	_, known := p.written[k]
+	p.written[k] = now
+	if known {
+		p.pending[k] = now
+	}
 	p.mu.Unlock()
-	return nil
+	if known {
+		return nil
+	}
+	return p.write(context.WithoutCancel(ctx), map[pollerKey]time.Time{k: now})
 }
 
 // WorkersPolling implements store.Driver: this replica's polls are written out first.

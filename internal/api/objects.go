@@ -152,4 +152,3 @@ func workID(it work.Item) string               { return it.ID }
 func tokenID(t store.Token) string             { return t.ID }
 func eventID(e store.Event) string             { return e.ID }
 func eventBody(e store.Event) json.RawMessage  { return e.Body }
-

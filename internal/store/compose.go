@@ -213,7 +213,9 @@ func (e Event) withID(eventID string) (Event, error) {
 }
 
 // GetSession returns a session.
-func (db *DB) GetSession(ctx context.Context, id string) (Session, error) { return db.d.Session(ctx, id) }
+func (db *DB) GetSession(ctx context.Context, id string) (Session, error) {
+	return db.d.Session(ctx, id)
+}
 
 // ListSessions lists one page; environmentID filters when not empty.
 func (db *DB) ListSessions(ctx context.Context, p Page, environmentID string, includeArchived bool) ([]Session, bool, error) {
@@ -596,7 +598,9 @@ func (db *DB) TokenByHash(ctx context.Context, hash string) (Token, error) {
 }
 
 // ListTokens lists one page of tokens.
-func (db *DB) ListTokens(ctx context.Context, p Page) ([]Token, bool, error) { return db.d.Tokens(ctx, p) }
+func (db *DB) ListTokens(ctx context.Context, p Page) ([]Token, bool, error) {
+	return db.d.Tokens(ctx, p)
+}
 
 // RevokeToken sets revoked_at if it is not set yet and returns the token.
 func (db *DB) RevokeToken(ctx context.Context, id string, now time.Time) (Token, error) {

@@ -80,7 +80,6 @@ func Redelivery(it Item) bool { return it.Deliveries > 0 }
 //   - starting, active: unchanged, unless the ack names a Worker-ID other than the one
 //     that acknowledged it → Conflict.
 //   - stopping, stopped → Conflict.
-//
 func Ack(workerID string, now time.Time) Transition {
 	return Transition{Name: "ack", apply: func(it Item) (Item, bool, error) { return ack(it, workerID, now) }}
 }

@@ -138,7 +138,7 @@ func (s *Server) Run(ctx context.Context) {
 	const tick = 200 * time.Millisecond // lease expiry must happen within 1 s (API.md §4.9)
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	lastPrune := time.Time{}
+	lastPrune, lastPollers := time.Time{}, time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -148,6 +148,15 @@ func (s *Server) Run(ctx context.Context) {
 		if err := s.ExpireLeases(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("lease expiry", "err", err)
 		}
+		// The polls remembered for workers_polling, on a schedule of their own: any token
+		// can poll with Worker-IDs of its choosing, so what is kept must not grow with
+		// them.
+		if now := s.now(); now.Sub(lastPollers) > pollerPruneEvery {
+			lastPollers = now
+			if err := s.store.PrunePollers(ctx, now); err != nil && ctx.Err() == nil {
+				s.log.Error("prune pollers", "err", err)
+			}
+		}
 		if now := s.now(); now.Sub(lastPrune) > 10*time.Minute {
 			lastPrune = now
 			if err := s.store.PruneIdempotencyKeys(ctx, now.Add(-idempotencyWindow)); err != nil && ctx.Err() == nil {
@@ -156,6 +165,9 @@ func (s *Server) Run(ctx context.Context) {
 		}
 	}
 }
+
+// pollerPruneEvery is how often the server forgets polls older than the stats window.
+const pollerPruneEvery = 30 * time.Second
 
 // ExpireLeases runs one round of lease expiry at the server's clock (API.md §4.9) and
 // wakes a poller for every requeued item.

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +19,61 @@ import (
 func sessID(s store.Session) string { return s.ID }
 
 func testCreateSession(t *testing.T, newStore newStoreFunc) {
+	t.Run("RefusedInAnArchivedEnvironment", func(t *testing.T) {
+		// The archived check is made in the transaction that creates the session, so
+		// that no session lands in an environment archived before it.
+		t.Parallel()
+		f := setup(t, newStore)
+		e := f.env(t, selfHosted)
+		if _, err := f.st.UpdateEnvironment(f.ctx, e.ID, func(env *store.Environment) error {
+			env.ArchivedAt = base.Add(sec)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		it := work.New("", "", "", nil, base)
+		_, err := f.st.CreateSession(f.ctx, newSession(e.ID), []store.Event{newEvent("user.message")}, &it, nil)
+		if !errors.Is(err, store.ErrArchived) {
+			t.Fatalf("CreateSession in an archived environment: %v, want ErrArchived", err)
+		}
+		if ss, _, err := f.st.ListSessions(f.ctx, store.Page{Limit: 10}, e.ID, true); err != nil || len(ss) != 0 {
+			t.Errorf("sessions after the refused create: %d (%v)", len(ss), err)
+		}
+		if items := f.listWork(t, e.ID); len(items) != 0 {
+			t.Errorf("items after the refused create: %v", itemIDs(items))
+		}
+	})
+
+	t.Run("MakesIDsInCommitOrder", func(t *testing.T) {
+		// A session, its events and its item given without IDs get IDs made in order,
+		// above every ID made before; each event's body carries its ID.
+		t.Parallel()
+		f := setup(t, newStore)
+		e := f.env(t, selfHosted)
+		before := id.New(id.Session)
+		it := work.New("", "", "", work.Metadata{"k": "v"}, base)
+		c, err := f.st.CreateSession(f.ctx, newSession(e.ID), []store.Event{newEvent("user.message"), newEvent("system.message")}, &it, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hex := func(s string) string { _, h, _ := strings.Cut(s, "_"); return h }
+		ids := []string{hex(before), hex(c.Session.ID), hex(c.Events[0].ID), hex(c.Events[1].ID), hex(c.Item.ID)}
+		if !slices.IsSorted(ids) || !id.Valid(id.Session, c.Session.ID) || !id.Valid(id.Event, c.Events[0].ID) || !id.Valid(id.Work, c.Item.ID) {
+			t.Errorf("IDs made: session %s, events %s %s, item %s (after %s)", c.Session.ID, c.Events[0].ID, c.Events[1].ID, c.Item.ID, before)
+		}
+		if c.Item.SessionID != c.Session.ID || c.Item.EnvironmentID != e.ID {
+			t.Errorf("item of session %s in %s, want %s in %s", c.Item.SessionID, c.Item.EnvironmentID, c.Session.ID, e.ID)
+		}
+		stored := f.listEvents(t, c.Session.ID)
+		for i, ev := range stored {
+			want := `{"id":"` + c.Events[i].ID + `","type":"` + ev.Type + `"}`
+			if ev.ID != c.Events[i].ID || string(ev.Body) != want {
+				t.Errorf("stored event %d: %s %s, want %s", i, ev.ID, ev.Body, want)
+			}
+		}
+		checkEqual(t, "stored item", f.getWork(t, *c.Item), *c.Item)
+	})
+
 	t.Run("RoundTripEveryField", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, newStore)

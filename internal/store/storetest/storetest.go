@@ -106,6 +106,12 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"CompleteIdempotencyKey", testCompleteIdempotencyKey},
 		{"ReleaseIdempotencyKey", testReleaseIdempotencyKey},
 		{"PruneIdempotencyKeys", testPruneIdempotencyKeys},
+		{"PrunePollers", testPrunePollers},
+		// The seam, per driver.
+		{"FiltersMatchTheRules", testFiltersMatchTheRules},
+		{"PutWorkIf", testPutWorkIf},
+		{"Followers", testFollowers},
+		{"ReportsOnlyWhatCommitted", testReportsOnlyWhatCommitted},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -26,7 +26,7 @@ import (
 // in `make soak` (BERTH_SOAK=1).
 func followSize() (writers, perWriter int) {
 	if os.Getenv("BERTH_SOAK") == "1" {
-		return 6, 20000
+		return 6, 2000
 	}
 	return 6, 60
 }

@@ -1,16 +1,28 @@
-// Package store states the storage contract that every berth store (the embedded SQLite
-// store, PostgreSQL) implements, and the records it stores. One conformance suite,
-// internal/store/storetest, checks every implementation against this contract.
+// Package store states the storage contract of berth (Store), the records it stores, and
+// the seam under it (Driver, driver.go): the SQLite and PostgreSQL drivers implement the
+// seam's row-level reads and writes, and the contract's operations are written once, above
+// any driver (DB, compose.go), from those rows and from internal/work's rules. One
+// conformance suite, internal/store/storetest, checks each driver's seam and the
+// operations over it.
 //
 // The contract, for every method:
 //   - Safe for concurrent use by any number of goroutines (and, for a shared database,
 //     by any number of server replicas).
-//   - Atomic: a method that writes either commits all of its effect or none of it.
+//   - Atomic: a method that writes either commits all of its effect or none of it, and
+//     reports an effect (an expiry, a queued item) only once it is committed.
 //   - Durable: once a write method returns nil, its effect survives a crash of the process
 //     or of the machine.
-//   - Rule-faithful: every change to a work item is made by a function of internal/work,
-//     applied to the row as it is inside the method's transaction; no method overwrites a
-//     row that changed after it was read.
+//   - Rule-faithful: every change to a work item is made by a transition of internal/work,
+//     applied to the row as it is; no method overwrites a row that changed after it was
+//     read (a transition is a compare-and-set on the item's version, or runs on a row its
+//     transaction holds).
+//   - Ordered: the IDs of the rows that lists show (environments, sessions, events, work
+//     items, tokens), when the store makes them (a record given with an empty ID), are
+//     made in commit order, across processes and replicas: a row never appears below an
+//     ID that a reader already holds, so a reader that follows a list with after_id, or
+//     next_page, sees every row exactly once (API.md §1, §3). Records given with an ID
+//     (tests, imports) keep it, and carry no such promise. How each driver does it:
+//     store.Driver.Insert.
 //   - Missing rows are reported as ErrNotFound (wrapped), rule violations as the
 //     *work.Error the rule returned, unchanged.
 //
@@ -68,7 +80,8 @@ type Session struct {
 }
 
 // Event is a session event. Body is the event's JSON object as served (id, type, the
-// client's fields, created_at).
+// client's fields, created_at). An event whose ID the store is to make has an empty ID
+// and a Body that begins with "id":"" (`{"id":"","type":…`); the store puts the ID there.
 type Event struct {
 	ID        string
 	SessionID string

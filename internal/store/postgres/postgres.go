@@ -23,10 +23,7 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 	"runtime"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -119,11 +116,6 @@ func Open(ctx context.Context, url string) (*Store, error) {
 // Migrate applies the embedded migrations that the database lacks, each in its own
 // transaction under an advisory lock, recording them in schema_migrations.
 func (s *Store) Migrate(ctx context.Context) error {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return err
-	}
-	sort.Strings(names)
 	return pgx.BeginFunc(ctx, s.d.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLock); err != nil {
 			return err
@@ -136,23 +128,15 @@ func (s *Store) Migrate(ctx context.Context) error {
 		if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&current); err != nil {
 			return err
 		}
-		for _, name := range names {
-			base := name[strings.LastIndex(name, "/")+1:]
-			v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-			if err != nil {
-				return fmt.Errorf("migration %s: bad name", base)
+		pending, err := sqlrows.Pending(migrations, "migrations/*.sql", current)
+		if err != nil {
+			return err
+		}
+		for _, m := range pending {
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
 			}
-			if v <= current {
-				continue
-			}
-			body, err := migrations.ReadFile(name)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, string(body)); err != nil {
-				return fmt.Errorf("migration %s: %w", base, err)
-			}
-			if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", v); err != nil {
+			if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", m.Version); err != nil {
 				return err
 			}
 		}

@@ -225,18 +225,22 @@ func testPutWorkIf(t *testing.T, newStore newStoreFunc) {
 
 // testFollowers checks that IDs are made in commit order (store.Driver.Insert): a reader
 // following a list with AfterID while several writers add to it sees every row exactly
-// once. In make soak it follows a million rows.
+// once. In make soak it follows over a million rows per store.
 func testFollowers(t *testing.T, newStore newStoreFunc) {
-	writers, perWriter := 6, 40
+	const writers = 6
+	// writes is each writer's number of writes to a list, normally and in the soak;
+	// eventsPerWrite the events of one write to a session (the soak's million rows are
+	// mostly events, many to a write, so that it takes minutes under -race).
+	writes, soakWrites, eventsPerWrite := 40, 10_000, 2
 	if soak {
-		writers, perWriter = 6, 40_000
+		eventsPerWrite = 50
 	}
 	type list struct {
 		name string
 		// setup makes what the writers write into and returns the list and one write.
 		setup func(t *testing.T, f *fixture) (func(store.Page) ([]string, bool, error), func() error)
-		// share is this list's part of the soak's rows.
-		share int
+		// soakWrites is each writer's number of writes in the soak.
+		soakWrites int
 	}
 	lists := []list{
 		{"EventsOfASession", func(t *testing.T, f *fixture) (func(store.Page) ([]string, bool, error), func() error) {
@@ -250,10 +254,14 @@ func testFollowers(t *testing.T, newStore newStoreFunc) {
 					evs, more, err := f.st.ListEvents(f.ctx, sid, p)
 					return listIDs(evs, eventID), more, err
 				}, func() error {
-					_, err := f.st.AppendEvents(f.ctx, sid, []store.Event{newEvent("system.message"), newEvent("system.message")}, base)
+					events := make([]store.Event, eventsPerWrite)
+					for i := range events {
+						events[i] = newEvent("system.message")
+					}
+					_, err := f.st.AppendEvents(f.ctx, sid, events, base)
 					return err
 				}
-		}, 2},
+		}, 3000},
 		{"WorkOfAnEnvironment", func(t *testing.T, f *fixture) (func(store.Page) ([]string, bool, error), func() error) {
 			e := f.env(t, selfHosted)
 			return func(p store.Page) ([]string, bool, error) {
@@ -264,7 +272,7 @@ func testFollowers(t *testing.T, newStore newStoreFunc) {
 					_, err := f.st.CreateSession(f.ctx, newSession(e.ID), nil, &it, nil)
 					return err
 				}
-		}, 1},
+		}, soakWrites},
 		{"Sessions", func(t *testing.T, f *fixture) (func(store.Page) ([]string, bool, error), func() error) {
 			e := f.env(t, cloud)
 			return func(p store.Page) ([]string, bool, error) {
@@ -274,7 +282,7 @@ func testFollowers(t *testing.T, newStore newStoreFunc) {
 					_, err := f.st.CreateSession(f.ctx, newSession(e.ID), nil, nil, nil)
 					return err
 				}
-		}, 1},
+		}, soakWrites},
 		{"Environments", func(t *testing.T, f *fixture) (func(store.Page) ([]string, bool, error), func() error) {
 			return func(p store.Page) ([]string, bool, error) {
 					es, more, err := f.st.ListEnvironments(f.ctx, p, false)
@@ -284,7 +292,7 @@ func testFollowers(t *testing.T, newStore newStoreFunc) {
 						Config: []byte(`{"type":"cloud"}`), CreatedAt: base, UpdatedAt: base})
 					return err
 				}
-		}, 0},
+		}, 2000},
 		{"Tokens", func(t *testing.T, f *fixture) (func(store.Page) ([]string, bool, error), func() error) {
 			return func(p store.Page) ([]string, bool, error) {
 					ts, more, err := f.st.ListTokens(f.ctx, p)
@@ -295,14 +303,14 @@ func testFollowers(t *testing.T, newStore newStoreFunc) {
 					_, err := f.st.CreateToken(f.ctx, tok)
 					return err
 				}
-		}, 0},
+		}, 2000},
 	}
 	for _, l := range lists {
 		t.Run(l.name, func(t *testing.T) {
 			t.Parallel()
-			n := perWriter
-			if soak && l.share == 0 {
-				n = 2000 // the soak's million rows are in the busy lists
+			n := writes
+			if soak {
+				n = l.soakWrites
 			}
 			f := setup(t, newStore)
 			read, write := l.setup(t, f)

@@ -38,7 +38,7 @@ type Client struct {
 	token      string
 	http       *http.Client
 	maxRetries int
-	backoff    backoff
+	backoff    Backoff
 	userAgent  string
 }
 
@@ -62,7 +62,7 @@ func WithMaxRetries(n int) Option {
 // max, less a random jitter of up to 25%. The defaults are 500 ms and 8 s. A server's
 // Retry-After takes precedence.
 func WithBackoff(initial, max time.Duration) Option {
-	return func(c *Client) { c.backoff = backoff{initial: initial, max: max} }
+	return func(c *Client) { c.backoff = Backoff{Initial: initial, Max: max} }
 }
 
 // WithUserAgent sets the User-Agent header (default "berth-client/<version>", the
@@ -103,7 +103,7 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 		token:      strings.TrimSpace(token),
 		http:       http.DefaultClient,
 		maxRetries: defaultMaxRetries,
-		backoff:    backoff{initial: defaultInitialBackoff, max: defaultMaxBackoff},
+		backoff:    Backoff{Initial: defaultInitialBackoff, Max: defaultMaxBackoff},
 		userAgent:  "berth-client/" + moduleVersion(),
 	}
 	for _, opt := range opts {
@@ -114,8 +114,8 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 		return nil, errors.New("berth: WithHTTPClient: nil *http.Client")
 	case c.maxRetries < 0:
 		return nil, fmt.Errorf("berth: WithMaxRetries(%d): must not be negative", c.maxRetries)
-	case c.backoff.initial <= 0 || c.backoff.max < c.backoff.initial:
-		return nil, fmt.Errorf("berth: WithBackoff(%v, %v): want 0 < initial ≤ max", c.backoff.initial, c.backoff.max)
+	case c.backoff.Initial <= 0 || c.backoff.Max < c.backoff.Initial:
+		return nil, fmt.Errorf("berth: WithBackoff(%v, %v): want 0 < initial ≤ max", c.backoff.Initial, c.backoff.Max)
 	}
 	return c, nil
 }

@@ -35,13 +35,9 @@ func retryStatus(status int) bool {
 	return status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500
 }
 
-// backoff is the wait schedule between attempts.
-type backoff struct {
-	initial, max time.Duration
-}
-
-// delay is the wait before retry n (from 0): the server's Retry-After-Ms or Retry-After
-// when it sent one, else initial × 2^n capped at max, less a random jitter of up to 25%.
+// Backoff is a wait schedule between attempts: Initial × 2^n, capped at Max, less a
+// random jitter of up to a quarter. The client waits so between retries of a request, and
+// package worker between polls that failed.
 //
 // The jitter spreads the retries of many clients that failed together (a server restart
 // fails every worker's poll at once) so that they do not come back in lockstep. It only
@@ -49,20 +45,31 @@ type backoff struct {
 // [0, delay) range ("full jitter"): full jitter would sometimes retry at once, hitting a
 // restarting server before it can answer, and the official SDKs use the same 75–100%
 // band, so berth's clients and theirs load a recovering server alike.
-func (b backoff) delay(n int, h http.Header) time.Duration {
-	if d, ok := retryAfter(h, time.Now()); ok {
-		return d
-	}
-	d := b.initial
+type Backoff struct {
+	Initial, Max time.Duration
+}
+
+// Delay is the wait before attempt n+1 after n+1 failures (n from 0).
+func (b Backoff) Delay(n int) time.Duration {
+	d := b.Initial
 	for range n {
-		if d > b.max/2 {
-			d = b.max
+		if d > b.Max/2 {
+			d = b.Max
 			break
 		}
 		d *= 2
 	}
-	d = min(d, b.max)
+	d = min(d, b.Max)
 	return d - time.Duration(rand.Float64()*0.25*float64(d))
+}
+
+// delay is the wait before retry n (from 0): the server's Retry-After-Ms or Retry-After
+// when it sent one, else the schedule's.
+func (b Backoff) delay(n int, h http.Header) time.Duration {
+	if d, ok := retryAfter(h, time.Now()); ok {
+		return d
+	}
+	return b.Delay(n)
 }
 
 // retryAfter reads the wait a server asked for: Retry-After-Ms (milliseconds, possibly

@@ -24,24 +24,24 @@ func TestDefaultBackoffIsOneSecondToAMinuteWithJitter(t *testing.T) {
 	if lo != time.Second || hi != time.Minute {
 		t.Fatalf("default backoff %v..%v, want 1s..1m0s", lo, hi)
 	}
+	b := client.Backoff{Initial: lo, Max: hi}
 	for run := range 200 {
-		prev := time.Duration(0)
+		ceil := lo
 		for i := range 12 {
-			d := nextBackoff(prev, lo, hi)
-			ceil := min(max(2*prev, lo), hi)
+			d := b.Delay(i)
 			if d > ceil || d < ceil*3/4 {
-				t.Fatalf("run %d step %d: after %v waited %v, want within [%v, %v]", run, i, prev, d, ceil*3/4, ceil)
+				t.Fatalf("run %d step %d: waited %v, want within [%v, %v]", run, i, d, ceil*3/4, ceil)
 			}
-			prev = d
+			ceil = min(2*ceil, hi)
 		}
-		if prev < 45*time.Second {
-			t.Fatalf("run %d: after 12 failures the wait is %v, want it to have reached the 45–60 s band", run, prev)
+		if d := b.Delay(12); d < 45*time.Second {
+			t.Fatalf("run %d: after 13 failures the wait is %v, want it to have reached the 45–60 s band", run, d)
 		}
 	}
 	// Jitter: many workers that failed together do not retry in step.
 	seen := map[time.Duration]bool{}
 	for range 100 {
-		seen[nextBackoff(0, lo, hi)] = true
+		seen[b.Delay(0)] = true
 	}
 	if len(seen) < 50 {
 		t.Errorf("100 first waits took only %d distinct values: no jitter", len(seen))

@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"encoding/json"
-	"math/rand/v2"
 	"time"
 
 	"github.com/berth-sh/berth/client"
@@ -17,7 +16,8 @@ const blockMS = 999
 // until ctx ends (nil) or the server refuses the worker (*ErrRefused).
 func (w *Worker) pollLoop(ctx context.Context) error {
 	slots := make(chan struct{}, w.cfg.Capacity)
-	backoff := time.Duration(0)
+	failures := 0
+	backoff := client.Backoff{Initial: w.cfg.BackoffMin, Max: w.cfg.BackoffMax}
 	for {
 		// Wait for a free slot before polling: a worker never takes an item it has no
 		// capacity to run.
@@ -42,16 +42,17 @@ func (w *Worker) pollLoop(ctx context.Context) error {
 				return &ErrRefused{Err: err, URL: w.cfg.Client.BaseURL()}
 			}
 			w.cfg.Metrics.pollError()
-			backoff = nextBackoff(backoff, w.cfg.BackoffMin, w.cfg.BackoffMax)
-			w.log.Warn("poll failed; backing off", "err", err, "backoff", backoff)
+			wait := backoff.Delay(failures)
+			failures++
+			w.log.Warn("poll failed; backing off", "err", err, "backoff", wait)
 			select {
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			case <-ctx.Done():
 				return nil
 			}
 			continue
 		}
-		backoff = 0
+		failures = 0
 		if wk == nil {
 			<-slots
 			continue
@@ -72,16 +73,4 @@ func (w *Worker) pollLoop(ctx context.Context) error {
 	}
 }
 
-// nextBackoff doubles the previous wait within [min, max] and takes up to a quarter of it
-// off at random, so that workers that failed together (a server restart) do not come back
-// in step and knock it over again.
-func nextBackoff(prev, min, max time.Duration) time.Duration {
-	d := prev * 2
-	if d < min {
-		d = min
-	}
-	if d > max {
-		d = max
-	}
-	return d - time.Duration(rand.Int64N(int64(d)/4+1))
-}
+

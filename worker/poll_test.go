@@ -212,11 +212,12 @@ func TestPollErrorsBackOff(t *testing.T) {
 	if len(ps) <= failures {
 		t.Fatalf("%d polls", len(ps))
 	}
-	// nextBackoff doubles the previous (jittered) wait within [min, max] and takes up to a
-	// quarter off: track the band each wait must fall in.
-	lo, hi := time.Duration(0), time.Duration(0)
+	// The waits follow client.Backoff: bmin × 2^n within [bmin, bmax], less up to a
+	// quarter.
+	ceil := bmin
 	for i := 1; i <= failures; i++ {
-		lo, hi = clampDur(2*lo, bmin, bmax)*3/4, clampDur(2*hi, bmin, bmax)
+		lo, hi := ceil*3/4, ceil
+		ceil = clampDur(2*ceil, bmin, bmax)
 		gap := ps[i].Start.Sub(ps[i-1].End)
 		if gap < lo-5*time.Millisecond || gap > hi+time.Second {
 			t.Errorf("wait before poll %d: %v, want within [%v, %v]", i+1, gap, lo, hi)

@@ -15,14 +15,14 @@ import (
 	"time"
 
 	"github.com/berth-sh/berth/internal/api"
-	"github.com/berth-sh/berth/internal/openapi"
+	"github.com/berth-sh/berth/internal/openapi/openapitest"
 	"github.com/berth-sh/berth/internal/store"
 	"github.com/berth-sh/berth/internal/testserver"
 )
 
 // validator is shared: it is immutable and compiling it takes a while.
-var validator = sync.OnceValue(func() *openapi.Validator {
-	v, err := openapi.NewValidator()
+var validator = sync.OnceValue(func() *openapitest.Validator {
+	v, err := openapitest.NewValidator()
 	if err != nil {
 		panic(err)
 	}

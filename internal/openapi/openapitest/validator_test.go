@@ -1,4 +1,4 @@
-package openapi
+package openapitest
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/berth-sh/berth/internal/openapi"
 )
 
 const (
@@ -38,7 +40,7 @@ func newValidator(t *testing.T) *Validator {
 // decodedDoc returns a fresh decoded copy of the document.
 func decodedDoc(t *testing.T) map[string]any {
 	t.Helper()
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(Document()))
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(openapi.Document()))
 	if err != nil {
 		t.Fatalf("decode openapi.json: %v", err)
 	}
@@ -221,7 +223,7 @@ func TestOperations(t *testing.T) {
 		for _, m := range paramRE.FindAllStringSubmatch(tmpl, -1) {
 			inTemplate[m[1]] = true
 		}
-		for _, method := range operationMethods {
+		for _, method := range openapi.OperationMethods {
 			opv, ok := itemObj[method]
 			if !ok {
 				continue
@@ -313,46 +315,46 @@ func TestRoutes(t *testing.T) {
 		s = "/api/v1/cloud/sessions"
 		w = e + "/{environment_id}/work"
 	)
-	want := []Route{
-		{"POST", e}, {"GET", e},
-		{"GET", e + "/{environment_id}"}, {"POST", e + "/{environment_id}"}, {"DELETE", e + "/{environment_id}"},
-		{"POST", e + "/{environment_id}/archive"},
-		{"POST", s}, {"GET", s},
-		{"GET", s + "/{session_id}"}, {"POST", s + "/{session_id}"}, {"DELETE", s + "/{session_id}"},
-		{"POST", s + "/{session_id}/archive"}, {"POST", s + "/{session_id}/cancel"},
-		{"GET", s + "/{session_id}/events"}, {"POST", s + "/{session_id}/events"},
-		{"GET", w}, {"GET", w + "/poll"}, {"GET", w + "/stats"},
-		{"GET", w + "/{work_id}"}, {"POST", w + "/{work_id}"},
-		{"POST", w + "/{work_id}/ack"}, {"POST", w + "/{work_id}/heartbeat"}, {"POST", w + "/{work_id}/stop"},
-		{"POST", "/api/v1/cloud/tokens"}, {"GET", "/api/v1/cloud/tokens"},
-		{"POST", "/api/v1/cloud/tokens/{token_id}/revoke"},
-		{"GET", "/healthz"}, {"GET", "/readyz"}, {"GET", "/metrics"}, {"GET", "/openapi.json"},
+	want := []openapi.Route{
+		{Method: "POST", Path: e}, {Method: "GET", Path: e},
+		{Method: "GET", Path: e + "/{environment_id}"}, {Method: "POST", Path: e + "/{environment_id}"}, {Method: "DELETE", Path: e + "/{environment_id}"},
+		{Method: "POST", Path: e + "/{environment_id}/archive"},
+		{Method: "POST", Path: s}, {Method: "GET", Path: s},
+		{Method: "GET", Path: s + "/{session_id}"}, {Method: "POST", Path: s + "/{session_id}"}, {Method: "DELETE", Path: s + "/{session_id}"},
+		{Method: "POST", Path: s + "/{session_id}/archive"}, {Method: "POST", Path: s + "/{session_id}/cancel"},
+		{Method: "GET", Path: s + "/{session_id}/events"}, {Method: "POST", Path: s + "/{session_id}/events"},
+		{Method: "GET", Path: w}, {Method: "GET", Path: w + "/poll"}, {Method: "GET", Path: w + "/stats"},
+		{Method: "GET", Path: w + "/{work_id}"}, {Method: "POST", Path: w + "/{work_id}"},
+		{Method: "POST", Path: w + "/{work_id}/ack"}, {Method: "POST", Path: w + "/{work_id}/heartbeat"}, {Method: "POST", Path: w + "/{work_id}/stop"},
+		{Method: "POST", Path: "/api/v1/cloud/tokens"}, {Method: "GET", Path: "/api/v1/cloud/tokens"},
+		{Method: "POST", Path: "/api/v1/cloud/tokens/{token_id}/revoke"},
+		{Method: "GET", Path: "/healthz"}, {Method: "GET", Path: "/readyz"}, {Method: "GET", Path: "/metrics"}, {Method: "GET", Path: "/openapi.json"},
 	}
-	slices.SortFunc(want, func(a, b Route) int {
+	slices.SortFunc(want, func(a, b openapi.Route) int {
 		if c := strings.Compare(a.Path, b.Path); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Method, b.Method)
 	})
-	got := Routes()
+	got := openapi.Routes()
 	if !slices.Equal(got, want) {
-		t.Errorf("Routes() =\n%v\nwant\n%v", got, want)
+		t.Errorf("openapi.Routes() =\n%v\nwant\n%v", got, want)
 	}
 	got[0].Method = "XXX"
-	if Routes()[0].Method == "XXX" {
-		t.Error("Routes() returned shared storage")
+	if openapi.Routes()[0].Method == "XXX" {
+		t.Error("openapi.Routes() returned shared storage")
 	}
 }
 
 func TestDocumentIsCopy(t *testing.T) {
 	t.Parallel()
-	d := Document()
+	d := openapi.Document()
 	if !json.Valid(d) {
-		t.Fatal("Document() is not valid JSON")
+		t.Fatal("openapi.Document() is not valid JSON")
 	}
 	d[0] = 'X'
-	if Document()[0] == 'X' {
-		t.Error("Document() returned shared storage")
+	if openapi.Document()[0] == 'X' {
+		t.Error("openapi.Document() returned shared storage")
 	}
 }
 

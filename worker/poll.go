@@ -72,5 +72,3 @@ func (w *Worker) pollLoop(ctx context.Context) error {
 		}()
 	}
 }
-
-

@@ -70,4 +70,3 @@ func Routes() []Route {
 
 // OperationMethods are the Path Item fields that hold operations, in OAS order.
 var OperationMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-

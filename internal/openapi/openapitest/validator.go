@@ -23,7 +23,6 @@ import (
 // Schema compiler. It is never fetched.
 const docURL = "https://berth.invalid/openapi.json"
 
-
 // parsedDoc is the document decoded once, with its operations in Routes order.
 type parsedDoc struct {
 	doc map[string]any

@@ -20,6 +20,11 @@ type PickupResult struct {
 	Pollers int     `json:"pollers"`
 	Pickup  Latency `json:"pickup"`
 	Missed  int     `json:"missed"`
+	// Server is what the spawned server process cost while the samples were taken (nil
+	// unless spawned); LoadGenerator what this process did (the server included when
+	// in-process).
+	Server        *ProcStats `json:"server,omitempty"`
+	LoadGenerator *ProcStats `json:"load_generator,omitempty"`
 }
 
 // Pickup parks P long-pollers (block_ms=999), then creates sessions one at a time and
@@ -27,13 +32,13 @@ type PickupResult struct {
 // a poller's answer carrying its item arrives: enqueue → poll response, as a worker sees
 // it. Measuring from the send rather than from the create's answer counts the create's own
 // time up to its commit, so the figure errs on the slow side.
-func Pickup(ctx context.Context, o Options) (*PickupResult, error) {
+func Pickup(ctx context.Context, o Options) (_ *PickupResult, err error) {
 	o.defaults()
 	t, err := start(ctx, o, o.Pollers+4)
 	if err != nil {
 		return nil, err
 	}
-	defer t.close()
+	defer t.closeInto(&err)
 	got := make(chan string, o.Pollers)
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -60,6 +65,10 @@ func Pickup(ctx context.Context, o Options) (*PickupResult, error) {
 	}
 	defer func() { cancel(); wg.Wait() }()
 	if err := waitParked(runCtx, t, o.Pollers); err != nil {
+		return nil, err
+	}
+	win, err := t.beginWindow()
+	if err != nil {
 		return nil, err
 	}
 	var lat []time.Duration
@@ -91,7 +100,11 @@ func Pickup(ctx context.Context, o Options) (*PickupResult, error) {
 		}
 	}
 	progressDone(o)
-	return &PickupResult{Target: t.kind, Pollers: o.Pollers, Pickup: summarize(lat), Missed: missed}, nil
+	server, self, err := win.end()
+	if err != nil {
+		return nil, err
+	}
+	return &PickupResult{Target: t.kind, Pollers: o.Pollers, Pickup: summarize(lat), Missed: missed, Server: server, LoadGenerator: self}, nil
 }
 
 // waitParked waits until the server reports at least 95% of want long polls parked

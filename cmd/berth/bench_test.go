@@ -1,0 +1,67 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/berth-sh/berth/internal/bench"
+)
+
+// berth bench starts the server as a `berth serve` child process of its own binary by
+// default, measures that process's CPU time and memory over the run, and stops it
+// cleanly (a server that does not exit 0 fails the bench). On a database whose
+// admin-token file is gone it makes a token of its own with berth token create.
+func TestBenchSpawnsServer(t *testing.T) {
+	t.Parallel()
+	cli := &cliRunner{t: t}
+	dir := filepath.Join(t.TempDir(), "data")
+	run := func() *bench.LifecycleResult {
+		t.Helper()
+		out := cli.ok("bench", "lifecycle", "--items", "200", "--workers", "4", "--duration", "100ms", "--data-dir", dir, "--json")
+		var r bench.LifecycleResult
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("bench output: %v\n%s", err, out)
+		}
+		if r.Items < 200 || r.Errors != 0 {
+			t.Fatalf("lifecycle against the spawned server: %d items, %d errors", r.Items, r.Errors)
+		}
+		s := r.Server
+		if s == nil || !strings.Contains(r.Target, "berth serve process") {
+			t.Fatalf("no server process reported: target %q, server %+v", r.Target, s)
+		}
+		if s.PID <= 0 || s.PID == os.Getpid() || s.CPUSeconds <= 0 || s.CPUCores <= 0 || s.Seconds <= 0 || s.PeakRSSBytes <= 0 || s.RSSBytes <= 0 {
+			t.Fatalf("server figures: %+v", s)
+		}
+		if r.LoadGenerator == nil || r.LoadGenerator.PID == s.PID {
+			t.Fatalf("load generator figures: %+v", r.LoadGenerator)
+		}
+		// The bench has waited for its child to exit: the process is gone.
+		if err := syscall.Kill(s.PID, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Fatalf("server process %d still there after the bench: kill 0 = %v", s.PID, err)
+		}
+		return &r
+	}
+	run()
+	// The server wrote the admin token the bench used into the data directory.
+	if _, err := os.Stat(filepath.Join(dir, AdminTokenFile)); err != nil {
+		t.Fatal(err)
+	}
+	// Without it, on a database that has tokens, the bench creates one.
+	if err := os.Remove(filepath.Join(dir, AdminTokenFile)); err != nil {
+		t.Fatal(err)
+	}
+	run()
+}
+
+// --in-process and --url contradict each other.
+func TestBenchInProcessAndURLRefused(t *testing.T) {
+	t.Parallel()
+	cli := &cliRunner{t: t}
+	errs := cli.fail(exitLocal, "bench", "pickup", "--in-process", "--url", "http://127.0.0.1:1", "--token", "x")
+	wantContains(t, errs, "--in-process", "--url")
+}

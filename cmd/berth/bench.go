@@ -248,6 +248,10 @@ func printResult(res any) {
 		fmt.Fprintf(w, "connections opened\t%d\n", r.Connections)
 		fmt.Fprintf(w, "workers polling (server's count)\t%d\n", r.WorkersPolling)
 		printProcs(w, r.Server, r.LoadGenerator)
+		if rt := r.ServerRuntime; rt != nil {
+			fmt.Fprintf(w, "server runtime at the end\t%d goroutines, heap in use %.1f MiB, stacks %.1f MiB, %d polls parked\n",
+				rt.Goroutines, bench.MiB(rt.HeapInuseBytes), bench.MiB(rt.StackInuseBytes), rt.ParkedPolls)
+		}
 		if s := r.Server; s != nil {
 			fmt.Fprintf(w, "target: server CPU ≤ %.2f core\t%s\n", bench.FleetTargetCores, metOrNot(s.CPUCores <= bench.FleetTargetCores))
 			fmt.Fprintf(w, "target: server RSS ≤ %d MiB\t%s\n", bench.FleetTargetRSSMiB, metOrNot(bench.MiB(s.PeakRSSBytes) <= bench.FleetTargetRSSMiB))

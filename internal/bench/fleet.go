@@ -68,6 +68,33 @@ type FleetResult struct {
 	// in-process).
 	Server        *ProcStats `json:"server,omitempty"`
 	LoadGenerator *ProcStats `json:"load_generator,omitempty"`
+	// ServerRuntime is the server's Go runtime at the window's end, from its /metrics
+	// (nil where that cannot be read): where its memory is.
+	ServerRuntime *RuntimeStats `json:"server_runtime,omitempty"`
+}
+
+// RuntimeStats is the server's Go runtime as its /metrics shows it.
+type RuntimeStats struct {
+	Goroutines      int   `json:"goroutines"`
+	HeapInuseBytes  int64 `json:"heap_inuse_bytes"`
+	StackInuseBytes int64 `json:"stack_inuse_bytes"`
+	// ParkedPolls is berth_work_pollers_parked: the long polls waiting for work.
+	ParkedPolls int `json:"parked_polls"`
+}
+
+// serverRuntime reads the server's RuntimeStats from its /metrics.
+func serverRuntime(ctx context.Context, t *target) *RuntimeStats {
+	const (
+		goroutines = "go_goroutines"
+		heap       = "go_memstats_heap_inuse_bytes"
+		stack      = "go_memstats_stack_inuse_bytes"
+		parked     = "berth_work_pollers_parked"
+	)
+	m, ok := scrapeMetrics(ctx, t, t.metricsRoot(), goroutines, heap, stack, parked)
+	if !ok || len(m) != 4 {
+		return nil
+	}
+	return &RuntimeStats{Goroutines: int(m[goroutines]), HeapInuseBytes: int64(m[heap]), StackInuseBytes: int64(m[stack]), ParkedPolls: int(m[parked])}
 }
 
 // The fleet targets, reported against (not asserted).
@@ -207,6 +234,7 @@ func Fleet(ctx context.Context, o Options) (_ *FleetResult, err error) {
 		return nil, fmt.Errorf("work stats: %w", err)
 	}
 	res.WorkersPolling = stats.WorkersPolling
+	res.ServerRuntime = serverRuntime(ctx, t)
 	progressDone(o)
 
 	cancel()

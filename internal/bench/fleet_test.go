@@ -37,6 +37,9 @@ func TestFleetRunsAndReports(t *testing.T) {
 	if r.BeyondBlock.Max < r.BeyondBlock.P99 || r.BeyondBlock.P99 < r.BeyondBlock.P50 {
 		t.Errorf("latency beyond the block out of order: %+v", r.BeyondBlock)
 	}
+	if rt := r.ServerRuntime; rt == nil || rt.Goroutines < workers || rt.HeapInuseBytes <= 0 || rt.StackInuseBytes <= 0 {
+		t.Errorf("server runtime figures: %+v", rt)
+	}
 	// In-process there is no server process of its own to measure; this one is.
 	if r.Server != nil {
 		t.Errorf("in-process run reports a server process: %+v", r.Server)

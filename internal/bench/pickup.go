@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -112,7 +113,7 @@ func Pickup(ctx context.Context, o Options) (_ *PickupResult, err error) {
 // any moment, so exactly want may never be seen at once. Without /metrics (an external
 // server that hides it) it waits 100 ms.
 func waitParked(ctx context.Context, t *target, want int) error {
-	root := strings.TrimSuffix(strings.TrimSuffix(t.base, "/"), api.BasePath)
+	root := t.metricsRoot()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		n, ok := parkedPollers(ctx, t, root)
@@ -129,24 +130,44 @@ func waitParked(ctx context.Context, t *target, want int) error {
 }
 
 func parkedPollers(ctx context.Context, t *target, root string) (int, bool) {
+	m, ok := scrapeMetrics(ctx, t, root, "berth_work_pollers_parked")
+	if !ok {
+		return 0, false
+	}
+	n, ok := m["berth_work_pollers_parked"]
+	return int(n), ok
+}
+
+// scrapeMetrics reads the named unlabelled metrics from the server's /metrics; ok is
+// false when it cannot be read.
+func scrapeMetrics(ctx context.Context, t *target, root string, names ...string) (map[string]float64, bool) {
 	req, err := http.NewRequestWithContext(ctx, "GET", root+"/metrics", nil)
 	if err != nil {
-		return 0, false
+		return nil, false
 	}
 	res, err := t.hc.Do(req)
 	if err != nil {
-		return 0, false
+		return nil, false
 	}
 	defer res.Body.Close()
 	if res.StatusCode != 200 {
-		return 0, false
+		return nil, false
 	}
+	out := map[string]float64{}
 	sc := bufio.NewScanner(res.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "berth_work_pollers_parked "); ok {
-			n, err := strconv.ParseFloat(v, 64)
-			return int(n), err == nil
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || !slices.Contains(names, name) {
+			continue
+		}
+		if n, err := strconv.ParseFloat(v, 64); err == nil {
+			out[name] = n
 		}
 	}
-	return 0, false
+	return out, sc.Err() == nil
+}
+
+// metricsRoot is the server root that serves /metrics.
+func (t *target) metricsRoot() string {
+	return strings.TrimSuffix(strings.TrimSuffix(t.base, "/"), api.BasePath)
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 
@@ -69,6 +70,7 @@ bottleneck.`,
 	f.IntVar(&o.Pollers, "pollers", 100, "pickup: parked long-pollers")
 	f.IntVar(&o.Samples, "samples", 200, "pickup: sessions measured; scale: rounds per size")
 	f.IntVar(&o.ScaleItems, "scale-items", 1_000_000, "scale: items stored")
+	f.StringArrayVar(&o.ServerEnv, "server-env", nil, "NAME=VALUE added to the environment of the server child process (GOGC, GOMEMLIMIT, GOMAXPROCS…); repeatable")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file: of the server child process (written when it stops), or of the whole run when in-process")
 
@@ -97,6 +99,14 @@ bottleneck.`,
 				}
 				// scale seeds the store directly, and ceiling starts no server.
 				o.Spawn = o.URL == "" && !inProcess && name != "scale" && name != "ceiling"
+				for _, kv := range o.ServerEnv {
+					if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+						return fmt.Errorf("--server-env takes NAME=VALUE, not %q", kv)
+					}
+				}
+				if len(o.ServerEnv) > 0 && !o.Spawn {
+					return fmt.Errorf("--server-env is for the server the bench starts in its own process (not with --url, --in-process, scale or ceiling)")
+				}
 				if !asJSON && isatty.IsTerminal(os.Stderr.Fd()) {
 					o.Progress = os.Stderr
 				}

@@ -58,10 +58,16 @@ func TestBenchSpawnsServer(t *testing.T) {
 	run()
 }
 
-// --in-process and --url contradict each other.
-func TestBenchInProcessAndURLRefused(t *testing.T) {
+// Flags that contradict each other or are malformed are refused before anything starts.
+func TestBenchRefusesBadFlags(t *testing.T) {
 	t.Parallel()
 	cli := &cliRunner{t: t}
 	errs := cli.fail(exitLocal, "bench", "pickup", "--in-process", "--url", "http://127.0.0.1:1", "--token", "x")
 	wantContains(t, errs, "--in-process", "--url")
+	errs = cli.fail(exitLocal, "bench", "fleet", "--server-env", "GOGC")
+	wantContains(t, errs, "--server-env takes NAME=VALUE", `"GOGC"`)
+	errs = cli.fail(exitLocal, "bench", "fleet", "--in-process", "--server-env", "GOGC=50")
+	wantContains(t, errs, "--server-env is for the server the bench starts in its own process")
+	errs = cli.fail(exitLocal, "bench", "fleet", "--workers", "-3")
+	wantContains(t, errs, "must not be negative")
 }

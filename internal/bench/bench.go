@@ -38,9 +38,11 @@ type Options struct {
 	// this executable, which must then be berth), with ServerArgs added to its flags, and
 	// stops it with SIGTERM at the end. Its CPU time and memory are then measured over
 	// each scenario's measured window (the Server figures of the results).
+	// ServerEnv is added to its environment (GOGC=…, GOMEMLIMIT=…).
 	Spawn        bool
 	ServerBinary string
 	ServerArgs   []string
+	ServerEnv    []string
 	// DatabaseURL makes the server started use PostgreSQL instead of a temporary SQLite
 	// database.
 	DatabaseURL string

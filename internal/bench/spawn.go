@@ -62,7 +62,7 @@ func (t *target) startSpawned(ctx context.Context, o Options) error {
 	}
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dir, "--log-format", "text", "--log-level", "info"}, o.ServerArgs...)
 	cmd := exec.Command(bin, args...)
-	cmd.Env = serverEnv(o.DatabaseURL)
+	cmd.Env = append(serverEnv(o.DatabaseURL), o.ServerEnv...)
 	cmd.Stdout = io.Discard
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

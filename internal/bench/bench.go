@@ -215,13 +215,13 @@ func transport(conns int) *http.Transport {
 // start connects to the external server, or starts one in-process, and creates a fresh
 // self_hosted environment to run in.
 func start(ctx context.Context, o Options, conns int) (*target, error) {
+	if err := raiseFileLimit(o.URL == "" && !o.Spawn, conns); err != nil {
+		return nil, err
+	}
 	t := &target{hc: &http.Client{Transport: transport(conns)}}
 	if o.URL != "" {
 		t.base, t.token, t.kind = o.URL, o.Token, "external"
 	} else {
-		if err := raiseFileLimit(o.Spawn, conns); err != nil {
-			return nil, err
-		}
 		start := t.startInProcess
 		if o.Spawn {
 			start = t.startSpawned

@@ -10,13 +10,13 @@ import (
 const fdMargin = 256
 
 // raiseFileLimit makes sure this process may open a file descriptor for each of conns
-// client connections, and when the server runs in-process (not spawned) for the server's
-// end of each as well. Go raises the soft limit to the hard one at start; beyond that it
-// raises the hard limit too, which needs privilege (root, or CAP_SYS_RESOURCE). A spawned
-// server inherits the raised limit.
-func raiseFileLimit(spawned bool, conns int) error {
+// client connections, and when the server runs in this process for the server's end of
+// each as well. Go raises the soft limit to the hard one at start; beyond that this
+// raises the hard limit too, which needs privilege (root, or CAP_SYS_RESOURCE). A server
+// started as a child process inherits the raised limit.
+func raiseFileLimit(inProcess bool, conns int) error {
 	need := uint64(conns + fdMargin)
-	if !spawned {
+	if inProcess {
 		need += uint64(conns)
 	}
 	var lim syscall.Rlimit
@@ -33,7 +33,7 @@ func raiseFileLimit(spawned bool, conns int) error {
 	}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
 		hint := ""
-		if !spawned {
+		if inProcess {
 			hint = ", or start the server in its own process"
 		}
 		return fmt.Errorf("%d connections need about %d open files; the limit is %d (hard %d) and cannot be raised here (%v): raise it with ulimit -n%s", conns, need, lim.Cur, lim.Max, err, hint)

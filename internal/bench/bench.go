@@ -212,8 +212,8 @@ func transport(conns int) *http.Transport {
 	}
 }
 
-// start connects to the external server, or starts one in-process, and creates a fresh
-// self_hosted environment to run in.
+// start connects to the external server, or starts one (in-process, or as a child
+// process with o.Spawn), and creates a fresh self_hosted environment to run in.
 func start(ctx context.Context, o Options, conns int) (*target, error) {
 	if err := raiseFileLimit(o.URL == "" && !o.Spawn, conns); err != nil {
 		return nil, err
@@ -222,11 +222,11 @@ func start(ctx context.Context, o Options, conns int) (*target, error) {
 	if o.URL != "" {
 		t.base, t.token, t.kind = o.URL, o.Token, "external"
 	} else {
-		start := t.startInProcess
+		launch := t.startInProcess
 		if o.Spawn {
-			start = t.startSpawned
+			launch = t.startSpawned
 		}
-		if err := start(ctx, o); err != nil {
+		if err := launch(ctx, o); err != nil {
 			t.close()
 			return nil, err
 		}

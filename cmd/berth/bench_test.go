@@ -15,7 +15,8 @@ import (
 // berth bench starts the server as a `berth serve` child process of its own binary by
 // default, measures that process's CPU time and memory over the run, and stops it
 // cleanly (a server that does not exit 0 fails the bench). On a database whose
-// admin-token file is gone it makes a token of its own with berth token create.
+// admin-token file is gone it makes a token of its own with berth token create, and
+// revokes it at the end.
 func TestBenchSpawnsServer(t *testing.T) {
 	t.Parallel()
 	cli := &cliRunner{t: t}
@@ -51,11 +52,34 @@ func TestBenchSpawnsServer(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, AdminTokenFile)); err != nil {
 		t.Fatal(err)
 	}
-	// Without it, on a database that has tokens, the bench creates one.
+	// Without it, on a database that has tokens, the bench creates one, and revokes it
+	// at the end.
 	if err := os.Remove(filepath.Join(dir, AdminTokenFile)); err != nil {
 		t.Fatal(err)
 	}
 	run()
+	var toks struct {
+		Data []struct {
+			Name      string  `json:"name"`
+			RevokedAt *string `json:"revoked_at"`
+		} `json:"data"`
+	}
+	out := cli.ok("token", "list", "--data-dir", dir, "--json")
+	if err := json.Unmarshal([]byte(out), &toks); err != nil {
+		t.Fatalf("token list: %v\n%s", err, out)
+	}
+	var bench, revoked int
+	for _, tok := range toks.Data {
+		if tok.Name == "bench" {
+			bench++
+			if tok.RevokedAt != nil {
+				revoked++
+			}
+		}
+	}
+	if bench != 1 || revoked != 1 {
+		t.Fatalf("after the bench: %d tokens named bench, %d of them revoked; want 1 and 1\n%s", bench, revoked, out)
+	}
 }
 
 // Flags that contradict each other or are malformed are refused before anything starts.

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -42,8 +43,8 @@ var servingRE = regexp.MustCompile(`msg="berth serving" addr=(\S+)`)
 // child process on a free loopback port, on a temporary SQLite directory (o.DataDir if
 // set) or o.DatabaseURL, waits until it logs the address it listens on, and takes the
 // admin token it writes to <data-dir>/admin-token; on a database that has tokens already
-// (so that the server writes none) it creates one with `berth token create`. The child
-// is stopped with SIGTERM by t.close.
+// (so that the server writes none) it creates one with `berth token create`, revoked at
+// the end. The child is stopped with SIGTERM by t.close.
 func (t *target) startSpawned(ctx context.Context, o Options) error {
 	bin := o.ServerBinary
 	if bin == "" {
@@ -111,14 +112,17 @@ func (t *target) startSpawned(ctx context.Context, o Options) error {
 	tok, err := os.ReadFile(filepath.Join(dir, "admin-token"))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		if tok, err = createToken(ctx, bin, dir, o.DatabaseURL); err != nil {
+		var id string
+		if id, t.token, err = createToken(ctx, bin, dir, o.DatabaseURL); err != nil {
 			return err
 		}
+		t.cleanup = append(t.cleanup, func() error { return revokeToken(bin, dir, o.DatabaseURL, id) })
 	case err != nil:
 		return err
+	default:
+		t.token = strings.TrimSpace(string(tok))
 	}
 	t.base = "http://" + addr + api.BasePath
-	t.token = strings.TrimSpace(string(tok))
 	db := "SQLite (synchronous=FULL)"
 	if o.DatabaseURL != "" {
 		db = "PostgreSQL"
@@ -127,17 +131,32 @@ func (t *target) startSpawned(ctx context.Context, o Options) error {
 	return nil
 }
 
-// createToken creates an admin token in the server's database with `berth token create`.
-func createToken(ctx context.Context, bin, dir, databaseURL string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, bin, "token", "create", "--name", "bench", "--role", "admin", "--data-dir", dir)
+// createToken creates an admin token in the server's database with `berth token
+// create`, for a database that has tokens already; the run revokes it at its end.
+func createToken(ctx context.Context, bin, dir, databaseURL string) (id, secret string, err error) {
+	cmd := exec.CommandContext(ctx, bin, "token", "create", "--name", "bench", "--role", "admin", "--data-dir", dir, "--json")
 	cmd.Env = serverEnv(databaseURL)
 	var errb strings.Builder
 	cmd.Stderr = &errb
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("the database has tokens but %s has no admin-token; berth token create: %v: %s", dir, err, errb.String())
+		return "", "", fmt.Errorf("the database has tokens but %s has no admin-token; berth token create: %v: %s", dir, err, errb.String())
 	}
-	return out, nil
+	var tok struct{ ID, Secret string }
+	if err := json.Unmarshal(out, &tok); err != nil || tok.ID == "" || tok.Secret == "" {
+		return "", "", fmt.Errorf("berth token create: unexpected output %q", out)
+	}
+	return tok.ID, tok.Secret, nil
+}
+
+// revokeToken revokes the token createToken made, with `berth token revoke`.
+func revokeToken(bin, dir, databaseURL, id string) error {
+	cmd := exec.Command(bin, "token", "revoke", id, "--data-dir", dir)
+	cmd.Env = serverEnv(databaseURL)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("revoke the bench's token %s: %v: %s", id, err, out)
+	}
+	return nil
 }
 
 // serverEnv is this process's environment for a berth child process, without the

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strings"
+	"syscall"
 	"text/tabwriter"
-	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
@@ -18,13 +21,17 @@ import (
 
 func benchCmd() *cobra.Command {
 	var o bench.Options
-	var asJSON bool
+	var asJSON, inProcess bool
 	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure berth: lifecycle, ceiling, pickup, scale",
-		Long: `Measure berth against a server started in-process on a temporary database (the
-default; --database-url for PostgreSQL) or an external one (--url and --token).
+		Short: "Measure berth: lifecycle, ceiling, pickup, scale, fleet",
+		Long: `Measure berth against a server the bench starts: by default a 'berth serve' child
+process of this same binary, on a temporary SQLite database (--database-url for
+PostgreSQL), stopped with SIGTERM at the end; its CPU time and peak memory over the
+measured window are reported. --in-process runs the server inside the bench's own
+process instead, and --url with --token measures an external server. scale always
+runs in-process: it fills the store directly.
 
   lifecycle  W workers each: create session → poll → ack → heartbeat → stop → stop;
              items/s, requests/s, p50/p99/max per call, and the ratio to the
@@ -35,25 +42,37 @@ default; --database-url for PostgreSQL) or an external one (--url and --token).
   pickup     P parked long-pollers; sessions created one at a time; enqueue → poll
              response latency
   scale      fill the store with N items (mixed states); p50 of poll, ack, heartbeat
-             and list at N against the same at 1,000 items`,
+             and list at N against the same at 1,000 items
+  fleet      N idle workers (default 10,000), each on its own connection, polling an
+             empty queue as the SDK workers do (block_ms=999, then a pause of 1–3 s);
+             polls/s, errors, latency beyond the block, the server's CPU and RSS
+
+CPU is reported in cores: CPU seconds (user + system, /proc/<pid>/stat) ÷ wall seconds
+over the measured window; peak RSS is the process's VmHWM. The load generator's own
+figures (this process) are reported too, so that a reader can tell whether it was the
+bottleneck.`,
 		Example: `  berth bench lifecycle --workers 8 --duration 10s
   berth bench pickup --pollers 1000
+  berth bench fleet --workers 10000 --duration 60s
+  berth bench fleet --database-url postgres://…
   berth bench scale --scale-items 1000000 --json
   berth bench lifecycle --url http://127.0.0.1:8080/api/v1/cloud --token "$(cat berth-data/admin-token)"`,
 	}
 	f := cmd.PersistentFlags()
-	f.StringVar(&o.URL, "url", "", "external server: http://host:port or its API base URL (default: start one in-process)")
+	f.StringVar(&o.URL, "url", "", "external server: http://host:port or its API base URL (default: start one)")
 	f.StringVar(&o.Token, "token", "", secretUsage("token for --url", "BERTH_TOKEN"))
-	f.StringVar(&o.DatabaseURL, "database-url", "", "in-process server on this PostgreSQL database")
-	f.StringVar(&o.DataDir, "data-dir", "", "in-process SQLite directory (default: a temporary one)")
-	f.IntVar(&o.Workers, "workers", 8, "lifecycle/ceiling: concurrent workers")
-	f.DurationVar(&o.Duration, "duration", 10*time.Second, "lifecycle/ceiling: how long each pass runs (lifecycle runs two: itself, then the ceiling)")
+	f.BoolVar(&inProcess, "in-process", false, "run the server in the bench's own process instead of a 'berth serve' child process")
+	f.StringVar(&o.DatabaseURL, "database-url", "", "the server started uses this PostgreSQL database")
+	f.StringVar(&o.DataDir, "data-dir", "", "SQLite directory of the server started (default: a temporary one)")
+	f.IntVar(&o.Workers, "workers", 0, "lifecycle/ceiling: concurrent workers (default 8); fleet: idle workers (default 10000)")
+	f.DurationVar(&o.Duration, "duration", 0, "lifecycle/ceiling: how long each pass runs (default 10s; lifecycle runs two: itself, then the ceiling); fleet: the measured window after the warm-up (default 60s)")
 	f.IntVar(&o.Items, "items", 0, "lifecycle: stop after this many items instead of --duration")
 	f.IntVar(&o.Pollers, "pollers", 100, "pickup: parked long-pollers")
 	f.IntVar(&o.Samples, "samples", 200, "pickup: sessions measured; scale: rounds per size")
 	f.IntVar(&o.ScaleItems, "scale-items", 1_000_000, "scale: items stored")
+	f.StringArrayVar(&o.ServerEnv, "server-env", nil, "NAME=VALUE added to the environment of the server child process (GOGC, GOMEMLIMIT, GOMAXPROCS…); repeatable")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
-	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (server included when in-process) to this file")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file: of the server child process (written when it stops), or of the whole run when in-process")
 
 	run := func(name string, fn func(context.Context, bench.Options) (any, error)) *cobra.Command {
 		return &cobra.Command{
@@ -63,6 +82,9 @@ default; --database-url for PostgreSQL) or an external one (--url and --token).
 				o := o
 				o.Token = secretFromEnv(cmd, "token", "BERTH_TOKEN", o.Token)
 				if o.URL != "" {
+					if inProcess {
+						return fmt.Errorf("--in-process starts a server; --url measures an external one: give one of them")
+					}
 					base, err := apiBaseURL(o.URL)
 					if err != nil {
 						return err
@@ -72,10 +94,29 @@ default; --database-url for PostgreSQL) or an external one (--url and --token).
 						return fmt.Errorf("--url needs --token (or BERTH_TOKEN)")
 					}
 				}
+				if o.Workers < 0 || o.Duration < 0 || o.Items < 0 || o.Pollers < 0 || o.Samples < 0 || o.ScaleItems < 0 {
+					return fmt.Errorf("--workers, --duration, --items, --pollers, --samples and --scale-items must not be negative")
+				}
+				// scale seeds the store directly, and ceiling starts no server.
+				o.Spawn = o.URL == "" && !inProcess && name != "scale" && name != "ceiling"
+				for _, kv := range o.ServerEnv {
+					if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+						return fmt.Errorf("--server-env takes NAME=VALUE, not %q", kv)
+					}
+				}
+				if len(o.ServerEnv) > 0 && !o.Spawn {
+					return fmt.Errorf("--server-env is for the server the bench starts in its own process (not with --url, --in-process, scale or ceiling)")
+				}
 				if !asJSON && isatty.IsTerminal(os.Stderr.Fd()) {
 					o.Progress = os.Stderr
 				}
-				if cpuProfile != "" {
+				if cpuProfile != "" && o.Spawn {
+					abs, err := filepath.Abs(cpuProfile)
+					if err != nil {
+						return err
+					}
+					o.ServerArgs = append(o.ServerArgs, "--cpuprofile", abs)
+				} else if cpuProfile != "" {
 					pf, err := os.Create(cpuProfile)
 					if err != nil {
 						return err
@@ -86,7 +127,10 @@ default; --database-url for PostgreSQL) or an external one (--url and --token).
 					}
 					defer pprof.StopCPUProfile()
 				}
-				res, err := fn(cmd.Context(), o)
+				// Interrupted, the scenario ends and stops the server it started.
+				ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+				defer stop()
+				res, err := fn(ctx, o)
 				if err != nil {
 					return err
 				}
@@ -105,11 +149,32 @@ default; --database-url for PostgreSQL) or an external one (--url and --token).
 ack, heartbeat and stop twice, for --duration (or until --items items). Then a ceiling
 pass (the same client load against a no-op handler) runs for --duration too, for the
 ratio items/s × 6 ÷ ceiling req/s: the whole run takes about twice --duration.`
+	fleet := withShort(run("fleet", func(ctx context.Context, o bench.Options) (any, error) { return bench.Fleet(ctx, o) }), "Many idle workers long-polling an empty queue: what they cost the server")
+	fleet.Long = `--workers idle workers (default 10,000) poll an empty queue the way the SDK workers do
+when idle: each with its own Worker-ID and its own keep-alive connection, a long poll
+GET …/work/poll?block_ms=999, then a pause of 1–3 s (uniformly at random) after every
+answer, again and again; nothing is ever queued.
+
+The workers start one after the other, evenly spread over N/2,000 s (at most 5 s), so
+that they do not poll in lockstep, and the random pauses keep them apart. The measured
+window (--duration, default 60 s) starts once every worker has had its first answer and
+one longest cycle (1 s of block and 3 s of pause) has passed since the last one started.
+
+Reported: polls answered per second, errors (any answer but 200, or a transport error),
+each poll's latency beyond its block (p50/p99), the connections opened, the server's CPU
+in cores and its peak RSS against the targets (≤ 0.25 of a core, ≤ 200 MiB), and the
+load generator's own CPU. The server's own figures need it in its own process (the
+default): with --in-process only the whole process's are known.
+
+Each worker holds one connection, and so does the server for each: 10,000 workers need
+about 10,300 open files in the bench (twice that --in-process). The bench raises its
+limit where it may, and says so where it may not.`
 	cmd.AddCommand(
 		lifecycle,
 		withShort(run("ceiling", func(ctx context.Context, o bench.Options) (any, error) { return bench.Ceiling(ctx, o) }), "The loopback ceiling: the same client load against a no-op handler"),
 		withShort(run("pickup", func(ctx context.Context, o bench.Options) (any, error) { return bench.Pickup(ctx, o) }), "Enqueue → poll response latency with parked long-pollers"),
-		withShort(run("scale", func(ctx context.Context, o bench.Options) (any, error) { return bench.Scale(ctx, o) }), "Hot-call p50 at N stored items against 1,000"),
+		withShort(run("scale", func(ctx context.Context, o bench.Options) (any, error) { return bench.Scale(ctx, o) }), "Hot-call p50 at N stored items against 1,000 (always in-process)"),
+		fleet,
 	)
 	return cmd
 }
@@ -132,6 +197,29 @@ func printLatencies(w *tabwriter.Writer, calls map[string]bench.Latency) {
 	}
 }
 
+// printProcs prints what the server process (when spawned) and this process cost.
+func printProcs(w *tabwriter.Writer, server, self *bench.ProcStats) {
+	if server != nil {
+		fmt.Fprintf(w, "server (pid %d) CPU\t%.3f cores (%.1f CPU s in %.1f s)\n", server.PID, server.CPUCores, server.CPUSeconds, server.Seconds)
+		fmt.Fprintf(w, "server peak RSS\t%.1f MiB (now %.1f MiB)\n", bench.MiB(server.PeakRSSBytes), bench.MiB(server.RSSBytes))
+	}
+	if self != nil {
+		who := "load generator"
+		if server == nil {
+			who = "bench process (load generator and any in-process server)"
+		}
+		fmt.Fprintf(w, "%s CPU\t%.3f cores\n", who, self.CPUCores)
+		fmt.Fprintf(w, "%s peak RSS\t%.1f MiB\n", who, bench.MiB(self.PeakRSSBytes))
+	}
+}
+
+func metOrNot(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "not met"
+}
+
 func printResult(res any) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	defer w.Flush()
@@ -140,6 +228,7 @@ func printResult(res any) {
 		fmt.Fprintf(w, "lifecycle on %s, %d workers, %.1f s\n", r.Target, r.Workers, r.Seconds)
 		fmt.Fprintf(w, "items\t%d\nitems/s\t%.0f\nrequests/s\t%.0f\nerrors\t%d\n", r.Items, r.ItemsPerSec, r.ReqPerSec, r.Errors)
 		printLatencies(w, r.Calls)
+		printProcs(w, r.Server, r.LoadGenerator)
 		if r.Ceiling != nil {
 			fmt.Fprintf(w, "ceiling req/s\t%.0f\nratio (items/s × 6 ÷ ceiling)\t%.2f\n", r.Ceiling.ReqPerSec, r.Ratio)
 		}
@@ -151,6 +240,31 @@ func printResult(res any) {
 		printLatencies(w, map[string]bench.Latency{"pickup": r.Pickup})
 		if r.Missed > 0 {
 			fmt.Fprintf(w, "missed (no pickup within 2 s)\t%d\n", r.Missed)
+		}
+		printProcs(w, r.Server, r.LoadGenerator)
+	case *bench.FleetResult:
+		fmt.Fprintf(w, "fleet on %s: %d idle workers, block_ms=%d, pause %d–%d ms\n", r.Target, r.Workers, r.BlockMS, r.PauseMS[0], r.PauseMS[1])
+		fmt.Fprintf(w, "warm-up\t%.1f s (ramp %.1f s), %d polls\n", r.WarmupSeconds, r.RampSeconds, r.WarmupPolls)
+		fmt.Fprintf(w, "measured\t%.1f s\n", r.Seconds)
+		fmt.Fprintf(w, "polls answered\t%d (%.0f/s)\n", r.Polls, r.PollsPerSec)
+		fmt.Fprintf(w, "errors\t%d\n", r.Errors)
+		for _, e := range r.ErrorSamples {
+			fmt.Fprintf(w, "  error\t%s\n", e)
+		}
+		if r.Delivered > 0 {
+			fmt.Fprintf(w, "items delivered (none expected)\t%d\n", r.Delivered)
+		}
+		fmt.Fprintf(w, "latency beyond the block\tp50 %.3f ms, p99 %.3f ms, max %.3f ms\n", r.BeyondBlock.P50, r.BeyondBlock.P99, r.BeyondBlock.Max)
+		fmt.Fprintf(w, "connections opened\t%d\n", r.Connections)
+		fmt.Fprintf(w, "workers polling (server's count)\t%d\n", r.WorkersPolling)
+		printProcs(w, r.Server, r.LoadGenerator)
+		if rt := r.ServerRuntime; rt != nil {
+			fmt.Fprintf(w, "server runtime at the end\t%d goroutines, heap in use %.1f MiB, stacks %.1f MiB, %d polls parked\n",
+				rt.Goroutines, bench.MiB(rt.HeapInuseBytes), bench.MiB(rt.StackInuseBytes), rt.ParkedPolls)
+		}
+		if s := r.Server; s != nil {
+			fmt.Fprintf(w, "target: server CPU ≤ %.2f core\t%s\n", bench.FleetTargetCores, metOrNot(s.CPUCores <= bench.FleetTargetCores))
+			fmt.Fprintf(w, "target: server RSS ≤ %d MiB\t%s\n", bench.FleetTargetRSSMiB, metOrNot(bench.MiB(s.PeakRSSBytes) <= bench.FleetTargetRSSMiB))
 		}
 	case *bench.ScaleResult:
 		fmt.Fprintf(w, "scale on %s: %d against %d items (seeding took %.1f s)\n", r.Target, r.Large, r.Small, r.SeedSeconds)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -39,6 +40,9 @@ type serveOptions struct {
 	// process without waiting a minute.
 	readHeaderTimeout time.Duration
 	readTimeout       time.Duration
+	// cpuProfile, when set, names a file for a CPU profile of the whole run, written when
+	// the server stops (hidden: for berth bench, which measures a server it starts).
+	cpuProfile string
 }
 
 // The defaults of the slow-client limits. Headers are small: ten seconds is long for any
@@ -79,8 +83,10 @@ in-flight requests and closes the database.`,
 	f.BoolVar(&o.noDashboard, "no-dashboard", envDefault("BERTH_NO_DASHBOARD", "") == "1", "serve the API only, without the web dashboard at / (BERTH_NO_DASHBOARD=1)")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", defaultReadHeaderTimeout, "longest a client may take to send a request's headers")
 	f.DurationVar(&o.readTimeout, "read-timeout", defaultReadTimeout, "longest a client may take to send a whole request, body included")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the server's run to this file when it stops")
 	f.MarkHidden("read-header-timeout")
 	f.MarkHidden("read-timeout")
+	f.MarkHidden("cpuprofile")
 	return cmd
 }
 
@@ -129,6 +135,13 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 	log, err := newLogger(os.Stderr, o.logFormat, o.logLevel)
 	if err != nil {
 		return err
+	}
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	st, err := openStore(ctx, o.dataDir, o.databaseURL)
 	if err != nil {
@@ -208,6 +221,23 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// startCPUProfile starts a CPU profile of this process into the file path; stop ends
+// it and closes the file.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // dashboardURL is where a browser on this machine finds the dashboard of a server

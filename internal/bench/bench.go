@@ -1,6 +1,6 @@
 // Package bench measures berth: the scenarios of `berth bench` (lifecycle, ceiling,
-// pickup, scale), against a server it starts in-process on a temporary database or
-// against an external one.
+// pickup, scale, fleet), against a server it starts in-process on a temporary database,
+// one it starts as a `berth serve` child process (Options.Spawn), or an external one.
 //
 // Every figure that matters is a ratio inside one run (lifecycle against the loopback
 // ceiling, scale at N items against 1,000 items), because the machines it runs on are
@@ -31,17 +31,27 @@ import (
 
 // Options configure a run. Zero values take the defaults noted.
 type Options struct {
-	// URL and Token name an external server; empty URL starts one in-process.
+	// URL and Token name an external server; empty URL starts one, in-process or, with
+	// Spawn, as a child process.
 	URL, Token string
-	// DatabaseURL makes the in-process server use PostgreSQL instead of a temporary
-	// SQLite database.
+	// Spawn starts the server as a `berth serve` child process of ServerBinary (default:
+	// this executable, which must then be berth), with ServerArgs added to its flags, and
+	// stops it with SIGTERM at the end. Its CPU time and memory are then measured over
+	// each scenario's measured window (the Server figures of the results).
+	// ServerEnv is added to its environment (GOGC=…, GOMEMLIMIT=…).
+	Spawn        bool
+	ServerBinary string
+	ServerArgs   []string
+	ServerEnv    []string
+	// DatabaseURL makes the server started use PostgreSQL instead of a temporary SQLite
+	// database.
 	DatabaseURL string
-	// DataDir holds the in-process SQLite database (default: a temporary directory,
-	// removed afterwards).
+	// DataDir holds the SQLite database of the server started (default: a temporary
+	// directory, removed afterwards).
 	DataDir string
 
-	Workers    int           // lifecycle, ceiling: concurrent simulated workers (8)
-	Duration   time.Duration // lifecycle, ceiling: how long (10 s)
+	Workers    int           // lifecycle, ceiling: concurrent simulated workers (8); fleet: idle workers (10,000)
+	Duration   time.Duration // lifecycle, ceiling: how long (10 s); fleet: the measured window (60 s)
 	Items      int           // lifecycle: stop after this many items instead (0: use Duration)
 	Pollers    int           // pickup: parked long-pollers (100)
 	Samples    int           // pickup: sessions created one at a time (200); scale: ops per call (300)
@@ -49,6 +59,9 @@ type Options struct {
 
 	// Progress, when not nil, receives live progress lines.
 	Progress io.Writer
+
+	// fleetPause replaces the fleet's 1–3 s pause after each answer, for tests.
+	fleetPause *[2]time.Duration
 }
 
 func (o *Options) defaults() {
@@ -126,15 +139,65 @@ type target struct {
 	token   string
 	env     string
 	store   store.Store // in-process only
+	server  *serverProc // spawned only
 	hc      *http.Client
-	cleanup []func()
+	cleanup []func() error
 	kind    string
 }
 
-func (t *target) close() {
+// close stops what start started, last first, and returns the first error: a spawned
+// server that did not stop cleanly.
+func (t *target) close() error {
+	var first error
 	for i := len(t.cleanup) - 1; i >= 0; i-- {
-		t.cleanup[i]()
+		if err := t.cleanup[i](); err != nil && first == nil {
+			first = err
+		}
 	}
+	t.cleanup = nil
+	return first
+}
+
+// closeInto closes t and sets *err to the close's error unless *err is set already: for
+// a deferred close in a function with a named error result.
+func (t *target) closeInto(err *error) {
+	if cerr := t.close(); *err == nil {
+		*err = cerr
+	}
+}
+
+// window measures, over a scenario's measured window, the spawned server's process (if
+// there is one) and this process: the load generator, and the server too when it runs
+// in-process. Where /proc cannot be read it measures nothing.
+type window struct {
+	server, self *procWindow
+}
+
+func (t *target) beginWindow() (*window, error) {
+	w := &window{}
+	if t.server != nil {
+		pw, err := watchProc(t.server.cmd.Process.Pid)
+		if err != nil {
+			return nil, fmt.Errorf("measure berth serve: %w", err)
+		}
+		w.server = pw
+	}
+	w.self, _ = watchProc(os.Getpid()) // nil where there is no /proc
+	return w, nil
+}
+
+// end closes the window: the server's figures (nil unless spawned) and this process's
+// (nil without /proc).
+func (w *window) end() (server, self *ProcStats, err error) {
+	if w.server != nil {
+		if server, err = w.server.end(); err != nil {
+			return nil, nil, fmt.Errorf("measure berth serve: %w", err)
+		}
+	}
+	if w.self != nil {
+		self, _ = w.self.end()
+	}
+	return server, self, nil
 }
 
 // transport keeps enough idle connections for every concurrent caller: the bench
@@ -149,15 +212,24 @@ func transport(conns int) *http.Transport {
 	}
 }
 
-// start connects to the external server, or starts one in-process, and creates a fresh
-// self_hosted environment to run in.
+// start connects to the external server, or starts one (in-process, or as a child
+// process with o.Spawn), and creates a fresh self_hosted environment to run in.
 func start(ctx context.Context, o Options, conns int) (*target, error) {
+	if err := raiseFileLimit(o.URL == "" && !o.Spawn, conns); err != nil {
+		return nil, err
+	}
 	t := &target{hc: &http.Client{Transport: transport(conns)}}
 	if o.URL != "" {
 		t.base, t.token, t.kind = o.URL, o.Token, "external"
-	} else if err := t.startInProcess(ctx, o); err != nil {
-		t.close()
-		return nil, err
+	} else {
+		launch := t.startInProcess
+		if o.Spawn {
+			launch = t.startSpawned
+		}
+		if err := launch(ctx, o); err != nil {
+			t.close()
+			return nil, err
+		}
 	}
 	c, err := client.New(t.base, t.token, client.WithHTTPClient(t.hc), client.WithMaxRetries(0))
 	if err != nil {
@@ -188,7 +260,7 @@ func (t *target) startInProcess(ctx context.Context, o Options) error {
 			if dir, err = os.MkdirTemp("", "berth-bench-"); err != nil {
 				return err
 			}
-			t.cleanup = append(t.cleanup, func() { os.RemoveAll(dir) })
+			t.cleanup = append(t.cleanup, func() error { return os.RemoveAll(dir) })
 		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
@@ -202,7 +274,7 @@ func (t *target) startInProcess(ctx context.Context, o Options) error {
 		return err
 	}
 	t.store = st
-	t.cleanup = append(t.cleanup, func() { st.Close() })
+	t.cleanup = append(t.cleanup, func() error { st.Close(); return nil })
 	tok, secret := api.NewToken("bench", api.RoleAdmin, "", time.Now())
 	if _, err := st.CreateToken(ctx, tok); err != nil {
 		return err
@@ -216,10 +288,11 @@ func (t *target) startInProcess(ctx context.Context, o Options) error {
 	go hs.Serve(ln)
 	runCtx, stop := context.WithCancel(context.Background())
 	go srv.Run(runCtx)
-	t.cleanup = append(t.cleanup, func() {
+	t.cleanup = append(t.cleanup, func() error {
 		stop()
 		srv.Shutdown()
 		hs.Close()
+		return nil
 	})
 	t.base = "http://" + ln.Addr().String() + api.BasePath
 	t.token = secret

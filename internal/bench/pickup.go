@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,11 @@ type PickupResult struct {
 	Pollers int     `json:"pollers"`
 	Pickup  Latency `json:"pickup"`
 	Missed  int     `json:"missed"`
+	// Server is what the spawned server process cost while the samples were taken (nil
+	// unless spawned); LoadGenerator what this process did (the server included when
+	// in-process).
+	Server        *ProcStats `json:"server,omitempty"`
+	LoadGenerator *ProcStats `json:"load_generator,omitempty"`
 }
 
 // Pickup parks P long-pollers (block_ms=999), then creates sessions one at a time and
@@ -27,13 +33,13 @@ type PickupResult struct {
 // a poller's answer carrying its item arrives: enqueue → poll response, as a worker sees
 // it. Measuring from the send rather than from the create's answer counts the create's own
 // time up to its commit, so the figure errs on the slow side.
-func Pickup(ctx context.Context, o Options) (*PickupResult, error) {
+func Pickup(ctx context.Context, o Options) (_ *PickupResult, err error) {
 	o.defaults()
 	t, err := start(ctx, o, o.Pollers+4)
 	if err != nil {
 		return nil, err
 	}
-	defer t.close()
+	defer t.closeInto(&err)
 	got := make(chan string, o.Pollers)
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -60,6 +66,10 @@ func Pickup(ctx context.Context, o Options) (*PickupResult, error) {
 	}
 	defer func() { cancel(); wg.Wait() }()
 	if err := waitParked(runCtx, t, o.Pollers); err != nil {
+		return nil, err
+	}
+	win, err := t.beginWindow()
+	if err != nil {
 		return nil, err
 	}
 	var lat []time.Duration
@@ -91,7 +101,11 @@ func Pickup(ctx context.Context, o Options) (*PickupResult, error) {
 		}
 	}
 	progressDone(o)
-	return &PickupResult{Target: t.kind, Pollers: o.Pollers, Pickup: summarize(lat), Missed: missed}, nil
+	server, self, err := win.end()
+	if err != nil {
+		return nil, err
+	}
+	return &PickupResult{Target: t.kind, Pollers: o.Pollers, Pickup: summarize(lat), Missed: missed, Server: server, LoadGenerator: self}, nil
 }
 
 // waitParked waits until the server reports at least 95% of want long polls parked
@@ -99,7 +113,7 @@ func Pickup(ctx context.Context, o Options) (*PickupResult, error) {
 // any moment, so exactly want may never be seen at once. Without /metrics (an external
 // server that hides it) it waits 100 ms.
 func waitParked(ctx context.Context, t *target, want int) error {
-	root := strings.TrimSuffix(strings.TrimSuffix(t.base, "/"), api.BasePath)
+	root := t.metricsRoot()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		n, ok := parkedPollers(ctx, t, root)
@@ -116,24 +130,44 @@ func waitParked(ctx context.Context, t *target, want int) error {
 }
 
 func parkedPollers(ctx context.Context, t *target, root string) (int, bool) {
+	m, ok := scrapeMetrics(ctx, t, root, "berth_work_pollers_parked")
+	if !ok {
+		return 0, false
+	}
+	n, ok := m["berth_work_pollers_parked"]
+	return int(n), ok
+}
+
+// scrapeMetrics reads the named unlabelled metrics from the server's /metrics; ok is
+// false when it cannot be read.
+func scrapeMetrics(ctx context.Context, t *target, root string, names ...string) (map[string]float64, bool) {
 	req, err := http.NewRequestWithContext(ctx, "GET", root+"/metrics", nil)
 	if err != nil {
-		return 0, false
+		return nil, false
 	}
 	res, err := t.hc.Do(req)
 	if err != nil {
-		return 0, false
+		return nil, false
 	}
 	defer res.Body.Close()
 	if res.StatusCode != 200 {
-		return 0, false
+		return nil, false
 	}
+	out := map[string]float64{}
 	sc := bufio.NewScanner(res.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "berth_work_pollers_parked "); ok {
-			n, err := strconv.ParseFloat(v, 64)
-			return int(n), err == nil
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || !slices.Contains(names, name) {
+			continue
+		}
+		if n, err := strconv.ParseFloat(v, 64); err == nil {
+			out[name] = n
 		}
 	}
-	return 0, false
+	return out, sc.Err() == nil
+}
+
+// metricsRoot is the server root that serves /metrics.
+func (t *target) metricsRoot() string {
+	return strings.TrimSuffix(strings.TrimSuffix(t.base, "/"), api.BasePath)
 }

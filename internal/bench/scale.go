@@ -34,16 +34,16 @@ const smallSize = 1000
 // Scale fills an in-process store with items in mixed states (40% stopped, 20% queued,
 // 20% starting, 20% active), measures poll, ack, heartbeat and list at 1,000 items and at
 // ScaleItems, and reports each p50's ratio.
-func Scale(ctx context.Context, o Options) (*ScaleResult, error) {
+func Scale(ctx context.Context, o Options) (_ *ScaleResult, err error) {
 	o.defaults()
-	if o.URL != "" {
+	if o.URL != "" || o.Spawn {
 		return nil, errors.New("scale fills the store directly: it runs only in-process (drop --url)")
 	}
 	t, err := start(ctx, o, 4)
 	if err != nil {
 		return nil, err
 	}
-	defer t.close()
+	defer t.closeInto(&err)
 	sd, ok := t.store.(seeder)
 	if !ok {
 		return nil, errors.New("this store cannot be seeded")

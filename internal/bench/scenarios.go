@@ -22,6 +22,11 @@ type LifecycleResult struct {
 	ReqPerSec   float64            `json:"requests_per_sec"`
 	Calls       map[string]Latency `json:"calls"`
 	Errors      int64              `json:"errors"`
+	// Server is what the spawned server process cost during the lifecycle pass (nil
+	// unless spawned); LoadGenerator what this process did (the server included when
+	// in-process).
+	Server        *ProcStats `json:"server,omitempty"`
+	LoadGenerator *ProcStats `json:"load_generator,omitempty"`
 	// Ceiling is the loopback ceiling measured in the same run; Ratio is
 	// items/s × 6 ÷ ceiling req/s: how much of the machine's HTTP capacity the lifecycle
 	// (six calls per item) reaches.
@@ -32,13 +37,13 @@ type LifecycleResult struct {
 // Lifecycle runs W simulated workers, each repeating session create → poll → ack →
 // heartbeat (NO_HEARTBEAT) → stop → stop, for the duration or until Items items are done,
 // then measures the loopback ceiling with the same load shape.
-func Lifecycle(ctx context.Context, o Options) (*LifecycleResult, error) {
+func Lifecycle(ctx context.Context, o Options) (_ *LifecycleResult, err error) {
 	o.defaults()
 	t, err := start(ctx, o, o.Workers)
 	if err != nil {
 		return nil, err
 	}
-	defer t.close()
+	defer t.closeInto(&err)
 	rec := newRecorder()
 	var items, errs, reqs atomic.Int64
 	runCtx, cancel := context.WithTimeout(ctx, o.Duration)
@@ -46,6 +51,10 @@ func Lifecycle(ctx context.Context, o Options) (*LifecycleResult, error) {
 		runCtx, cancel = context.WithCancel(ctx)
 	}
 	defer cancel()
+	win, err := t.beginWindow()
+	if err != nil {
+		return nil, err
+	}
 	begin := time.Now()
 	var wg sync.WaitGroup
 	for w := range o.Workers {
@@ -79,7 +88,12 @@ func Lifecycle(ctx context.Context, o Options) (*LifecycleResult, error) {
 	ticker.Stop()
 	progressDone(o)
 	el := time.Since(begin).Seconds()
+	server, self, err := win.end()
+	if err != nil {
+		return nil, err
+	}
 	res := &LifecycleResult{
+		Server: server, LoadGenerator: self,
 		Target: t.kind, Workers: o.Workers, Seconds: el, Items: items.Load(), Errors: errs.Load(),
 		ItemsPerSec: float64(items.Load()) / el, ReqPerSec: float64(reqs.Load()) / el, Calls: rec.summary(),
 	}

@@ -29,15 +29,22 @@ type stmtCache struct {
 
 func newStmtCache(db *sql.DB) *stmtCache { return &stmtCache{db: db, m: map[string]*sql.Stmt{}} }
 
+// get returns the prepared statement of q, preparing it if needed. It prepares without
+// holding the cache's lock: on the writer's pool, a preparation waits for the one
+// connection, and others must be able to use the cache meanwhile.
 func (c *stmtCache) get(ctx context.Context, q string) (*sql.Stmt, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if st, ok := c.m[q]; ok {
+	if st, ok := c.cached(q); ok {
 		return st, nil
 	}
 	st, err := c.db.PrepareContext(context.WithoutCancel(ctx), q)
 	if err != nil {
 		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.m[q]; ok {
+		st.Close() // prepared by another caller meanwhile
+		return prev, nil
 	}
 	c.m[q] = st
 	return st, nil

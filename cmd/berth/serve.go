@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-sh/berth/internal/api"
+	"github.com/berth-sh/berth/internal/buildinfo"
 	"github.com/berth-sh/berth/internal/dashboard"
 	"github.com/berth-sh/berth/internal/store"
 	"github.com/berth-sh/berth/internal/store/postgres"
@@ -160,6 +161,7 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(buildinfo.Collector())
 	if in, ok := st.(interface{ Instrument(prometheus.Registerer) }); ok {
 		in.Instrument(reg)
 	}

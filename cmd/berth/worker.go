@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-sh/berth/client"
+	"github.com/berth-sh/berth/internal/buildinfo"
 	"github.com/berth-sh/berth/worker"
 )
 
@@ -117,7 +118,7 @@ func runWorker(ctx context.Context, o workerOptions) error {
 		drainTimeout = time.Nanosecond
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 	w, err := worker.New(worker.Config{
 		Client: c, EnvironmentID: o.environment, WorkerID: o.workerID, Capacity: o.capacity,
 		TTL: o.ttl, DrainTimeout: drainTimeout, Logger: log, Metrics: worker.NewMetrics(reg),

@@ -27,6 +27,7 @@ import (
 
 type workerOptions struct {
 	url, token, environment, workerID string
+	caCert                            string
 	capacity, ttl                     int
 	exec                              string
 	drainTimeout, killGrace           time.Duration
@@ -68,6 +69,7 @@ The worker exits non-zero if the server refuses its token or environment.`,
 	f := cmd.Flags()
 	f.StringVar(&o.url, "url", envDefault("BERTH_URL", client.DefaultBaseURL), urlHelp)
 	f.StringVar(&o.token, "token", "", secretUsage("API token, pt-…", "BERTH_TOKEN"))
+	f.StringVar(&o.caCert, "ca-cert", os.Getenv("BERTH_CA_CERT"), caCertHelp)
 	f.StringVar(&o.environment, "environment", os.Getenv("BERTH_ENVIRONMENT_ID"), "environment to take work from (BERTH_ENVIRONMENT_ID)")
 	f.StringVar(&o.workerID, "worker-id", os.Getenv("BERTH_WORKER_ID"), "Worker-ID (BERTH_WORKER_ID; default <hostname>-<random>)")
 	f.IntVar(&o.capacity, "capacity", envInt(&envErrs, "BERTH_CAPACITY", 1), "items run at once (BERTH_CAPACITY)")
@@ -107,7 +109,11 @@ func runWorker(ctx context.Context, o workerOptions) error {
 	if err != nil {
 		return err
 	}
-	c, err := client.New(base, o.token)
+	var copts []client.Option
+	if o.caCert != "" {
+		copts = append(copts, client.WithCACertFile(o.caCert))
+	}
+	c, err := client.New(base, o.token, copts...)
 	if err != nil {
 		return errors.New(strings.TrimPrefix(err.Error(), "berth: "))
 	}

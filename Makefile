@@ -32,6 +32,22 @@ vet:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/berth ./cmd/berth
 
+# The OCI image of the static binary, without a Docker daemon (tools/release, with
+# go-containerregistry): dist/berth-image.tar, for `docker load` or `podman load`. With
+# several platforms (make image PLATFORMS=linux/amd64,linux/arm64) it writes the OCI
+# layout dist/berth-oci instead, one index of them all.
+PLATFORMS ?= linux/$(shell $(GO) env GOARCH)
+RELEASE = $(GO) run ./tools/release
+RELEASE_META = -version "$(VERSION)" -revision "$(REVISION)" -date "$(DATE)" -out dist
+image:
+	$(RELEASE) image $(RELEASE_META) -platforms $(PLATFORMS)
+
+# The Debian package (nfpm as a Go library): dist/berth_<version>_<arch>.deb, of
+# packaging/nfpm.yaml. DEB_ARCH=amd64,arm64 builds both.
+DEB_ARCH ?= $(shell $(GO) env GOARCH)
+deb:
+	$(RELEASE) deb $(RELEASE_META) -arch $(DEB_ARCH)
+
 # The binary, not `go run`: a signal then reaches the server itself.
 serve: build
 	bin/berth serve

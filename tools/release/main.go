@@ -53,6 +53,10 @@ func run(args []string) error {
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
+		if _, err := os.Stat(*caBundle); *caBundle != "" && err != nil && !flagGiven(fs, "ca-bundle") {
+			fmt.Fprintf(os.Stderr, "release: no CA bundle at %s (install ca-certificates, or give -ca-bundle): the image will trust only --ca-cert files\n", *caBundle)
+			*caBundle = ""
+		}
 		return image(m, *repo, *out, strings.Split(*platforms, ","), *tarFile, *layoutDir, *ref, *caBundle)
 	case "deb":
 		arches := fs.String("arch", runtime.GOARCH, "comma-separated Debian architectures (amd64, arm64)")
@@ -62,6 +66,13 @@ func run(args []string) error {
 		return deb(m, *repo, *out, strings.Split(*arches, ","))
 	}
 	return errors.New(usage)
+}
+
+// flagGiven reports whether the flag was set on the command line.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
 
 func image(m release.Meta, repo, out string, platforms []string, tarFile, layoutDir, ref, caBundle string) error {

@@ -1,6 +1,3 @@
-// Package kubernetes holds berth's Kubernetes manifests (the YAML files here) and the
-// tests that hold them to the Kubernetes API types, to each other, and to a real berth
-// server.
 package kubernetes
 
 import (

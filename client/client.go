@@ -40,6 +40,9 @@ type Client struct {
 	maxRetries int
 	backoff    Backoff
 	userAgent  string
+	// caFile and middleware change the transport once the options are applied (tls.go).
+	caFile     string
+	middleware []func(http.RoundTripper) http.RoundTripper
 }
 
 // Option configures a Client in New.
@@ -116,6 +119,9 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("berth: WithMaxRetries(%d): must not be negative", c.maxRetries)
 	case c.backoff.Initial <= 0 || c.backoff.Max < c.backoff.Initial:
 		return nil, fmt.Errorf("berth: WithBackoff(%v, %v): want 0 < initial ≤ max", c.backoff.Initial, c.backoff.Max)
+	}
+	if err := c.setUpTransport(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

@@ -55,6 +55,12 @@ func (w *Worker) pollLoop(ctx context.Context) error {
 		failures = 0
 		if wk == nil {
 			<-slots
+			// An item ends (and leaves w.running) before its slot is freed, so nothing is
+			// running here unless an item is.
+			if w.cfg.ExitWhenIdle && w.Running() == 0 {
+				w.log.Info("idle: nothing to poll and nothing running; exiting")
+				return nil
+			}
 			continue
 		}
 		raw, err := json.Marshal(wk)

@@ -108,6 +108,13 @@ type Config struct {
 	Metrics *Metrics
 	// BackoffMin and BackoffMax bound the wait after a failed poll (defaults 1 s and 60 s).
 	BackoffMin, BackoffMax time.Duration
+	// ExitWhenIdle makes Run return once there is nothing to do: the first poll that
+	// answers null while no item is running ends the poll loop, and Run returns nil as
+	// after a drain. While items run, the worker polls on as usual (when it has free
+	// capacity), so a worker started for a queue (a Kubernetes Job, a function) takes
+	// work until the queue is empty and its own items are done. A failed poll is retried
+	// as usual and never counts as idle.
+	ExitWhenIdle bool
 }
 
 // Worker runs items. Create it with New, run it with Run.

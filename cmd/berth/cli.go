@@ -71,6 +71,7 @@ func exitCodesTopic() *cobra.Command {
 // --idempotency-key) and, once a command runs, its client.
 type apiConn struct {
 	url, token string
+	caCert     string
 	asJSON     bool
 	idemKey    string
 	// tokenGiven reports whether --token was given; when not, the token is BERTH_TOKEN's,
@@ -88,11 +89,14 @@ func (a *apiConn) addConnFlags(cmd *cobra.Command, urlDefault, urlHelp string, w
 	f.StringVar(&a.url, "url", urlDefault, urlHelp)
 	f.StringVar(&a.token, "token", "", secretUsage("API token, pt-…", "BERTH_TOKEN"))
 	a.tokenGiven = func() bool { return f.Lookup("token").Changed }
+	f.StringVar(&a.caCert, "ca-cert", os.Getenv("BERTH_CA_CERT"), caCertHelp)
 	if withJSON {
 		f.BoolVar(&a.asJSON, "json", false, "print the API's JSON instead of a table")
 	}
 	f.StringVar(&a.idemKey, "idempotency-key", "", "Idempotency-Key sent with POST and DELETE: a repeat within 24 h replays the first answer (and the request is retried on network errors)")
 }
+
+const caCertHelp = "PEM file of a CA to trust, besides the system's, for an https:// URL: a server whose certificate a private CA signed (BERTH_CA_CERT)"
 
 const urlHelp = "API base URL, with http:// or https:// (a host:port alone is refused); a bare http://host:port means http://host:port/api/v1/cloud (BERTH_URL)"
 
@@ -116,8 +120,13 @@ func (a *apiConn) connect(opts ...client.Option) error {
 	if err != nil {
 		return err
 	}
-	a.rec = &recorder{base: http.DefaultTransport}
-	opts = append([]client.Option{client.WithHTTPClient(&http.Client{Transport: a.rec})}, opts...)
+	opts = append([]client.Option{client.WithTransportMiddleware(func(next http.RoundTripper) http.RoundTripper {
+		a.rec = &recorder{base: next}
+		return a.rec
+	})}, opts...)
+	if a.caCert != "" {
+		opts = append(opts, client.WithCACertFile(a.caCert))
+	}
 	c, err := client.New(base, a.token, opts...)
 	if err != nil {
 		return errors.New(strings.TrimPrefix(err.Error(), "berth: "))

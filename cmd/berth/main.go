@@ -6,6 +6,7 @@
 //	berth token …       manage API tokens through the API (--url) or in the database
 //	berth migrate       apply database migrations
 //	berth bench …       measure berth
+//	berth version       print the version, VCS revision, Go version and platform
 //
 // Every flag can also be set by the environment variable named in its help.
 package main
@@ -16,6 +17,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/berth-sh/berth/internal/buildinfo"
 )
 
 func main() {
@@ -38,8 +41,10 @@ Exit codes: 0 ok; 1 usage or local error; 2 API 4xx; 3 not found (404);
 'berth help exit-codes').`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildinfo.Get().String(),
 	}
-	root.AddCommand(serveCmd(), workerCmd(), tokenCmd(), migrateCmd(), benchCmd())
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.AddCommand(serveCmd(), workerCmd(), tokenCmd(), migrateCmd(), benchCmd(), versionCmd())
 	root.AddCommand(apiCommands()...)
 	// The completion command is otherwise added only when the root runs: add it now, so
 	// that the walk below covers it too.

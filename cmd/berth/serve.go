@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-sh/berth/internal/api"
+	"github.com/berth-sh/berth/internal/buildinfo"
 	"github.com/berth-sh/berth/internal/dashboard"
 	"github.com/berth-sh/berth/internal/store"
 	"github.com/berth-sh/berth/internal/store/postgres"
@@ -36,6 +38,8 @@ type serveOptions struct {
 	logFormat   string
 	logLevel    string
 	noDashboard bool
+	// tlsCert and tlsKey, both set, serve HTTPS (HTTP/2 and HTTP/1.1), reloaded on SIGHUP.
+	tlsCert, tlsKey string
 	// The slow-client limits; hidden flags, so that tests can check them against a real
 	// process without waiting a minute.
 	readHeaderTimeout time.Duration
@@ -63,9 +67,14 @@ func serveCmd() *cobra.Command {
 On an empty database the server creates one admin token, writes it to
 <data-dir>/admin-token (mode 0600) and logs that path. SIGTERM or SIGINT stops it
 gracefully: it stops accepting, answers parked long polls with null, finishes
-in-flight requests and closes the database.`,
+in-flight requests and closes the database.
+
+With --tls-cert and --tls-key it serves HTTPS (HTTP/2 and HTTP/1.1) instead of
+plain HTTP. SIGHUP reads both files again: new connections get the new pair, open
+ones go on; a pair that does not load is logged and the previous one kept.`,
 		Example: `  berth serve
-  berth serve --addr 0.0.0.0:8080 --data-dir /var/lib/berth`,
+  berth serve --addr 0.0.0.0:8080 --data-dir /var/lib/berth
+  berth serve --addr 0.0.0.0:8443 --tls-cert /etc/berth/tls.crt --tls-key /etc/berth/tls.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.databaseURL = secretFromEnv(cmd, "database-url", "BERTH_DATABASE_URL", o.databaseURL)
@@ -80,6 +89,8 @@ in-flight requests and closes the database.`,
 	f.StringVar(&o.databaseURL, "database-url", "", secretUsage("PostgreSQL database (postgres://…) shared by several replicas, instead of the embedded one", "BERTH_DATABASE_URL"))
 	f.StringVar(&o.logFormat, "log-format", envDefault("BERTH_LOG_FORMAT", "text"), "log format: text or json (BERTH_LOG_FORMAT)")
 	f.StringVar(&o.logLevel, "log-level", envDefault("BERTH_LOG_LEVEL", "info"), logLevelHelp+"; empty polls are logged at debug (BERTH_LOG_LEVEL)")
+	f.StringVar(&o.tlsCert, "tls-cert", os.Getenv("BERTH_TLS_CERT"), "serve HTTPS with this PEM certificate (chain), reloaded on SIGHUP; needs --tls-key (BERTH_TLS_CERT)")
+	f.StringVar(&o.tlsKey, "tls-key", os.Getenv("BERTH_TLS_KEY"), "PEM private key of --tls-cert (BERTH_TLS_KEY)")
 	f.BoolVar(&o.noDashboard, "no-dashboard", envDefault("BERTH_NO_DASHBOARD", "") == "1", "serve the API only, without the web dashboard at / (BERTH_NO_DASHBOARD=1)")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", defaultReadHeaderTimeout, "longest a client may take to send a request's headers")
 	f.DurationVar(&o.readTimeout, "read-timeout", defaultReadTimeout, "longest a client may take to send a whole request, body included")
@@ -136,6 +147,18 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 	if err != nil {
 		return err
 	}
+	useTLS, err := tlsFiles(o.tlsCert, o.tlsKey)
+	if err != nil {
+		return err
+	}
+	var certs *certReloader
+	if useTLS {
+		if certs, err = newCertReloader(o.tlsCert, o.tlsKey); err != nil {
+			return err
+		}
+	}
+	stopHUP := reloadOnSIGHUP(certs, log)
+	defer stopHUP()
 	if o.cpuProfile != "" {
 		stop, err := startCPUProfile(o.cpuProfile)
 		if err != nil {
@@ -160,6 +183,7 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(buildinfo.Collector())
 	if in, ok := st.(interface{ Instrument(prometheus.Registerer) }); ok {
 		in.Instrument(reg)
 	}
@@ -186,6 +210,9 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if certs != nil {
+		httpSrv.TLSConfig = certs.tlsConfig()
+	}
 	httpSrv.RegisterOnShutdown(stopDash)
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
@@ -194,10 +221,26 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 	errc := make(chan error, 1)
 	// srv.Listener: the answers net/http writes by itself (a request it cannot parse,
 	// headers over MaxHeaderBytes) become the API's error envelope too.
-	go func() { errc <- httpSrv.Serve(srv.Listener(ln)) }()
+	// Over TLS it cannot: net/http must see the *tls.Conn itself (for ALPN, HTTP/2 and
+	// Request.TLS), so its own answers stay plain text there.
+	if certs != nil {
+		go func() { errc <- httpSrv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- httpSrv.Serve(srv.Listener(ln)) }()
+	}
 	attrs := []any{"addr", ln.Addr().String(), "data_dir", o.dataDir}
+	if certs != nil {
+		attrs = append(attrs, "tls", true)
+	}
 	if !o.noDashboard {
-		attrs = append(attrs, "dashboard", dashboardURL(ln.Addr()))
+		u := dashboardURL(ln.Addr())
+		if certs != nil {
+			u = "https://" + strings.TrimPrefix(u, "http://")
+		}
+		attrs = append(attrs, "dashboard", u)
+	}
+	if certs != nil {
+		log.Info("serving TLS", certs.certAttrs()...)
 	}
 	log.Info("berth serving", attrs...)
 	if ready != nil {

@@ -21,15 +21,18 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-sh/berth/client"
+	"github.com/berth-sh/berth/internal/buildinfo"
 	"github.com/berth-sh/berth/worker"
 )
 
 type workerOptions struct {
 	url, token, environment, workerID string
+	caCert                            string
 	capacity, ttl                     int
 	exec                              string
 	drainTimeout, killGrace           time.Duration
 	logFormat, logLevel, healthAddr   string
+	exitWhenIdle                      bool
 }
 
 func workerCmd() *cobra.Command {
@@ -52,7 +55,11 @@ recorded is the command's own. If the worker loses an item's lease
 
 SIGTERM or SIGINT drains: no new items, running ones get --drain-timeout to finish,
 then are stopped; the worker exits 0. A second signal stops everything at once.
-The worker exits non-zero if the server refuses its token or environment.`,
+The worker exits non-zero if the server refuses its token or environment.
+
+--exit-when-idle makes it exit 0 by itself once a poll answers null while none of
+its items runs: for a worker started per queued item, or by an autoscaler, as a
+Kubernetes Job.`,
 		Example: `  berth worker --token "$(cat worker-token)" --environment env_… --exec './run-agent.sh'
   BERTH_TOKEN=pt-… BERTH_ENVIRONMENT_ID=env_… berth worker --capacity 8 --exec 'sleep 1'`,
 		Args: cobra.NoArgs,
@@ -67,6 +74,7 @@ The worker exits non-zero if the server refuses its token or environment.`,
 	f := cmd.Flags()
 	f.StringVar(&o.url, "url", envDefault("BERTH_URL", client.DefaultBaseURL), urlHelp)
 	f.StringVar(&o.token, "token", "", secretUsage("API token, pt-…", "BERTH_TOKEN"))
+	f.StringVar(&o.caCert, "ca-cert", os.Getenv("BERTH_CA_CERT"), caCertHelp)
 	f.StringVar(&o.environment, "environment", os.Getenv("BERTH_ENVIRONMENT_ID"), "environment to take work from (BERTH_ENVIRONMENT_ID)")
 	f.StringVar(&o.workerID, "worker-id", os.Getenv("BERTH_WORKER_ID"), "Worker-ID (BERTH_WORKER_ID; default <hostname>-<random>)")
 	f.IntVar(&o.capacity, "capacity", envInt(&envErrs, "BERTH_CAPACITY", 1), "items run at once (BERTH_CAPACITY)")
@@ -77,6 +85,7 @@ The worker exits non-zero if the server refuses its token or environment.`,
 	f.StringVar(&o.logFormat, "log-format", envDefault("BERTH_LOG_FORMAT", "text"), "log format: text or json (BERTH_LOG_FORMAT)")
 	f.StringVar(&o.logLevel, "log-level", envDefault("BERTH_LOG_LEVEL", "info"), logLevelHelp+" (BERTH_LOG_LEVEL)")
 	f.StringVar(&o.healthAddr, "health-addr", os.Getenv("BERTH_HEALTH_ADDR"), "serve /healthz and /metrics here when set (BERTH_HEALTH_ADDR)")
+	f.BoolVar(&o.exitWhenIdle, "exit-when-idle", envBool(&envErrs, "BERTH_EXIT_WHEN_IDLE", false), "exit 0 at the first poll that answers null while no item runs: a worker started for a queue (a Job) (BERTH_EXIT_WHEN_IDLE=1)")
 	return cmd
 }
 
@@ -106,7 +115,11 @@ func runWorker(ctx context.Context, o workerOptions) error {
 	if err != nil {
 		return err
 	}
-	c, err := client.New(base, o.token)
+	var copts []client.Option
+	if o.caCert != "" {
+		copts = append(copts, client.WithCACertFile(o.caCert))
+	}
+	c, err := client.New(base, o.token, copts...)
 	if err != nil {
 		return errors.New(strings.TrimPrefix(err.Error(), "berth: "))
 	}
@@ -117,10 +130,10 @@ func runWorker(ctx context.Context, o workerOptions) error {
 		drainTimeout = time.Nanosecond
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 	w, err := worker.New(worker.Config{
 		Client: c, EnvironmentID: o.environment, WorkerID: o.workerID, Capacity: o.capacity,
-		TTL: o.ttl, DrainTimeout: drainTimeout, Logger: log, Metrics: worker.NewMetrics(reg),
+		TTL: o.ttl, DrainTimeout: drainTimeout, Logger: log, Metrics: worker.NewMetrics(reg), ExitWhenIdle: o.exitWhenIdle,
 		Handler: &worker.Exec{Command: o.exec, KillGrace: o.killGrace, Logger: log},
 	})
 	if err != nil {
@@ -188,6 +201,21 @@ func envInt(errs *[]error, name string, def int) int {
 	v, err := strconv.Atoi(s)
 	if err != nil {
 		*errs = append(*errs, fmt.Errorf("%s=%q: want an integer", name, s))
+		return def
+	}
+	return v
+}
+
+// envBool reads a boolean flag's default: 1, true, 0, false (and the other forms of
+// strconv.ParseBool).
+func envBool(errs *[]error, name string, def bool) bool {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s=%q: want 1 or 0 (true or false)", name, s))
 		return def
 	}
 	return v

@@ -1,0 +1,5 @@
+package release
+
+import "runtime"
+
+func runtimeGOROOT() string { return runtime.GOROOT() }

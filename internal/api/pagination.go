@@ -13,12 +13,20 @@ import (
 const (
 	defaultLimit = 20
 	maxLimit     = 100
+	// maxEventLimit is the event history's larger page (API.md §3): the official workers
+	// read a session's history with limit=1000.
+	maxEventLimit = 1000
 )
 
 // pageParams reads limit, page, before_id and after_id (API.md §1 "Pagination"). Cursors
 // are IDs of the listed resource (prefix); page is the opaque next_page of an earlier
 // answer, which is its last ID, so it reads as after_id.
 func pageParams(q url.Values, prefix string) (store.Page, error) {
+	return pageParamsUpTo(q, prefix, maxLimit)
+}
+
+// pageParamsUpTo is pageParams for a list whose limit goes up to max.
+func pageParamsUpTo(q url.Values, prefix string, max int) (store.Page, error) {
 	p := store.Page{Limit: defaultLimit}
 	if q.Has("limit") {
 		// Plain digits only, like every integer parameter: strconv alone would also take
@@ -26,12 +34,12 @@ func pageParams(q url.Values, prefix string) (store.Page, error) {
 		v := q.Get("limit")
 		n, err := strconv.Atoi(v)
 		if errors.Is(err, strconv.ErrRange) {
-			n, err = maxLimit, nil // a positive integer too large for int is above 100 too
+			n, err = max, nil // a positive integer too large for int is above max too
 		}
 		if v == "" || strings.Trim(v, "0123456789") != "" || err != nil || n <= 0 {
 			return p, errInvalid("limit", "limit must be a positive integer")
 		}
-		p.Limit = min(n, maxLimit)
+		p.Limit = min(n, max)
 	}
 	var cursors []string
 	for _, name := range []string{"page", "before_id", "after_id"} {

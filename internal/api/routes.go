@@ -68,6 +68,7 @@ func (s *Server) register() {
 		{"POST", b + "/sessions/{session_id}/cancel", Members, s.cancelSession},
 		{"GET", b + "/sessions/{session_id}/events", WorkerSession, s.listEvents},
 		{"POST", b + "/sessions/{session_id}/events", WorkerSession, s.sendEvents},
+		{"GET", b + "/sessions/{session_id}/events/stream", WorkerSession, s.streamEvents},
 
 		{"POST", b + "/tokens", AdminOnly, s.createToken},
 		{"GET", b + "/tokens", AdminOnly, s.listTokens},

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berth-sh/berth/internal/store"
+	"github.com/berth-sh/berth/internal/stream"
 	"github.com/berth-sh/berth/internal/wait"
 )
 
@@ -34,6 +35,12 @@ type Config struct {
 	// time.NewTimer. Tests pass one that never fires, so that a poll can only answer
 	// when it is woken.
 	PollTimer func(d time.Duration) (c <-chan time.Time, stop func() bool)
+	// StreamBuffer is how many events a session event stream may fall behind before it is
+	// cut; zero means stream.DefaultBuffer.
+	StreamBuffer int
+	// StreamHeartbeat is how often an idle event stream gets a heartbeat comment; zero
+	// means every 15 s (API.md §7).
+	StreamHeartbeat time.Duration
 }
 
 // Server serves the API. Create it with New; it is an http.Handler.
@@ -47,6 +54,9 @@ type Server struct {
 	mux     *http.ServeMux
 	unclean http.Handler // answers a path not in canonical form (ServeHTTP)
 	routes  []*Route
+	// hub follows sessions for their event streams (API.md §7).
+	hub             *stream.Hub
+	streamHeartbeat time.Duration
 }
 
 // New returns a server for cfg.
@@ -71,6 +81,14 @@ func New(cfg Config) *Server {
 		s.reg = prometheus.NewRegistry()
 	}
 	s.metrics = newMetrics(s.reg, s.waiters, s.store, s.log)
+	s.streamHeartbeat = cfg.StreamHeartbeat
+	if s.streamHeartbeat <= 0 {
+		s.streamHeartbeat = defaultStreamHeartbeat
+	}
+	if s.store != nil {
+		s.hub = stream.New(s.store.ListEvents, stream.Config{Buffer: cfg.StreamBuffer, Now: s.now, Slow: s.metrics.streamSlow.Inc})
+		s.store.OnEvents(s.hub.Notify)
+	}
 	s.mux = http.NewServeMux()
 	s.register()
 	return s
@@ -125,6 +143,9 @@ func (s *Server) Routes() []*Route { return s.routes }
 // waiting. It does not close the store.
 func (s *Server) Shutdown() {
 	s.waiters.Close()
+	if s.hub != nil {
+		s.hub.Close()
+	}
 }
 
 // Run expires leases and prunes idempotency records until ctx ends. Exactly one Run per
@@ -134,6 +155,10 @@ func (s *Server) Run(ctx context.Context) {
 		// Work queued through another replica wakes one of this replica's pollers; when
 		// notices may have been missed, every environment's pollers look again.
 		go n.ListenWork(ctx, func(env string) { s.waiters.Queued(env) }, s.waiters.Resync)
+	}
+	if n, ok := s.store.(store.EventNotifier); ok {
+		// Events committed through another replica reach this replica's streams.
+		go n.ListenEvents(ctx, s.hub.Notify, s.hub.Resync)
 	}
 	const tick = 200 * time.Millisecond // lease expiry must happen within 1 s (API.md §4.9)
 	t := time.NewTicker(tick)

@@ -71,6 +71,9 @@ type Reads interface {
 	Session(ctx context.Context, id string) (Session, error)
 	Sessions(ctx context.Context, p Page, environmentID string, includeArchived bool) ([]Session, bool, error)
 	Events(ctx context.Context, sessionID string, p Page) ([]Event, bool, error)
+	// Event returns one event of the session; ErrNotFound if the session has none with
+	// that ID.
+	Event(ctx context.Context, sessionID, id string) (Event, error)
 
 	Work(ctx context.Context, environmentID, id string) (work.Item, error)
 	WorkList(ctx context.Context, environmentID string, p Page, states []work.State) ([]work.Item, bool, error)
@@ -174,4 +177,8 @@ type Tx interface {
 	// deliverable in the environment (store.Notifier). A single-process driver does
 	// nothing.
 	Notify(environmentID string)
+	// NotifyEvents tells the other replicas, once this transaction commits, that the
+	// session has new events or was deleted (store.EventNotifier). A single-process
+	// driver does nothing.
+	NotifyEvents(sessionID string)
 }

@@ -102,17 +102,20 @@ type Token struct {
 	RevokedAt     time.Time
 }
 
-// Page selects one page of a list in ascending ID order. At most one of AfterID and
-// BeforeID is set. Limit is at least 1.
+// Page selects one page of a list in ascending ID order, or descending with Desc. At most
+// one of AfterID and BeforeID is set. Limit is at least 1. The cursors follow the list's
+// order: with Desc, AfterID selects the rows below the cursor (the next page of a
+// descending list) and BeforeID those above it.
 type Page struct {
 	Limit    int
 	AfterID  string
 	BeforeID string
+	Desc     bool
 }
 
-// TrimPage finishes a keyset page that was read with Limit+1 rows (descending for a
-// BeforeID page): it drops the extra row, which only tells whether there are more, and
-// puts the rows in ascending order. Stores share it so that every list pages alike.
+// TrimPage finishes a keyset page that was read with Limit+1 rows (in the reverse of the
+// list's order for a BeforeID page): it drops the extra row, which only tells whether
+// there are more, and puts the rows in the list's order. Stores share it so that every list pages alike.
 func TrimPage[T any](rows []T, p Page) (page []T, hasMore bool) {
 	hasMore = len(rows) > p.Limit
 	if hasMore {
@@ -187,6 +190,9 @@ type Store interface {
 	DeleteSession(ctx context.Context, id string, now time.Time) ([]work.Item, error)
 	AppendEvents(ctx context.Context, sessionID string, events []Event, now time.Time) (Appended, error)
 	ListEvents(ctx context.Context, sessionID string, p Page) (events []Event, hasMore bool, err error)
+	GetEvent(ctx context.Context, sessionID, id string) (Event, error)
+	// OnEvents: see DB.OnEvents.
+	OnEvents(fn func(sessionID string))
 
 	ClaimWork(ctx context.Context, environmentID string, c work.Claim) (item work.Item, ok bool, err error)
 	NextReclaim(ctx context.Context, environmentID string, reclaim time.Duration) (at time.Time, ok bool, err error)
@@ -226,4 +232,13 @@ var _ Store = (*DB)(nil)
 // the server wakes its own pollers.
 type Notifier interface {
 	ListenWork(ctx context.Context, fn func(environmentID string), resync func()) error
+}
+
+// EventNotifier is implemented by stores that several server replicas share.
+// ListenEvents calls fn with a session's ID whenever another replica commits events of
+// that session or deletes it, until ctx ends. Notices are not durable, as with
+// ListenWork: resync is called each time the listener has begun listening, after which
+// the caller must look again at every session it follows.
+type EventNotifier interface {
+	ListenEvents(ctx context.Context, fn func(sessionID string), resync func()) error
 }

@@ -218,3 +218,8 @@ func (t *tx) InsertFirstToken(ctx context.Context, tok store.Token) (bool, error
 func (t *tx) Notify(environmentID string) {
 	t.c.Send(context.Background(), "SELECT pg_notify($1, $2)", workChannel, environmentID+" "+t.d.replica)
 }
+
+// NotifyEvents implements store.Tx: the notice goes with the commit.
+func (t *tx) NotifyEvents(sessionID string) {
+	t.c.Send(context.Background(), "SELECT pg_notify($1, $2)", eventsChannel, sessionID+" "+t.d.replica)
+}

@@ -153,6 +153,10 @@ func (t *tx) NewID(prefix string) string { return t.b.d.ids.New(prefix) }
 // Notify implements store.Tx: one process, whose server wakes its own pollers.
 func (t *tx) Notify(string) {}
 
+// NotifyEvents implements store.Tx: one process, whose streams hear of events from the
+// store itself (store.DB.OnEvents).
+func (t *tx) NotifyEvents(string) {}
+
 // The writes to the tables the read cache keeps mark the batch.
 
 // InsertEnvironment implements store.Tx.

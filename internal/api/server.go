@@ -34,19 +34,23 @@ type Config struct {
 	// time.NewTimer. Tests pass one that never fires, so that a poll can only answer
 	// when it is woken.
 	PollTimer func(d time.Duration) (c <-chan time.Time, stop func() bool)
+	// WakeWebhooks, when not nil, is called after a write that queued webhook deliveries
+	// has committed (webhook.Sender.Wake), so that they go out at once.
+	WakeWebhooks func()
 }
 
 // Server serves the API. Create it with New; it is an http.Handler.
 type Server struct {
-	store   store.Store
-	now     func() time.Time
-	log     *slog.Logger
-	waiters *wait.Waiters
-	metrics *metrics
-	reg     *prometheus.Registry
-	mux     *http.ServeMux
-	unclean http.Handler // answers a path not in canonical form (ServeHTTP)
-	routes  []*Route
+	store        store.Store
+	now          func() time.Time
+	log          *slog.Logger
+	waiters      *wait.Waiters
+	metrics      *metrics
+	reg          *prometheus.Registry
+	mux          *http.ServeMux
+	unclean      http.Handler // answers a path not in canonical form (ServeHTTP)
+	routes       []*Route
+	wakeWebhooks func()
 }
 
 // New returns a server for cfg.
@@ -56,6 +60,8 @@ func New(cfg Config) *Server {
 		now:   cfg.Now,
 		log:   cfg.Logger,
 		reg:   cfg.Registry,
+
+		wakeWebhooks: cfg.WakeWebhooks,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -166,6 +172,13 @@ func (s *Server) Run(ctx context.Context) {
 	}
 }
 
+// queuedDeliveries wakes the webhook sender when n deliveries were queued.
+func (s *Server) queuedDeliveries(n int) {
+	if n > 0 && s.wakeWebhooks != nil {
+		s.wakeWebhooks()
+	}
+}
+
 // pollerPruneEvery is how often the server forgets polls older than the stats window.
 const pollerPruneEvery = 30 * time.Second
 
@@ -182,6 +195,7 @@ func (s *Server) ExpireLeases(ctx context.Context) error {
 			s.metrics.requeues.Inc()
 			s.metrics.transition("queued")
 			s.waiters.Queued(e.Requeue.EnvironmentID)
+			s.queuedDeliveries(e.Deliveries)
 		}
 	}
 	return err

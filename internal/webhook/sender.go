@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,8 +36,8 @@ const (
 // MaxRetry.
 func Backoff(n int, r float64) time.Duration {
 	d := MaxRetry
-	if n < 40 {
-		d = min(FirstRetry<<(n-1), MaxRetry)
+	if n <= 12 { // 2^12 s is over an hour, and a longer shift overflows
+		d = min(FirstRetry<<max(n-1, 0), MaxRetry)
 	}
 	return min(time.Duration(float64(d)*(0.8+0.4*r)), MaxRetry)
 }
@@ -51,7 +52,7 @@ func Outcome(c store.Claimed, now time.Time, status int, err error, r float64) s
 	case err != nil:
 		a.Error = err.Error()
 		if len(a.Error) > maxError {
-			a.Error = a.Error[:maxError] + "…"
+			a.Error = strings.ToValidUTF8(a.Error[:maxError], "") + "…"
 		}
 	case status < 200 || status > 299:
 		a.Error = fmt.Sprintf("HTTP %d", status)

@@ -533,7 +533,7 @@ func TestCLICommandsHaveExamples(t *testing.T) {
 			walk(sub)
 		}
 	}
-	for _, name := range []string{"env", "session", "work", "token", "exit-codes"} {
+	for _, name := range []string{"env", "session", "work", "webhook", "token", "exit-codes"} {
 		c, _, err := root.Find([]string{name})
 		if err != nil || c.Name() != name {
 			t.Fatalf("no command %q: %v", name, err)

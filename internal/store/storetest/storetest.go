@@ -30,6 +30,9 @@
 //	                 TouchToken, CountTokens
 //	idempotency.go   ReserveIdempotencyKey, CompleteIdempotencyKey, ReleaseIdempotencyKey,
 //	                 PruneIdempotencyKeys
+//	webhooks.go      CreateWebhook, GetWebhook, ListWebhooks, DeleteWebhook, the deliveries
+//	                 that queuing an item writes, ListDeliveries, ClaimDeliveries,
+//	                 RecordAttempt, NextDelivery, CountPendingDeliveries
 package storetest
 
 import (
@@ -113,6 +116,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Followers", testFollowers},
 		{"ReportsOnlyWhatCommitted", testReportsOnlyWhatCommitted},
 	}
+	groups = append(groups, webhookGroups...)
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
 			t.Parallel()

@@ -88,6 +88,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DeleteSession", testDeleteSession},
 		{"AppendEvents", testAppendEvents},
 		{"ListEvents", testListEvents},
+		{"EventReads", testEventReads},
+		{"SessionStatus", testSessionStatus},
 		{"ClaimWork", testClaimWork},
 		{"NextReclaim", testNextReclaim},
 		{"GetWork", testGetWork},

@@ -48,16 +48,16 @@ type Config struct {
 
 // Server serves the API. Create it with New; it is an http.Handler.
 type Server struct {
-	store           store.Store
-	now             func() time.Time
-	log             *slog.Logger
-	waiters         *wait.Waiters
-	metrics         *metrics
-	reg             *prometheus.Registry
-	mux             *http.ServeMux
-	unclean         http.Handler // answers a path not in canonical form (ServeHTTP)
-	routes          []*Route
-	wakeWebhooks    func()
+	store        store.Store
+	now          func() time.Time
+	log          *slog.Logger
+	waiters      *wait.Waiters
+	metrics      *metrics
+	reg          *prometheus.Registry
+	mux          *http.ServeMux
+	unclean      http.Handler // answers a path not in canonical form (ServeHTTP)
+	routes       []*Route
+	wakeWebhooks func()
 	// hub follows sessions for their event streams (API.md §7).
 	hub             *stream.Hub
 	streamHeartbeat time.Duration

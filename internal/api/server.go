@@ -41,6 +41,9 @@ type Config struct {
 	// StreamHeartbeat is how often an idle event stream gets a heartbeat comment; zero
 	// means every 15 s (API.md §7).
 	StreamHeartbeat time.Duration
+	// StreamCatchUp is how often a followed session is read without a notice (see
+	// stream.Config.CatchUp); zero means stream.DefaultCatchUp.
+	StreamCatchUp time.Duration
 	// WakeWebhooks, when not nil, is called after a write that queued webhook deliveries
 	// has committed (webhook.Sender.Wake), so that they go out at once.
 	WakeWebhooks func()
@@ -92,7 +95,7 @@ func New(cfg Config) *Server {
 		s.streamHeartbeat = defaultStreamHeartbeat
 	}
 	if s.store != nil {
-		s.hub = stream.New(s.store.ListEvents, stream.Config{Buffer: cfg.StreamBuffer, Now: s.now, Slow: s.metrics.streamSlow.Inc})
+		s.hub = stream.New(s.store.ListEvents, stream.Config{Buffer: cfg.StreamBuffer, CatchUp: cfg.StreamCatchUp, Now: s.now, Slow: s.metrics.streamSlow.Inc})
 		s.store.OnEvents(s.hub.Notify)
 	}
 	s.mux = http.NewServeMux()

@@ -1,5 +1,5 @@
 // Package bench measures berth: the scenarios of `berth bench` (lifecycle, ceiling,
-// pickup, scale, fleet), against a server it starts in-process on a temporary database,
+// pickup, scale, fleet, stream), against a server it starts in-process on a temporary database,
 // one it starts as a `berth serve` child process (Options.Spawn), or an external one.
 //
 // Every figure that matters is a ratio inside one run (lifecycle against the loopback
@@ -56,6 +56,16 @@ type Options struct {
 	Pollers    int           // pickup: parked long-pollers (100)
 	Samples    int           // pickup: sessions created one at a time (200); scale: ops per call (300)
 	ScaleItems int           // scale: items stored (1,000,000)
+
+	// stream: Sessions sessions (100) with StreamsPerSession streams each (10), and
+	// Writers writers (16) posting Rate events/s in all (200). Replicas 2 starts a second
+	// server on DatabaseURL for the writers; WriterURL names an external one instead.
+	Sessions          int
+	StreamsPerSession int
+	Writers           int
+	Rate              float64
+	Replicas          int
+	WriterURL         string
 
 	// Progress, when not nil, receives live progress lines.
 	Progress io.Writer

@@ -325,7 +325,7 @@ func printResult(res any) {
 		fmt.Fprintf(w, "writers\t%d, asked %.0f events/s for %.1f s\n", r.Writers, r.Rate, r.Seconds)
 		fmt.Fprintf(w, "events posted\t%d (%.0f/s), %d errors, %d sends late\n", r.Events, r.EventsPerSec, r.WriteErrors, r.Late)
 		fmt.Fprintf(w, "frames received\t%d (%.0f/s), drain %.3f s\n", r.Frames, r.FramesPerSec, r.DrainSeconds)
-		printLatencies(w, map[string]bench.Latency{"post events": r.Post, "send → frame": r.Latency})
+		printLatencies(w, map[string]bench.Latency{"post events": r.Post, "send → frame": r.Latency, "POST answer → frame": r.AfterAnswer})
 		fmt.Fprintf(w, "slow readers cut (server)\t%d\nstreams resumed\t%d\nstream errors\t%d\n", r.SlowCut, r.Reconnects, r.StreamErrors)
 		fmt.Fprintf(w, "missed / duplicated / out of order / unknown\t%d / %d / %d / %d\n", r.Missed, r.Duplicated, r.OutOfOrder, r.Unknown)
 		if r.NotInHistory > 0 {

@@ -66,6 +66,10 @@ type StreamResult struct {
 	// every stream (each event counts once per stream of its session). It includes the
 	// POST up to its commit, so it errs on the slow side of commit → frame.
 	Latency Latency `json:"latency"`
+	// AfterAnswer is, for every frame, its arrival less the arrival of its POST's answer
+	// (0 when the frame came first): commit happened before the answer, so this is a lower
+	// bound of commit → frame as Latency is an upper one.
+	AfterAnswer Latency `json:"after_answer"`
 	// Frames is the event frames the streams received; FramesPerSec their rate over
 	// Seconds plus DrainSeconds.
 	Frames       int64   `json:"frames"`
@@ -125,6 +129,8 @@ type streamRun struct {
 	rt      *http.Transport
 	runCtx  context.Context
 	readers []*streamReader
+	// answered holds when each posted event's POST was answered (UnixNano), by ID.
+	answered sync.Map
 	opened  sync.WaitGroup
 	caught  sync.WaitGroup
 
@@ -152,6 +158,7 @@ type streamReader struct {
 
 	mu      sync.Mutex
 	ids     []string
+	at      []int64 // when each of ids arrived (UnixNano)
 	lastID  string
 	target  string // once set: the event whose arrival means caught up
 	caughtU bool
@@ -327,7 +334,8 @@ wait:
 			for s := range jobs {
 				sent := time.Now()
 				evs, err := r.write.c.SendEvents(runCtx, s.id, []any{agentMessage(sent.UnixNano())})
-				post.add("post", time.Since(sent))
+				answered := time.Now()
+				post.add("post", answered.Sub(sent))
 				if err != nil {
 					if runCtx.Err() == nil {
 						writeErrs.Add(1)
@@ -336,6 +344,7 @@ wait:
 					continue
 				}
 				events.Add(1)
+				r.answered.Store(evs[0].ID, answered.UnixNano())
 				s.mu.Lock()
 				s.posted = append(s.posted, evs[0].ID)
 				s.mu.Unlock()
@@ -439,12 +448,18 @@ writing:
 	res.Late = late.Load()
 	res.WriteErrors = writeErrs.Load()
 	res.Post = post.summary()["post"]
-	var all []time.Duration
+	var all, after []time.Duration
 	for _, rd := range r.readers {
 		all = append(all, rd.lat...)
 		res.Frames += int64(len(rd.ids))
+		for i, id := range rd.ids {
+			if a, ok := r.answered.Load(id); ok {
+				after = append(after, time.Duration(max(0, rd.at[i]-a.(int64))))
+			}
+		}
 	}
 	res.Latency = summarize(all)
+	res.AfterAnswer = summarize(after)
 	res.FramesPerSec = float64(res.Frames) / (res.Seconds + res.DrainSeconds)
 	res.Reconnects = r.reconnects.Load()
 	res.StreamErrors = r.streamErrs.Load()
@@ -693,6 +708,7 @@ func (rd *streamReader) frame(id string, data []byte) {
 	rd.mu.Lock()
 	defer rd.mu.Unlock()
 	rd.ids = append(rd.ids, id)
+	rd.at = append(rd.at, now.UnixNano())
 	if id > rd.lastID {
 		rd.lastID = id
 	}

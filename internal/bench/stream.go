@@ -131,8 +131,8 @@ type streamRun struct {
 	readers []*streamReader
 	// answered holds when each posted event's POST was answered (UnixNano), by ID.
 	answered sync.Map
-	opened  sync.WaitGroup
-	caught  sync.WaitGroup
+	opened   sync.WaitGroup
+	caught   sync.WaitGroup
 
 	reconnects atomic.Int64
 	streamErrs atomic.Int64

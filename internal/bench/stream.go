@@ -226,14 +226,14 @@ func Stream(ctx context.Context, o Options) (_ *StreamResult, err error) {
 		}
 		t.cleanup = append(t.cleanup, w.close)
 		r.write, res.Replicas = w, 2
-		res.Target = fmt.Sprintf("streams on %s; writers on %s", t.kind, w.kind)
+		res.Target = fmt.Sprintf("%s (streams); %s (writers)", t.kind, w.kind)
 	case o.WriterURL != "":
 		w := &target{hc: &http.Client{Transport: transport(o.Writers + 8)}, base: o.WriterURL, token: o.Token, kind: "external"}
 		if w.c, err = client.New(w.base, w.token, client.WithHTTPClient(w.hc), client.WithMaxRetries(0)); err != nil {
 			return nil, err
 		}
 		r.write, res.Replicas = w, 2
-		res.Target = fmt.Sprintf("streams on %s; writers on %s", o.URL, o.WriterURL)
+		res.Target = fmt.Sprintf("%s (streams); %s (writers)", o.URL, o.WriterURL)
 	}
 
 	// The sessions, each with a first event: where a stream cut before its first

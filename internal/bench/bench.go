@@ -72,6 +72,8 @@ type Options struct {
 
 	// fleetPause replaces the fleet's 1–3 s pause after each answer, for tests.
 	fleetPause *[2]time.Duration
+	// streamBuffer is the in-process server's api.Config.StreamBuffer, for tests.
+	streamBuffer int
 }
 
 func (o *Options) defaults() {
@@ -289,7 +291,7 @@ func (t *target) startInProcess(ctx context.Context, o Options) error {
 	if _, err := st.CreateToken(ctx, tok); err != nil {
 		return err
 	}
-	srv := api.New(api.Config{Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry()})
+	srv := api.New(api.Config{Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(), StreamBuffer: o.streamBuffer})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

@@ -70,7 +70,7 @@ bottleneck.`,
 	f.StringVar(&o.DatabaseURL, "database-url", "", "the server started uses this PostgreSQL database")
 	f.StringVar(&o.DataDir, "data-dir", "", "SQLite directory of the server started (default: a temporary one)")
 	f.IntVar(&o.Workers, "workers", 0, "lifecycle/ceiling: concurrent workers (default 8); fleet: idle workers (default 10000)")
-	f.DurationVar(&o.Duration, "duration", 0, "lifecycle/ceiling: how long each pass runs (default 10s; lifecycle runs two: itself, then the ceiling); fleet: the measured window after the warm-up (default 60s)")
+	f.DurationVar(&o.Duration, "duration", 0, "lifecycle/ceiling: how long each pass runs (default 10s; lifecycle runs two: itself, then the ceiling); fleet: the measured window after the warm-up (default 60s); stream: how long the writers post (default 30s)")
 	f.IntVar(&o.Items, "items", 0, "lifecycle: stop after this many items instead of --duration")
 	f.IntVar(&o.Pollers, "pollers", 100, "pickup: parked long-pollers")
 	f.IntVar(&o.Samples, "samples", 200, "pickup: sessions measured; scale: rounds per size")

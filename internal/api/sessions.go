@@ -289,7 +289,7 @@ func (s *Server) enqueue(ctx context.Context, sess store.Session, events []store
 
 func (s *Server) listSessions(c *call) error {
 	q := c.r.URL.Query()
-	p, err := pageParams(q, id.Session)
+	p, err := c.pageParams(id.Session)
 	if err != nil {
 		return err
 	}
@@ -419,8 +419,12 @@ func (s *Server) listEvents(c *call) error {
 	if err != nil {
 		return err
 	}
-	p, err := pageParams(c.r.URL.Query(), id.Event)
+	q := c.r.URL.Query()
+	p, err := pageParams(q, id.Event, maxLongLimit)
 	if err != nil {
+		return err
+	}
+	if err := orderParam(q, &p); err != nil {
 		return err
 	}
 	events, more, err := s.store.ListEvents(c.r.Context(), sess.ID, p)

@@ -102,23 +102,26 @@ type Token struct {
 	RevokedAt     time.Time
 }
 
-// Page selects one page of a list in ascending ID order. At most one of AfterID and
-// BeforeID is set. Limit is at least 1.
+// Page selects one page of a list in ascending ID order, or with Desc in descending ID
+// order. At most one of AfterID and BeforeID is set, and with Desc only BeforeID: a
+// descending page holds the Limit rows below BeforeID (from the newest without it),
+// newest first. Limit is at least 1.
 type Page struct {
 	Limit    int
 	AfterID  string
 	BeforeID string
+	Desc     bool
 }
 
 // TrimPage finishes a keyset page that was read with Limit+1 rows (descending for a
-// BeforeID page): it drops the extra row, which only tells whether there are more, and
-// puts the rows in ascending order. Stores share it so that every list pages alike.
+// BeforeID or Desc page): it drops the extra row, which only tells whether there are more,
+// and puts the rows of an ascending page in ascending order. Stores share it so that every list pages alike.
 func TrimPage[T any](rows []T, p Page) (page []T, hasMore bool) {
 	hasMore = len(rows) > p.Limit
 	if hasMore {
 		rows = rows[:p.Limit]
 	}
-	if p.BeforeID != "" {
+	if p.BeforeID != "" && !p.Desc {
 		for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 {
 			rows[i], rows[j] = rows[j], rows[i]
 		}

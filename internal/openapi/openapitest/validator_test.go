@@ -278,7 +278,8 @@ func TestOperations(t *testing.T) {
 			if success == 0 {
 				t.Errorf("%s: no success response", where)
 			}
-			service := !strings.HasPrefix(tmpl, "/api/v1/cloud/")
+			anthropic := strings.HasPrefix(tmpl, "/v1/")
+			service := !strings.HasPrefix(tmpl, "/api/v1/cloud/") && !anthropic
 			sec, hasSec := op["security"].([]any)
 			if service {
 				if !hasSec || len(sec) != 0 {
@@ -286,7 +287,16 @@ func TestOperations(t *testing.T) {
 				}
 				continue
 			}
-			if hasSec {
+			switch {
+			case anthropic:
+				// The Anthropic dialect: bearer or x-api-key (API.md §8).
+				if got := mustJSON(t, sec); string(got) != `[{"bearerAuth":[]},{"apiKeyAuth":[]}]` {
+					t.Errorf("%s: Anthropic dialect security %s, want bearer or x-api-key", where, got)
+				}
+				if tags, _ := op["tags"].([]any); len(tags) != 1 || tags[0] != "anthropic" {
+					t.Errorf("%s: tags %v, want [anthropic]", where, tags)
+				}
+			case hasSec:
 				t.Errorf("%s: API operation overrides the bearer security", where)
 			}
 			want := []string{"400", "401", "403", "500", "503"}
@@ -302,6 +312,13 @@ func TestOperations(t *testing.T) {
 			for _, code := range want {
 				if resps[code] == nil {
 					t.Errorf("%s: error response %s is not declared", where, code)
+				}
+			}
+			// Every 409 of the Anthropic dialect says x-should-retry: false.
+			if r, ok := resps["409"].(map[string]any); ok {
+				ref, _ := r["$ref"].(string)
+				if anthropic != (ref == "#/components/responses/AnthropicConflict") {
+					t.Errorf("%s: 409 is %s", where, ref)
 				}
 			}
 		}
@@ -329,6 +346,14 @@ func TestRoutes(t *testing.T) {
 		{Method: "POST", Path: "/api/v1/cloud/tokens"}, {Method: "GET", Path: "/api/v1/cloud/tokens"},
 		{Method: "POST", Path: "/api/v1/cloud/tokens/{token_id}/revoke"},
 		{Method: "GET", Path: "/healthz"}, {Method: "GET", Path: "/readyz"}, {Method: "GET", Path: "/metrics"}, {Method: "GET", Path: "/openapi.json"},
+	}
+	// The Anthropic dialect (API.md §8): the work operations and a worker's session calls.
+	for _, r := range want {
+		rel, ok := strings.CutPrefix(r.Path, "/api/v1/cloud")
+		if ok && (strings.HasPrefix(rel, "/environments/{environment_id}/work") ||
+			(r.Method == "GET" && rel == "/sessions/{session_id}") || rel == "/sessions/{session_id}/events") {
+			want = append(want, openapi.Route{Method: r.Method, Path: "/v1" + rel})
+		}
 	}
 	slices.SortFunc(want, func(a, b openapi.Route) int {
 		if c := strings.Compare(a.Path, b.Path); c != 0 {
@@ -381,6 +406,12 @@ func TestMatch(t *testing.T) {
 		{"POST", "/api/v1/cloud/tokens/" + tokID + "/revoke", "/api/v1/cloud/tokens/{token_id}/revoke"},
 		{"GET", "/healthz", "/healthz"},
 		{"GET", "/openapi.json", "/openapi.json"},
+		// the Anthropic dialect at the root
+		{"GET", "/v1/environments/" + envID + "/work/poll?beta=true", "/v1/environments/{environment_id}/work/poll"},
+		{"POST", "/v1/environments/" + envID + "/work/" + workID + "/heartbeat", "/v1/environments/{environment_id}/work/{work_id}/heartbeat"},
+		{"GET", "/v1/sessions/" + sessID + "/events", "/v1/sessions/{session_id}/events"},
+		{"GET", "/v1/environments/" + envID, ""},
+		{"POST", "/v1/sessions", ""},
 		// literal beats parameter, whatever the method
 		{"POST", envPath + "/work/poll", ""},
 		{"DELETE", envPath + "/work/stats", ""},

@@ -192,9 +192,15 @@ func metadataJSON(m work.Metadata) string {
 
 // page appends the keyset condition and order of p to a query whose WHERE clause is
 // already open, and returns the query and its arguments. Rows come back descending for a
-// before_id page, and one more than the limit: store.TrimPage finishes the page.
+// before_id or a descending page, and one more than the limit: store.TrimPage finishes the page.
 func page(q string, args []any, p store.Page) (string, []any) {
 	switch {
+	case p.Desc:
+		if p.BeforeID != "" {
+			q += " AND id < ?"
+			args = append(args, p.BeforeID)
+		}
+		q += " ORDER BY id DESC"
 	case p.BeforeID != "":
 		q += " AND id < ? ORDER BY id DESC"
 		args = append(args, p.BeforeID)

@@ -8,6 +8,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -383,5 +384,147 @@ func TestAnthropicSDKWorkPoller(t *testing.T) {
 	}
 	if it := h.work(env, drained[0].ID); it.State != "starting" {
 		t.Errorf("drained item is %s, want starting", it.State)
+	}
+}
+
+// hasRoute reports whether the server serves method pattern.
+func hasRoute(h *harness, method, pattern string) bool {
+	for _, rt := range h.srv.Routes() {
+		if rt.Method == method && rt.Pattern == pattern {
+			return true
+		}
+	}
+	return false
+}
+
+// await returns a channel that receives the first exchange from now on that match
+// accepts.
+func (r *sdkRecorder) await(match func(sdkCall) bool) <-chan sdkCall {
+	ch := make(chan sdkCall, 1)
+	var once sync.Once
+	r.watch(func(c sdkCall) {
+		if match(c) {
+			once.Do(func() { ch <- c })
+		}
+	})
+	return ch
+}
+
+// TestAnthropicSDKEnvironmentWorker runs the SDK's EnvironmentWorker (its WorkPoller, lease
+// heartbeat and SessionToolRunner with the standard agent toolset) against berth:
+//
+//   - it claims a session's item and heartbeats it; an agent.tool_use for bash, posted to
+//     the session through berth by an admin, is run by the SDK's bash tool, and its
+//     user.tool_result lands in the session's history;
+//   - a graceful stop asked through berth reaches it through the heartbeat's state: the
+//     run of the item ends and the SDK force-stops it, so the item ends stopped;
+//   - a lost lease (another heartbeat took its place: 412) makes it leave the item alone,
+//     without stopping it, and poll again;
+//   - when Run's context ends with an item in hand, the item is force-stopped.
+//
+// The worker asks for a 10 s lease (desired_ttl_seconds, through the worker's
+// RequestOptions), so that it heartbeats every 5 s rather than every 30 s: the stop and
+// the lost lease reach it at its next heartbeat.
+func TestAnthropicSDKEnvironmentWorker(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	if !hasRoute(h, "GET", api.AnthropicBasePath+"/sessions/{session_id}/events/stream") {
+		t.Skip("the session event stream (API.md §7) is not served yet")
+	}
+	env := h.env(true)
+	worker := h.token(api.RoleWorker, env)
+	client, rec := sdkClient(h)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	workPrefix := api.AnthropicBasePath + "/environments/" + env + "/work/"
+	is := func(method, suffix string, status int) func(sdkCall) bool {
+		return func(c sdkCall) bool {
+			return c.Method == method && strings.HasSuffix(c.Path, suffix) && c.Status == status
+		}
+	}
+	sess := h.session(env)
+	item := h.queuedItem(env)
+	firstBeat := rec.await(is("POST", item.ID+"/heartbeat", 200))
+	historyRead := rec.await(is("GET", "/sessions/"+sess+"/events", 200))
+
+	w := environments.NewEnvironmentWorker(client, environments.EnvironmentWorkerOptions{
+		EnvironmentID: env, EnvironmentKey: worker, WorkerID: "env-worker", Workdir: t.TempDir(),
+		Logger:         discardLogger(),
+		RequestOptions: []option.RequestOption{option.WithQuery("desired_ttl_seconds", "10")},
+	})
+	runErr := make(chan error, 1)
+	go func() { runErr <- w.Run(ctx) }()
+
+	<-firstBeat
+	if it := h.work(env, item.ID); it.State != "active" {
+		t.Fatalf("item %s after the worker's first heartbeat", it.State)
+	}
+	<-historyRead // the runner follows the session now: the tool use comes on the stream
+
+	// The agent's side, as whoever drives the session posts it.
+	resultPosted := rec.await(is("POST", "/sessions/"+sess+"/events", 200))
+	r := h.do("POST", "/sessions/"+sess+"/events",
+		`{"events":[{"type":"agent.tool_use","name":"bash","input":{"command":"echo hi from berth"}}]}`)
+	wantStatus(t, r, 200)
+	var posted struct{ Data []struct{ ID string } }
+	r.decode(t, &posted)
+	toolUse := posted.Data[0].ID
+	<-resultPosted
+
+	var result map[string]any
+	for _, ev := range tcList(t, h, "/sessions/"+sess+"/events?limit=1000").Data {
+		if ev["type"] == "user.tool_result" && ev["tool_use_id"] == toolUse {
+			result = ev
+		}
+	}
+	content, _ := json.Marshal(result["content"])
+	if result == nil || result["is_error"] != false || !strings.Contains(string(content), "hi from berth") {
+		t.Fatalf("user.tool_result for %s: %v", toolUse, result)
+	}
+
+	// Graceful stop through berth: the next heartbeat says stopping; the SDK ends the run
+	// and force-stops the item.
+	forced := rec.await(func(c sdkCall) bool {
+		return is("POST", item.ID+"/stop", 200)(c)
+	})
+	wantStatus(t, h.do("POST", workPath(env, item.ID, "/stop"), `{}`), 200)
+	stopCall := <-forced
+	if it := h.work(env, item.ID); it.State != "stopped" || it.StopRequestedAt == nil {
+		t.Errorf("item after the graceful stop: %s, stop_requested_at %v", it.State, it.StopRequestedAt)
+	}
+	if !strings.Contains(string(stopCall.Body), `"state":"stopped"`) {
+		t.Errorf("the SDK's stop answered %s", stopCall.Body)
+	}
+
+	// A lost lease: someone else's heartbeat takes the item's; the worker's next one gets
+	// 412, and it lets the item go without stopping it, and polls again.
+	h.session(env)
+	lost := h.queuedItem(env)
+	beaten := rec.await(is("POST", lost.ID+"/heartbeat", 200))
+	<-beaten
+	refused := rec.await(is("POST", lost.ID+"/heartbeat", 412))
+	wantStatus(t, h.do("POST", workPath(env, lost.ID, "/heartbeat"), ""), 200)
+	<-refused
+	<-rec.await(func(c sdkCall) bool { return c.Method == "GET" && strings.HasSuffix(c.Path, "/work/poll") })
+	for _, c := range rec.since(0) {
+		if c.Method == "POST" && c.Path == workPrefix+lost.ID+"/stop" {
+			t.Errorf("the worker stopped the item whose lease it lost")
+		}
+	}
+	if it := h.work(env, lost.ID); it.State != "active" {
+		t.Errorf("item whose lease was lost: %s, want active (left alone)", it.State)
+	}
+
+	// Force stop on exit: Run's context ends while the worker holds an item.
+	h.session(env)
+	last := h.queuedItem(env)
+	<-rec.await(is("POST", last.ID+"/heartbeat", 200))
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if it := h.work(env, last.ID); it.State != "stopped" || it.StopRequestedAt != nil {
+		t.Errorf("item held when Run ended: %s, stop_requested_at %v; want force-stopped", it.State, it.StopRequestedAt)
 	}
 }

@@ -443,8 +443,8 @@ func TestAnthropicSDKEnvironmentWorker(t *testing.T) {
 			return c.Method == method && strings.HasSuffix(c.Path, suffix) && c.Status == status
 		}
 	}
-	sess := h.session(env)
 	item := h.queuedItem(env)
+	sess := item.Data["id"]
 	firstBeat := rec.await(is("POST", item.ID+"/heartbeat", 200))
 	historyRead := rec.await(is("GET", "/sessions/"+sess+"/events", 200))
 
@@ -499,7 +499,6 @@ func TestAnthropicSDKEnvironmentWorker(t *testing.T) {
 
 	// A lost lease: someone else's heartbeat takes the item's; the worker's next one gets
 	// 412, and it lets the item go without stopping it, and polls again.
-	h.session(env)
 	lost := h.queuedItem(env)
 	beaten := rec.await(is("POST", lost.ID+"/heartbeat", 200))
 	<-beaten
@@ -517,7 +516,6 @@ func TestAnthropicSDKEnvironmentWorker(t *testing.T) {
 	}
 
 	// Force stop on exit: Run's context ends while the worker holds an item.
-	h.session(env)
 	last := h.queuedItem(env)
 	<-rec.await(is("POST", last.ID+"/heartbeat", 200))
 	cancel()

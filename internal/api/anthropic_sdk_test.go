@@ -387,6 +387,24 @@ func TestAnthropicSDKWorkPoller(t *testing.T) {
 	}
 }
 
+// sessionItem creates a session in env and returns its work item's ID, whatever the
+// item's state by the time it is read (a running worker may have claimed it already).
+func sessionItem(h *harness, env string) (sess, item string) {
+	h.t.Helper()
+	sess = h.session(env)
+	r := h.do("GET", "/environments/"+env+"/work?limit=100", "")
+	wantStatus(h.t, r, 200)
+	var page struct{ Data []workJSON }
+	r.decode(h.t, &page)
+	for _, w := range page.Data {
+		if w.Data["id"] == sess {
+			return sess, w.ID
+		}
+	}
+	h.t.Fatalf("no work item for session %s", sess)
+	return "", ""
+}
+
 // hasRoute reports whether the server serves method pattern.
 func hasRoute(h *harness, method, pattern string) bool {
 	for _, rt := range h.srv.Routes() {
@@ -443,9 +461,8 @@ func TestAnthropicSDKEnvironmentWorker(t *testing.T) {
 			return c.Method == method && strings.HasSuffix(c.Path, suffix) && c.Status == status
 		}
 	}
-	item := h.queuedItem(env)
-	sess := item.Data["id"]
-	firstBeat := rec.await(is("POST", item.ID+"/heartbeat", 200))
+	sess, item := sessionItem(h, env)
+	firstBeat := rec.await(is("POST", item+"/heartbeat", 200))
 	historyRead := rec.await(is("GET", "/sessions/"+sess+"/events", 200))
 
 	w := environments.NewEnvironmentWorker(client, environments.EnvironmentWorkerOptions{
@@ -457,7 +474,7 @@ func TestAnthropicSDKEnvironmentWorker(t *testing.T) {
 	go func() { runErr <- w.Run(ctx) }()
 
 	<-firstBeat
-	if it := h.work(env, item.ID); it.State != "active" {
+	if it := h.work(env, item); it.State != "active" {
 		t.Fatalf("item %s after the worker's first heartbeat", it.State)
 	}
 	<-historyRead // the runner follows the session now: the tool use comes on the stream
@@ -486,11 +503,11 @@ func TestAnthropicSDKEnvironmentWorker(t *testing.T) {
 	// Graceful stop through berth: the next heartbeat says stopping; the SDK ends the run
 	// and force-stops the item.
 	forced := rec.await(func(c sdkCall) bool {
-		return is("POST", item.ID+"/stop", 200)(c)
+		return is("POST", item+"/stop", 200)(c)
 	})
-	wantStatus(t, h.do("POST", workPath(env, item.ID, "/stop"), `{}`), 200)
+	wantStatus(t, h.do("POST", workPath(env, item, "/stop"), `{}`), 200)
 	stopCall := <-forced
-	if it := h.work(env, item.ID); it.State != "stopped" || it.StopRequestedAt == nil {
+	if it := h.work(env, item); it.State != "stopped" || it.StopRequestedAt == nil {
 		t.Errorf("item after the graceful stop: %s, stop_requested_at %v", it.State, it.StopRequestedAt)
 	}
 	if !strings.Contains(string(stopCall.Body), `"state":"stopped"`) {
@@ -499,30 +516,30 @@ func TestAnthropicSDKEnvironmentWorker(t *testing.T) {
 
 	// A lost lease: someone else's heartbeat takes the item's; the worker's next one gets
 	// 412, and it lets the item go without stopping it, and polls again.
-	lost := h.queuedItem(env)
-	beaten := rec.await(is("POST", lost.ID+"/heartbeat", 200))
+	_, lost := sessionItem(h, env)
+	beaten := rec.await(is("POST", lost+"/heartbeat", 200))
 	<-beaten
-	refused := rec.await(is("POST", lost.ID+"/heartbeat", 412))
-	wantStatus(t, h.do("POST", workPath(env, lost.ID, "/heartbeat"), ""), 200)
+	refused := rec.await(is("POST", lost+"/heartbeat", 412))
+	wantStatus(t, h.do("POST", workPath(env, lost, "/heartbeat"), ""), 200)
 	<-refused
 	<-rec.await(func(c sdkCall) bool { return c.Method == "GET" && strings.HasSuffix(c.Path, "/work/poll") })
 	for _, c := range rec.since(0) {
-		if c.Method == "POST" && c.Path == workPrefix+lost.ID+"/stop" {
+		if c.Method == "POST" && c.Path == workPrefix+lost+"/stop" {
 			t.Errorf("the worker stopped the item whose lease it lost")
 		}
 	}
-	if it := h.work(env, lost.ID); it.State != "active" {
+	if it := h.work(env, lost); it.State != "active" {
 		t.Errorf("item whose lease was lost: %s, want active (left alone)", it.State)
 	}
 
 	// Force stop on exit: Run's context ends while the worker holds an item.
-	last := h.queuedItem(env)
-	<-rec.await(is("POST", last.ID+"/heartbeat", 200))
+	_, last := sessionItem(h, env)
+	<-rec.await(is("POST", last+"/heartbeat", 200))
 	cancel()
 	if err := <-runErr; err != nil {
 		t.Errorf("Run: %v", err)
 	}
-	if it := h.work(env, last.ID); it.State != "stopped" || it.StopRequestedAt != nil {
+	if it := h.work(env, last); it.State != "stopped" || it.StopRequestedAt != nil {
 		t.Errorf("item held when Run ended: %s, stop_requested_at %v; want force-stopped", it.State, it.StopRequestedAt)
 	}
 }

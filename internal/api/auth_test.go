@@ -50,7 +50,8 @@ func (f *tcRoleFixture) expand(s string) string {
 // TestRoles runs every route as admin, member, worker (bound to A) and without a token.
 // Admin may do everything; member everything except environment delete and the token
 // routes; worker only GET /environments/{A}, A's work endpoints, and GET /sessions/{id},
-// GET/POST /sessions/{id}/events of A's sessions. Anything else is 403 permission_error
+// GET/POST /sessions/{id}/events (only the event types a worker may post) and the event
+// stream of A's sessions. Anything else is 403 permission_error
 // (401 without a token). Each request runs in a fresh world so that none depends on
 // another's effect.
 func TestRoles(t *testing.T) {
@@ -105,6 +106,11 @@ func TestRoles(t *testing.T) {
 		{"POST", "/sessions/{sessA}/cancel", "", 202, 202, forbidden, "cancel own"},
 		{"GET", "/sessions/{sessA}/events", "", 200, 200, 200, ""},
 		{"POST", "/sessions/{sessA}/events", `{"events":[{"type":"user.message","content":"hi"}]}`, 200, 200, 200, ""},
+		{"POST", "/sessions/{sessA}/events", `{"events":[{"type":"user.tool_result","tool_use_id":"evt_1","content":[]}]}`, 200, 200, 200, ""},
+		{"POST", "/sessions/{sessA}/events", `{"events":[{"type":"agent.tool_use","name":"bash","input":{}}]}`, 200, 200, forbidden, "the agent's side"},
+		{"POST", "/sessions/{sessA}/events", `{"events":[{"type":"user.interrupt"}]}`, 200, 200, forbidden, "an interrupt"},
+		{"GET", "/sessions/{sessA}/events/stream", "", 200, 200, 200, ""},
+		{"GET", "/sessions/{sessB}/events/stream", "", 200, 200, forbidden, "another environment's stream"},
 		{"GET", "/sessions/{sessB}/events", "", 200, 200, forbidden, "another environment's events"},
 		{"POST", "/sessions/{sessB}/events", `{"events":[{"type":"user.message"}]}`, 200, 200, forbidden, "another environment's events"},
 		// Tokens.
@@ -171,9 +177,10 @@ func tcRoleNoEffect(t *testing.T, f *tcRoleFixture, method, path string) {
 			t.Errorf("refused %s %s changed session %v", method, path, d)
 		}
 	}
+	// Each session holds one event: the session.status_running of its item's ack.
 	for _, s := range []string{f.sessA, f.sessB} {
-		if n := len(tcList(t, h, "/sessions/"+s+"/events").Data); n != 0 {
-			t.Errorf("refused %s %s stored %d events", method, path, n)
+		if n := len(tcList(t, h, "/sessions/"+s+"/events").Data); n != 1 {
+			t.Errorf("refused %s %s: %d events, want the 1 of the fixture", method, path, n)
 		}
 	}
 	for env, item := range map[string]string{f.A: f.itemA, f.B: f.itemB} {

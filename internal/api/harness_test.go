@@ -96,8 +96,18 @@ func newHarnessWrapped(t *testing.T, mod func(*api.Config), wrap func(http.Handl
 // the function it returns, inside the bubble.
 func newSyncHarness(t *testing.T) (*harness, func()) {
 	t.Helper()
+	return newSyncHarnessWith(t, nil)
+}
+
+// newSyncHarnessWith is newSyncHarness with the server's configuration changed by mod.
+func newSyncHarnessWith(t *testing.T, mod func(*api.Config)) (*harness, func()) {
+	t.Helper()
 	st := openTestStore(t)
-	srv := api.New(api.Config{Store: st, Logger: discardLogger()})
+	cfg := api.Config{Store: st, Logger: discardLogger()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv := api.New(cfg)
 	h := &harness{t: t, srv: srv, store: st, url: "http://berth.test",
 		client: &http.Client{Transport: &testserver.Transport{Handler: srv}}}
 	h.admin = h.token(api.RoleAdmin, "")
@@ -208,11 +218,17 @@ func (h *harness) doRaw(method, path, body string, opts ...reqOpt) *response {
 	for _, o := range opts {
 		o(req)
 	}
-	res, err := h.httpClient().Do(req)
+	ctx, cancel := context.WithCancel(req.Context())
+	defer cancel()
+	res, err := h.httpClient().Do(req.WithContext(ctx))
 	if err != nil {
 		h.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer res.Body.Close()
+	if isEventStream(res) {
+		// A stream that opened: its headers are the answer (openStream reads streams).
+		return &response{Status: res.StatusCode, Header: res.Header}
+	}
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
 		h.t.Fatalf("%s %s: read body: %v", method, path, err)
@@ -220,6 +236,11 @@ func (h *harness) doRaw(method, path, body string, opts ...reqOpt) *response {
 	r := &response{Status: res.StatusCode, Header: res.Header, Body: b}
 	h.check(method, req.URL, r)
 	return r
+}
+
+// isEventStream reports whether res is an event stream that opened (API.md §7).
+func isEventStream(res *http.Response) bool {
+	return res.StatusCode == http.StatusOK && res.Header.Get("Content-Type") == "text/event-stream"
 }
 
 // check asserts what holds for every answer: x-request-id is set; JSON content type

@@ -28,6 +28,9 @@ type metrics struct {
 	preconditionFailures prometheus.Counter
 	pollWait             prometheus.Histogram
 	pickup               prometheus.Histogram
+	streams              prometheus.Gauge
+	streamEvents         prometheus.Counter
+	streamSlow           prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, w *wait.Waiters, st store.Store, log *slog.Logger) *metrics {
@@ -62,8 +65,17 @@ func newMetrics(reg *prometheus.Registry, w *wait.Waiters, st store.Store, log *
 			Name: "berth_work_pickup_seconds", Help: "Time from a work item's creation to its first delivery.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_event_streams", Help: "Session event streams open now.",
+		}),
+		streamEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_event_stream_events_total", Help: "Events sent on session event streams.",
+		}),
+		streamSlow: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_event_stream_slow_readers_total", Help: "Event streams cut because their reader fell too far behind.",
+		}),
 	}
-	reg.MustRegister(m.pickup, m.requests, m.duration, m.transitions, m.leaseExpiries, m.requeues, m.reclaims,
+	reg.MustRegister(m.pickup, m.streams, m.streamEvents, m.streamSlow, m.requests, m.duration, m.transitions, m.leaseExpiries, m.requeues, m.reclaims,
 		m.preconditionFailures, m.pollWait,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "berth_work_pollers_parked", Help: "Long polls currently waiting for work.",

@@ -13,24 +13,33 @@ import (
 const (
 	defaultLimit = 20
 	maxLimit     = 100
-	// maxLongLimit is the largest limit of the event list (API.md §3) and of every list
-	// in the Anthropic dialect (§8).
-	maxLongLimit = 1000
+	// maxEventLimit is the event history's larger page (API.md §3): the official workers
+	// read a session's history with limit=1000.
+	maxEventLimit = 1000
+	// maxAnthropicLimit is the largest page of every list in the Anthropic dialect
+	// (API.md §8).
+	maxAnthropicLimit = 1000
 )
 
 // pageParams reads limit, page, before_id and after_id (API.md §1 "Pagination") for a
-// list of the call's dialect: limit up to 100, in the Anthropic dialect up to 1000.
+// list of the call's dialect: limit up to 100, in the Anthropic dialect (API.md §8) up
+// to 1000.
 func (c *call) pageParams(prefix string) (store.Page, error) {
 	if c.anthropic() {
-		return pageParams(c.r.URL.Query(), prefix, maxLongLimit)
+		return pageParamsUpTo(c.r.URL.Query(), prefix, maxAnthropicLimit)
 	}
-	return pageParams(c.r.URL.Query(), prefix, maxLimit)
+	return pageParams(c.r.URL.Query(), prefix)
 }
 
-// pageParams reads limit, page, before_id and after_id (API.md §1 "Pagination"); a limit
-// above maxLimit is maxLimit. Cursors are IDs of the listed resource (prefix); page is the
-// opaque next_page of an earlier answer, which is its last ID, so it reads as after_id.
-func pageParams(q url.Values, prefix string, maxLimit int) (store.Page, error) {
+// pageParams reads limit, page, before_id and after_id (API.md §1 "Pagination"). Cursors
+// are IDs of the listed resource (prefix); page is the opaque next_page of an earlier
+// answer, which is its last ID, so it reads as after_id.
+func pageParams(q url.Values, prefix string) (store.Page, error) {
+	return pageParamsUpTo(q, prefix, maxLimit)
+}
+
+// pageParamsUpTo is pageParams for a list whose limit goes up to max.
+func pageParamsUpTo(q url.Values, prefix string, max int) (store.Page, error) {
 	p := store.Page{Limit: defaultLimit}
 	if q.Has("limit") {
 		// Plain digits only, like every integer parameter: strconv alone would also take
@@ -38,12 +47,12 @@ func pageParams(q url.Values, prefix string, maxLimit int) (store.Page, error) {
 		v := q.Get("limit")
 		n, err := strconv.Atoi(v)
 		if errors.Is(err, strconv.ErrRange) {
-			n, err = maxLimit, nil // a positive integer too large for int is above the maximum too
+			n, err = max, nil // a positive integer too large for int is above max too
 		}
 		if v == "" || strings.Trim(v, "0123456789") != "" || err != nil || n <= 0 {
 			return p, errInvalid("limit", "limit must be a positive integer")
 		}
-		p.Limit = min(n, maxLimit)
+		p.Limit = min(n, max)
 	}
 	var cursors []string
 	for _, name := range []string{"page", "before_id", "after_id"} {
@@ -78,9 +87,8 @@ type listPage[T any] struct {
 	NextPage *string `json:"next_page"`
 }
 
-// newPage builds a list answer. next_page is last_id when a page has more in its direction
-// of travel (forward, or down for a descending page), and always null on an ascending
-// before_id page (continue backwards with before_id=<first_id>).
+// newPage builds a list answer. next_page is last_id when a forward page has more, and
+// always null on a before_id page (continue backwards with before_id=<first_id>).
 func newPage[R any, T any](rows []R, hasMore bool, p store.Page, idOf func(R) string, enc func(R) T) listPage[T] {
 	out := listPage[T]{Data: make([]T, 0, len(rows)), HasMore: hasMore}
 	for _, r := range rows {
@@ -89,36 +97,11 @@ func newPage[R any, T any](rows []R, hasMore bool, p store.Page, idOf func(R) st
 	if len(rows) > 0 {
 		first, last := idOf(rows[0]), idOf(rows[len(rows)-1])
 		out.FirstID, out.LastID = &first, &last
-		if hasMore && (p.BeforeID == "" || p.Desc) {
+		if hasMore && p.BeforeID == "" {
 			out.NextPage = &last
 		}
 	}
 	return out
-}
-
-// orderParam reads order=asc|desc (API.md §3's event list) into p: desc lists newest
-// first, and its only cursor is page, which continues downwards (the next_page of a
-// descending page is its last, lowest, ID). before_id and after_id name a direction of
-// their own, so they do not combine with desc.
-func orderParam(q url.Values, p *store.Page) error {
-	if !q.Has("order") {
-		return nil
-	}
-	switch q.Get("order") {
-	case "asc":
-		return nil
-	case "desc":
-	default:
-		return errInvalid("order", "order must be asc or desc.")
-	}
-	for _, name := range []string{"before_id", "after_id"} {
-		if q.Has(name) {
-			return errInvalid(name, "%s cannot be combined with order=desc; continue a descending list with page.", name)
-		}
-	}
-	p.Desc = true
-	p.BeforeID, p.AfterID = p.AfterID, "" // page: below the cursor
-	return nil
 }
 
 // boolParam reads an optional true/false query parameter.

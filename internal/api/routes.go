@@ -99,6 +99,12 @@ func (s *Server) register() {
 		{"POST", b + "/sessions/{session_id}/cancel", Members, Cloud, s.cancelSession},
 		{"GET", b + "/sessions/{session_id}/events", WorkerSession, Cloud, s.listEvents},
 		{"POST", b + "/sessions/{session_id}/events", WorkerSession, Cloud, s.sendEvents},
+		{"GET", b + "/sessions/{session_id}/events/stream", WorkerSession, Cloud, s.streamEvents},
+
+		{"POST", webhooksPattern, AdminOnly, Cloud, s.createWebhook},
+		{"GET", webhooksPattern, Members, Cloud, s.listWebhooks},
+		{"DELETE", webhooksPattern + "/{webhook_id}", AdminOnly, Cloud, s.deleteWebhook},
+		{"GET", webhooksPattern + "/{webhook_id}/deliveries", Members, Cloud, s.listDeliveries},
 
 		{"POST", b + "/tokens", AdminOnly, Cloud, s.createToken},
 		{"GET", b + "/tokens", AdminOnly, Cloud, s.listTokens},
@@ -320,6 +326,9 @@ func (rt *Route) poll() bool {
 
 // anthropic reports whether the call came in the Anthropic dialect (API.md §8).
 func (c *call) anthropic() bool { return c.route.Dialect == Anthropic }
+
+// webhooksPattern is the path of an environment's webhooks.
+const webhooksPattern = BasePath + "/environments/{environment_id}/webhooks"
 
 // statusRecorder remembers the status written through it, and whether the body was the
 // four bytes null (a poll that delivered nothing).

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berth-sh/berth/internal/store"
+	"github.com/berth-sh/berth/internal/stream"
 	"github.com/berth-sh/berth/internal/wait"
 )
 
@@ -38,19 +39,35 @@ type Config struct {
 	// time.NewTimer. Tests pass one that never fires, so that a poll can only answer
 	// when it is woken.
 	PollTimer func(d time.Duration) (c <-chan time.Time, stop func() bool)
+	// StreamBuffer is how many events a session event stream may fall behind before it is
+	// cut; zero means stream.DefaultBuffer.
+	StreamBuffer int
+	// StreamHeartbeat is how often an idle event stream gets a heartbeat comment; zero
+	// means every 15 s (API.md §7).
+	StreamHeartbeat time.Duration
+	// StreamCatchUp is how often a followed session is read without a notice (see
+	// stream.Config.CatchUp); zero means stream.DefaultCatchUp.
+	StreamCatchUp time.Duration
+	// WakeWebhooks, when not nil, is called after a write that queued webhook deliveries
+	// has committed (webhook.Sender.Wake), so that they go out at once.
+	WakeWebhooks func()
 }
 
 // Server serves the API. Create it with New; it is an http.Handler.
 type Server struct {
-	store   store.Store
-	now     func() time.Time
-	log     *slog.Logger
-	waiters *wait.Waiters
-	metrics *metrics
-	reg     *prometheus.Registry
-	mux     *http.ServeMux
-	unclean http.Handler // answers a path not in canonical form (ServeHTTP)
-	routes  []*Route
+	store        store.Store
+	now          func() time.Time
+	log          *slog.Logger
+	waiters      *wait.Waiters
+	metrics      *metrics
+	reg          *prometheus.Registry
+	mux          *http.ServeMux
+	unclean      http.Handler // answers a path not in canonical form (ServeHTTP)
+	routes       []*Route
+	wakeWebhooks func()
+	// hub follows sessions for their event streams (API.md §7).
+	hub             *stream.Hub
+	streamHeartbeat time.Duration
 }
 
 // New returns a server for cfg.
@@ -60,6 +77,8 @@ func New(cfg Config) *Server {
 		now:   cfg.Now,
 		log:   cfg.Logger,
 		reg:   cfg.Registry,
+
+		wakeWebhooks: cfg.WakeWebhooks,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -75,6 +94,14 @@ func New(cfg Config) *Server {
 		s.reg = prometheus.NewRegistry()
 	}
 	s.metrics = newMetrics(s.reg, s.waiters, s.store, s.log)
+	s.streamHeartbeat = cfg.StreamHeartbeat
+	if s.streamHeartbeat <= 0 {
+		s.streamHeartbeat = defaultStreamHeartbeat
+	}
+	if s.store != nil {
+		s.hub = stream.New(s.store.ListEvents, stream.Config{Buffer: cfg.StreamBuffer, CatchUp: cfg.StreamCatchUp, Now: s.now, Slow: s.metrics.streamSlow.Inc})
+		s.store.OnEvents(s.hub.Notify)
+	}
 	s.mux = http.NewServeMux()
 	s.register()
 	return s
@@ -129,6 +156,9 @@ func (s *Server) Routes() []*Route { return s.routes }
 // waiting. It does not close the store.
 func (s *Server) Shutdown() {
 	s.waiters.Close()
+	if s.hub != nil {
+		s.hub.Close()
+	}
 }
 
 // Run expires leases and prunes idempotency records until ctx ends. Exactly one Run per
@@ -138,6 +168,10 @@ func (s *Server) Run(ctx context.Context) {
 		// Work queued through another replica wakes one of this replica's pollers; when
 		// notices may have been missed, every environment's pollers look again.
 		go n.ListenWork(ctx, func(env string) { s.waiters.Queued(env) }, s.waiters.Resync)
+	}
+	if n, ok := s.store.(store.EventNotifier); ok {
+		// Events committed through another replica reach this replica's streams.
+		go n.ListenEvents(ctx, s.hub.Notify, s.hub.Resync)
 	}
 	const tick = 200 * time.Millisecond // lease expiry must happen within 1 s (API.md §4.9)
 	t := time.NewTicker(tick)
@@ -170,6 +204,13 @@ func (s *Server) Run(ctx context.Context) {
 	}
 }
 
+// queuedDeliveries wakes the webhook sender when n deliveries were queued.
+func (s *Server) queuedDeliveries(n int) {
+	if n > 0 && s.wakeWebhooks != nil {
+		s.wakeWebhooks()
+	}
+}
+
 // pollerPruneEvery is how often the server forgets polls older than the stats window.
 const pollerPruneEvery = 30 * time.Second
 
@@ -186,6 +227,7 @@ func (s *Server) ExpireLeases(ctx context.Context) error {
 			s.metrics.requeues.Inc()
 			s.metrics.transition("queued")
 			s.waiters.Queued(e.Requeue.EnvironmentID)
+			s.queuedDeliveries(e.Deliveries)
 		}
 	}
 	return err

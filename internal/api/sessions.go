@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/berth-sh/berth/internal/id"
@@ -23,12 +24,20 @@ const (
 
 var errSessionNotFound = errNotFound("Session not found.")
 
-// eventTypes are the client event types a session accepts (API.md §3).
+// eventTypes are the event types a client may post (API.md §3), each with whether a
+// worker token may post it: a worker answers tool uses and may say something, while the
+// agent's side (agent.*), interrupts and definitions are for whoever drives the session.
+// session.* events are berth's own.
 var eventTypes = map[string]bool{
-	"user.message": true, "user.interrupt": true, "user.tool_confirmation": true,
-	"user.tool_result": true, "user.custom_tool_result": true, "user.define_outcome": true,
-	"system.message": true,
+	"user.message": true, "user.interrupt": false, "user.tool_confirmation": false,
+	"user.tool_result": true, "user.custom_tool_result": true, "user.define_outcome": false,
+	"system.message": false,
+	"agent.message":  false, "agent.tool_use": false, "agent.custom_tool_use": false,
 }
+
+const eventTypeList = "user.message, user.interrupt, user.tool_confirmation, user.tool_result, user.custom_tool_result, user.define_outcome, system.message, agent.message, agent.tool_use, agent.custom_tool_use"
+
+var errWorkerEventType = errForbidden("A worker token may post only user.tool_result, user.custom_tool_result and user.message events.")
 
 func (c *call) sessionParam() (string, error) {
 	v := c.r.PathValue("session_id")
@@ -117,8 +126,9 @@ func parseAgent(raw json.RawMessage) (json.RawMessage, error) {
 // parseEvents validates client events and builds their stored form: id, type, the
 // client's other fields in the order given, created_at. Client-sent id and created_at are
 // the server's to set and are replaced; the id is left empty ("id":""), for the store to
-// make in commit order (store.Event).
-func parseEvents(raw json.RawMessage, param string, now time.Time) ([]store.Event, error) {
+// make in commit order (store.Event). A worker token (worker) may post only some types
+// (eventTypes): another type is 403.
+func parseEvents(raw json.RawMessage, param string, now time.Time, worker bool) ([]store.Event, error) {
 	var list []json.RawMessage
 	if json.Unmarshal(raw, &list) != nil {
 		return nil, errInvalid(param, "%s must be an array of events.", param)
@@ -134,22 +144,34 @@ func parseEvents(raw json.RawMessage, param string, now time.Time) ([]store.Even
 			return nil, errInvalid(p, "%s must be an object.", p)
 		}
 		typ := ""
+		fields := map[string]json.RawMessage{}
 		obj := &orderedObject{}
 		obj.add("id", "")
 		obj.add("type", "")
 		for j, k := range keys {
 			switch k {
 			case "type":
-				if json.Unmarshal(vals[j], &typ) != nil || !eventTypes[typ] {
-					return nil, errInvalid(p+".type", "%s.type must be one of user.message, user.interrupt, user.tool_confirmation, user.tool_result, user.custom_tool_result, user.define_outcome, system.message.", p)
+				json.Unmarshal(vals[j], &typ)
+				if strings.HasPrefix(typ, "session.") {
+					return nil, errInvalid(p+".type", "%s.type: session.* events are written by berth only.", p)
+				}
+				if _, ok := eventTypes[typ]; !ok {
+					return nil, errInvalid(p+".type", "%s.type must be one of %s.", p, eventTypeList)
 				}
 			case "id", "created_at":
 			default:
 				obj.add(k, vals[j])
+				fields[k] = vals[j]
 			}
 		}
 		if typ == "" {
 			return nil, errInvalid(p+".type", "%s.type is required.", p)
+		}
+		if worker && !eventTypes[typ] {
+			return nil, errWorkerEventType
+		}
+		if err := checkAgentEvent(typ, fields, p); err != nil {
+			return nil, err
 		}
 		obj.vals[1] = typ
 		obj.add("created_at", timestamp(now))
@@ -160,6 +182,29 @@ func parseEvents(raw json.RawMessage, param string, now time.Time) ([]store.Even
 		out = append(out, store.Event{Type: typ, Body: body, CreatedAt: now})
 	}
 	return out, nil
+}
+
+// checkAgentEvent checks the fields that an agent-side event must have (API.md §3): the
+// content array of an agent.message, the name (a non-empty string) and input (an object)
+// of a tool use.
+func checkAgentEvent(typ string, fields map[string]json.RawMessage, p string) error {
+	switch typ {
+	case "agent.message":
+		var content []json.RawMessage
+		if raw, ok := fields["content"]; !ok || json.Unmarshal(raw, &content) != nil || content == nil {
+			return errInvalid(p+".content", "%s.content must be an array.", p)
+		}
+	case "agent.tool_use", "agent.custom_tool_use":
+		var name string
+		if raw, ok := fields["name"]; !ok || json.Unmarshal(raw, &name) != nil || name == "" {
+			return errInvalid(p+".name", "%s.name must be a non-empty string.", p)
+		}
+		var input map[string]json.RawMessage
+		if raw, ok := fields["input"]; !ok || json.Unmarshal(raw, &input) != nil || input == nil {
+			return errInvalid(p+".input", "%s.input must be a JSON object.", p)
+		}
+	}
+	return nil
 }
 
 // orderedFields splits a JSON object into its keys and raw values, in order; a repeated
@@ -226,7 +271,7 @@ func (s *Server) createSession(c *call) error {
 		Metadata: meta, CreatedAt: now, UpdatedAt: now}
 	var events []store.Event
 	if f.has("initial_events") {
-		if events, err = parseEvents(f["initial_events"], "initial_events", now); err != nil {
+		if events, err = parseEvents(f["initial_events"], "initial_events", now, c.isWorker()); err != nil {
 			return err
 		}
 	}
@@ -284,12 +329,13 @@ func (s *Server) enqueue(ctx context.Context, sess store.Session, events []store
 		return store.Created{}, err
 	}
 	s.metrics.transition("queued")
+	s.queuedDeliveries(created.Deliveries)
 	return created, nil
 }
 
 func (s *Server) listSessions(c *call) error {
 	q := c.r.URL.Query()
-	p, err := c.pageParams(id.Session)
+	p, err := pageParams(q, id.Session)
 	if err != nil {
 		return err
 	}
@@ -420,12 +466,18 @@ func (s *Server) listEvents(c *call) error {
 		return err
 	}
 	q := c.r.URL.Query()
-	p, err := pageParams(q, id.Event, maxLongLimit)
+	p, err := pageParamsUpTo(q, id.Event, maxEventLimit)
 	if err != nil {
 		return err
 	}
-	if err := orderParam(q, &p); err != nil {
-		return err
+	switch q.Get("order") {
+	case "asc":
+	case "desc":
+		p.Desc = true
+	default:
+		if q.Has("order") {
+			return errInvalid("order", "order must be asc or desc.")
+		}
 	}
 	events, more, err := s.store.ListEvents(c.r.Context(), sess.ID, p)
 	if err != nil {
@@ -449,7 +501,7 @@ func (s *Server) sendEvents(c *call) error {
 		return errInvalid("events", "events is required.")
 	}
 	now := work.Timestamp(s.now())
-	events, err := parseEvents(f["events"], "events", now)
+	events, err := parseEvents(f["events"], "events", now, c.isWorker())
 	if err != nil {
 		return err
 	}
@@ -463,6 +515,7 @@ func (s *Server) sendEvents(c *call) error {
 	if ap.Queued != nil {
 		s.metrics.transition("queued")
 		s.waiters.Queued(ap.Queued.EnvironmentID)
+		s.queuedDeliveries(ap.Deliveries)
 	}
 	out := eventListJSON{Data: make([]json.RawMessage, len(ap.Events))}
 	for i, e := range ap.Events {

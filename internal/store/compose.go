@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berth-sh/berth/internal/id"
@@ -15,10 +16,35 @@ import (
 // New.
 type DB struct {
 	d Driver
+
+	mu       sync.Mutex
+	onEvents []func(sessionID string)
 }
 
 // New returns the operations of the contract over d.
 func New(d Driver) *DB { return &DB{d: d} }
+
+// OnEvents registers fn, which is then called, after every commit made through db that
+// added events to a session or deleted it, with the session's ID: the streams of this
+// process learn of new events so (those of other replicas through EventNotifier). fn
+// must not block.
+func (db *DB) OnEvents(fn func(sessionID string)) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.onEvents = append(db.onEvents, fn)
+}
+
+// committed calls the OnEvents functions for each session that a commit gave events.
+func (db *DB) committed(sessionIDs ...string) {
+	db.mu.Lock()
+	fns := db.onEvents
+	db.mu.Unlock()
+	for _, sid := range sessionIDs {
+		for _, fn := range fns {
+			fn(sid)
+		}
+	}
+}
 
 // Driver returns the driver under db.
 func (db *DB) Driver() Driver { return db.d }
@@ -81,8 +107,8 @@ func (db *DB) UpdateEnvironment(ctx context.Context, id string, fn func(*Environ
 	return out, err
 }
 
-// DeleteEnvironment deletes an environment and its work items; ErrConflict while any
-// session references it.
+// DeleteEnvironment deletes an environment, its work items and its webhooks (with their
+// deliveries); ErrConflict while any session references it.
 func (db *DB) DeleteEnvironment(ctx context.Context, id string) error {
 	return db.d.Write(ctx, func(tx Tx) error {
 		if _, err := tx.LockEnvironment(ctx, id); err != nil {
@@ -111,6 +137,9 @@ type Created struct {
 	// the oldest deliverable item of the environment, which is Item unless an older one
 	// was deliverable too.
 	Delivered *work.Item
+	// Deliveries counts the webhook deliveries queued with Item (one per webhook of the
+	// environment).
+	Deliveries int
 }
 
 // CreateSession stores a session with its initial events and, when item is not nil, its
@@ -163,6 +192,11 @@ func (db *DB) CreateSession(ctx context.Context, s Session, events []Event, item
 			return err
 		}
 		out.Item = &it
+		if it.State == work.Queued {
+			if out.Deliveries, err = queueDeliveries(ctx, tx, it); err != nil {
+				return err
+			}
+		}
 		if claim != nil {
 			d, ok, err := claimIn(ctx, tx, env.ID, *claim)
 			if err != nil {
@@ -180,11 +214,18 @@ func (db *DB) CreateSession(ctx context.Context, s Session, events []Event, item
 	if err != nil {
 		return Created{}, err
 	}
+	if len(out.Events) > 0 {
+		db.committed(out.Session.ID)
+	}
 	return out, nil
 }
 
-// insertEvents stores events in order, making the ID of each one that has none.
+// insertEvents stores events in order, making the ID of each one that has none, and
+// tells the other replicas' streams.
 func insertEvents(ctx context.Context, tx Tx, sessionID string, events []Event) ([]Event, error) {
+	if len(events) > 0 {
+		tx.NotifyEvents(sessionID)
+	}
 	out := make([]Event, len(events))
 	for i, e := range events {
 		e.SessionID = sessionID
@@ -210,6 +251,33 @@ func (e Event) withID(eventID string) (Event, error) {
 	e.ID = eventID
 	e.Body = []byte(`{"id":"` + eventID + `"` + body)
 	return e, nil
+}
+
+// statusEvent is the session status event (API.md §3) for a session whose status became
+// running (or idle) at.
+func statusEvent(running bool, at time.Time) Event {
+	at = work.Timestamp(at)
+	typ, extra := work.StatusIdleEvent, `,"stop_reason":{"type":"end_turn"}`
+	if running {
+		typ, extra = work.StatusRunningEvent, ""
+	}
+	body := `{"id":"","type":"` + typ + `"` + extra + `,"created_at":"` + at.Format(work.TimeLayout) + `"}`
+	return Event{Type: typ, Body: []byte(body), CreatedAt: at}
+}
+
+// writeStatus writes the session's status event if a change of its items, made in tx at
+// the given time, changed its status from wasRunning; it reports whether it wrote one. A
+// session that no longer exists has no status.
+func writeStatus(ctx context.Context, tx Tx, sessionID string, wasRunning bool, at time.Time) (bool, error) {
+	s, err := tx.Session(ctx, sessionID)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil || s.Running == wasRunning {
+		return false, err
+	}
+	_, err = insertEvents(ctx, tx, sessionID, []Event{statusEvent(s.Running, at)})
+	return err == nil, err
 }
 
 // GetSession returns a session.
@@ -244,16 +312,32 @@ func (db *DB) UpdateSession(ctx context.Context, id string, fn func(*Session) er
 // UpdateSessionWork applies t to every live item of the session, writing those it
 // changes, atomically, and returns the change of each live item (none when the session
 // had none).
+//
+// A change that ends a lease and so turns the session idle writes its status event in
+// the same transaction.
 func (db *DB) UpdateSessionWork(ctx context.Context, id string, t work.Transition) ([]Change, error) {
 	var out []Change
-	err := db.d.Write(ctx, func(tx Tx) error {
-		if _, err := tx.LockSession(ctx, id); err != nil {
+	var status bool
+	err := db.d.Insert(ctx, func(tx Tx) error {
+		sess, err := tx.LockSession(ctx, id)
+		if err != nil {
 			return err
 		}
-		var err error
-		out, err = applyToLive(ctx, tx, id, t)
-		return err
+		if out, err = applyToLive(ctx, tx, id, t); err != nil {
+			return err
+		}
+		for _, c := range out {
+			if c.Changed && work.ChangesLease(c.Before, c.After) {
+				status, err = writeStatus(ctx, tx, id, sess.Running, work.LeaseChangedAt(c.After))
+				return err
+			}
+		}
+		status = false
+		return nil
 	})
+	if err == nil && status {
+		db.committed(id)
+	}
 	return out, err
 }
 
@@ -282,6 +366,10 @@ func applyToLive(ctx context.Context, tx Tx, sessionID string, t work.Transition
 
 // DeleteSession force-stops the session's live work items (they stay readable) and
 // deletes the session and its events, atomically. It returns the items it stopped.
+//
+// It writes no status event: the events go with the session. The session.deleted event
+// that ends a stream (API.md §7) is made by the stream, which finds the session gone
+// (internal/stream).
 func (db *DB) DeleteSession(ctx context.Context, id string, now time.Time) ([]work.Item, error) {
 	var stopped []work.Item
 	err := db.d.Write(ctx, func(tx Tx) error {
@@ -296,8 +384,12 @@ func (db *DB) DeleteSession(ctx context.Context, id string, now time.Time) ([]wo
 		for _, c := range changes {
 			stopped = append(stopped, c.After)
 		}
+		tx.NotifyEvents(id)
 		return tx.DeleteSession(ctx, id)
 	})
+	if err == nil {
+		db.committed(id)
+	}
 	return stopped, err
 }
 
@@ -306,6 +398,8 @@ type Appended struct {
 	Events []Event
 	// Queued is the work item a dormant wake-up queued, if any.
 	Queued *work.Item
+	// Deliveries counts the webhook deliveries queued with Queued.
+	Deliveries int
 }
 
 // AppendEvents stores events in order (IDs left empty are made in commit order) and,
@@ -337,6 +431,9 @@ func (db *DB) AppendEvents(ctx context.Context, sessionID string, events []Event
 				if err := tx.InsertWork(ctx, it); err != nil {
 					return err
 				}
+				if out.Deliveries, err = queueDeliveries(ctx, tx, it); err != nil {
+					return err
+				}
 				tx.Notify(env.ID)
 				out.Queued = &it
 				break
@@ -347,7 +444,13 @@ func (db *DB) AppendEvents(ctx context.Context, sessionID string, events []Event
 	if err != nil {
 		return Appended{}, err
 	}
+	db.committed(sessionID)
 	return out, nil
+}
+
+// GetEvent returns one event of a session; ErrNotFound if the session has no such event.
+func (db *DB) GetEvent(ctx context.Context, sessionID, id string) (Event, error) {
+	return db.d.Event(ctx, sessionID, id)
 }
 
 // ListEvents lists one page of a session's events; ErrNotFound if the session does not
@@ -436,6 +539,9 @@ func (db *DB) UpdateWork(ctx context.Context, environmentID, id string, t work.T
 		if !changed {
 			return Change{Before: it, After: next}, nil
 		}
+		if work.ChangesLease(it, next) {
+			return db.updateLease(ctx, environmentID, id, t)
+		}
 		ok, err := db.d.PutWorkIf(ctx, next, it.Version)
 		if err != nil {
 			return Change{}, err
@@ -446,6 +552,60 @@ func (db *DB) UpdateWork(ctx context.Context, environmentID, id string, t work.T
 		}
 	}
 	return Change{}, fmt.Errorf("%s of work %s: the item kept changing during %d attempts", t.Name, id, maxCASRetries)
+}
+
+// updateLease is UpdateWork for a transition that starts or ends the item's lease: in one
+// transaction with its session, so that the session's status event (API.md §3) is
+// written with the change.
+func (db *DB) updateLease(ctx context.Context, environmentID, id string, t work.Transition) (Change, error) {
+	var out Change
+	var status bool
+	err := db.d.Insert(ctx, func(tx Tx) error {
+		out, status = Change{}, false
+		// The session first (the order of locks), then the item.
+		peek, err := tx.Work(ctx, environmentID, id)
+		if err != nil {
+			return err
+		}
+		sess, err := tx.LockSession(ctx, peek.SessionID)
+		exists := err == nil
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		it, err := tx.LockWork(ctx, environmentID, id)
+		if err != nil {
+			return err
+		}
+		next, changed, err := t.Apply(it)
+		out = Change{Before: it, After: next}
+		if err != nil {
+			out.After = it
+			return err
+		}
+		if !changed {
+			return nil
+		}
+		if err := tx.PutWork(ctx, next); err != nil {
+			return err
+		}
+		out.After.Version++
+		out.Changed = true
+		if exists && work.ChangesLease(it, next) {
+			status, err = writeStatus(ctx, tx, sess.ID, sess.Running, work.LeaseChangedAt(next))
+		}
+		return err
+	})
+	if err != nil {
+		var we *work.Error
+		if errors.As(err, &we) {
+			return out, err
+		}
+		return Change{}, err
+	}
+	if status {
+		db.committed(out.After.SessionID)
+	}
+	return out, nil
 }
 
 // WorkStats computes the queue statistics at now (API.md §4.3).
@@ -507,9 +667,9 @@ func (db *DB) ExpireLeases(ctx context.Context, now time.Time) ([]Expiry, error)
 // expire expires one lease, if it still has expired, in one transaction.
 func (db *DB) expire(ctx context.Context, k WorkKey, now time.Time) (Expiry, bool, error) {
 	var exp Expiry
-	var done bool
+	var done, status bool
 	err := db.d.Insert(ctx, func(tx Tx) error {
-		exp, done = Expiry{}, false
+		exp, done, status = Expiry{}, false, false
 		// The session first (the order of locks), then the item.
 		peek, err := tx.Work(ctx, k.EnvironmentID, k.ID)
 		if err != nil {
@@ -536,7 +696,13 @@ func (db *DB) expire(ctx context.Context, k WorkKey, now time.Time) (Expiry, boo
 		}
 		stopped.Version++
 		exp.Item, done = stopped, true
-		if !work.RequeuesAfterExpiry(it) || !state.Exists {
+		if !state.Exists {
+			return nil
+		}
+		if status, err = writeStatus(ctx, tx, sess.ID, sess.Running, stopped.StoppedAt); err != nil {
+			return err
+		}
+		if !work.RequeuesAfterExpiry(it) {
 			return nil
 		}
 		if state.HasLiveItem, err = tx.HasLiveWork(ctx, it.SessionID, it.ID); err != nil {
@@ -549,12 +715,18 @@ func (db *DB) expire(ctx context.Context, k WorkKey, now time.Time) (Expiry, boo
 		if err := tx.InsertWork(ctx, fresh); err != nil {
 			return err
 		}
+		if exp.Deliveries, err = queueDeliveries(ctx, tx, fresh); err != nil {
+			return err
+		}
 		tx.Notify(it.EnvironmentID)
 		exp.Requeue = &fresh
 		return nil
 	})
 	if errors.Is(err, ErrNotFound) {
 		return Expiry{}, false, nil // deleted since the scan
+	}
+	if err == nil && status {
+		db.committed(exp.Item.SessionID)
 	}
 	return exp, done && err == nil, err
 }
@@ -656,6 +828,134 @@ func (db *DB) ReleaseIdempotencyKey(ctx context.Context, tokenID, key string) er
 // PruneIdempotencyKeys deletes records created before cutoff.
 func (db *DB) PruneIdempotencyKeys(ctx context.Context, cutoff time.Time) error {
 	return db.d.Write(ctx, func(tx Tx) error { return tx.PruneIdempotency(ctx, cutoff) })
+}
+
+// ---- Webhooks (API.md §9)
+
+// queueDeliveries writes, in the transaction that queues it, one delivery of the queued
+// item it to each webhook of its environment, due at once, and returns how many it wrote.
+// Being in that transaction is what makes the outbox durable: an item is never queued
+// without its deliveries, nor a delivery written for an item that did not commit.
+func queueDeliveries(ctx context.Context, tx Tx, it work.Item) (int, error) {
+	hooks, err := tx.WebhookIDs(ctx, it.EnvironmentID)
+	if err != nil || len(hooks) == 0 {
+		return 0, err
+	}
+	ds := make([]Delivery, len(hooks))
+	for i, h := range hooks {
+		ds[i] = Delivery{ID: tx.NewID(id.Delivery), WebhookID: h, EnvironmentID: it.EnvironmentID,
+			WorkID: it.ID, SessionID: it.SessionID, NextAttemptAt: it.CreatedAt, CreatedAt: it.CreatedAt}
+	}
+	return len(ds), tx.InsertDeliveries(ctx, ds)
+}
+
+// CreateWebhook stores w, with an ID made in commit order when w.ID is empty. Its
+// environment must exist (ErrNotFound); items queued from the commit on get a delivery to
+// it.
+func (db *DB) CreateWebhook(ctx context.Context, w Webhook) (Webhook, error) {
+	err := db.d.Insert(ctx, func(tx Tx) error {
+		if _, err := tx.LockEnvironment(ctx, w.EnvironmentID); err != nil {
+			return err
+		}
+		if w.ID == "" {
+			w.ID = tx.NewID(id.Webhook)
+		}
+		return tx.InsertWebhook(ctx, w)
+	})
+	return w, err
+}
+
+// GetWebhook returns a webhook of the environment (ErrNotFound for another's).
+func (db *DB) GetWebhook(ctx context.Context, environmentID, id string) (Webhook, error) {
+	return db.d.Webhook(ctx, environmentID, id)
+}
+
+// ListWebhooks lists one page of the environment's webhooks.
+func (db *DB) ListWebhooks(ctx context.Context, environmentID string, p Page) ([]Webhook, bool, error) {
+	return db.d.Webhooks(ctx, environmentID, p)
+}
+
+// DeleteWebhook deletes a webhook of the environment and its deliveries, pending ones
+// included: nothing is sent to it from the commit on (but an attempt already under way).
+// ErrNotFound if the environment has no such webhook.
+func (db *DB) DeleteWebhook(ctx context.Context, environmentID, id string) error {
+	return db.d.Write(ctx, func(tx Tx) error {
+		if _, err := tx.LockEnvironment(ctx, environmentID); err != nil {
+			return err
+		}
+		if _, err := tx.Webhook(ctx, environmentID, id); err != nil {
+			return err
+		}
+		return tx.DeleteWebhook(ctx, id)
+	})
+}
+
+// ListDeliveries lists one page of a webhook's deliveries, oldest first.
+func (db *DB) ListDeliveries(ctx context.Context, webhookID string, p Page) ([]Delivery, bool, error) {
+	return db.d.Deliveries(ctx, webhookID, p)
+}
+
+// ClaimDeliveries begins an attempt of up to limit pending deliveries due at now, the
+// earliest due first: each one's Attempts is raised and its NextAttemptAt moved to
+// now+hold, atomically, so that no other claim (on any replica) gets it again before
+// then. hold must outlast the attempt: should the claimer crash, the delivery is due
+// again at now+hold. RecordAttempt stores the attempt's outcome.
+func (db *DB) ClaimDeliveries(ctx context.Context, now time.Time, hold time.Duration, limit int) ([]Claimed, error) {
+	var out []Claimed
+	err := db.d.Write(ctx, func(tx Tx) error {
+		due, err := tx.LockDueDeliveries(ctx, now, limit)
+		if err != nil {
+			return err
+		}
+		out = due
+		for i := range out {
+			out[i].Attempts++
+			out[i].NextAttemptAt = work.Timestamp(now.Add(hold))
+			if err := tx.PutDelivery(ctx, out[i].Delivery); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// RecordAttempt stores the outcome of an attempt, if it is still the delivery's latest
+// (no later claim began another, the delivery is pending and its webhook exists), and
+// reports whether it did.
+func (db *DB) RecordAttempt(ctx context.Context, a Attempt) (bool, error) {
+	var done bool
+	err := db.d.Write(ctx, func(tx Tx) error {
+		done = false
+		d, err := tx.LockDelivery(ctx, a.DeliveryID)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if d.Attempts != a.Number || !d.Pending() {
+			return nil
+		}
+		d.LastStatus, d.LastError = a.Status, a.Error
+		d.DeliveredAt, d.NextAttemptAt = work.Timestamp(a.DeliveredAt), work.Timestamp(a.NextAttemptAt)
+		done = true
+		return tx.PutDelivery(ctx, d)
+	})
+	return done, err
+}
+
+// NextDelivery returns the earliest time a pending delivery is due.
+func (db *DB) NextDelivery(ctx context.Context) (time.Time, bool, error) {
+	return db.d.NextDelivery(ctx)
+}
+
+// CountPendingDeliveries counts the deliveries neither delivered nor given up.
+func (db *DB) CountPendingDeliveries(ctx context.Context) (int, error) {
+	return db.d.CountPendingDeliveries(ctx)
 }
 
 // SeedWork inserts items as they are, in one transaction, applying no rule: for

@@ -71,6 +71,9 @@ type Reads interface {
 	Session(ctx context.Context, id string) (Session, error)
 	Sessions(ctx context.Context, p Page, environmentID string, includeArchived bool) ([]Session, bool, error)
 	Events(ctx context.Context, sessionID string, p Page) ([]Event, bool, error)
+	// Event returns one event of the session; ErrNotFound if the session has none with
+	// that ID.
+	Event(ctx context.Context, sessionID, id string) (Event, error)
 
 	Work(ctx context.Context, environmentID, id string) (work.Item, error)
 	WorkList(ctx context.Context, environmentID string, p Page, states []work.State) ([]work.Item, bool, error)
@@ -102,6 +105,17 @@ type Reads interface {
 	CountTokens(ctx context.Context) (int, error)
 
 	Idempotency(ctx context.Context, tokenID, key string) (Idempotency, error)
+
+	// Webhook returns a webhook of the environment (ErrNotFound for another's).
+	Webhook(ctx context.Context, environmentID, id string) (Webhook, error)
+	Webhooks(ctx context.Context, environmentID string, p Page) ([]Webhook, bool, error)
+	// WebhookIDs returns the IDs of every webhook of the environment, in ID order.
+	WebhookIDs(ctx context.Context, environmentID string) ([]string, error)
+	Deliveries(ctx context.Context, webhookID string, p Page) ([]Delivery, bool, error)
+	// NextDelivery returns the earliest NextAttemptAt of a pending delivery.
+	NextDelivery(ctx context.Context) (time.Time, bool, error)
+	// CountPendingDeliveries counts the pending deliveries (Delivery.Pending).
+	CountPendingDeliveries(ctx context.Context) (int, error)
 }
 
 // WorkKey names a work item.
@@ -136,7 +150,8 @@ type Tx interface {
 
 	InsertEnvironment(ctx context.Context, e Environment) error
 	PutEnvironment(ctx context.Context, e Environment) error
-	// DeleteEnvironment deletes the environment and its work items.
+	// DeleteEnvironment deletes the environment, its work items, and its webhooks with
+	// their deliveries.
 	DeleteEnvironment(ctx context.Context, id string) error
 
 	InsertSession(ctx context.Context, s Session) error
@@ -170,8 +185,26 @@ type Tx interface {
 	// PruneIdempotency deletes the records created before cutoff.
 	PruneIdempotency(ctx context.Context, cutoff time.Time) error
 
+	InsertWebhook(ctx context.Context, w Webhook) error
+	// DeleteWebhook deletes the webhook and its deliveries.
+	DeleteWebhook(ctx context.Context, id string) error
+	InsertDeliveries(ctx context.Context, ds []Delivery) error
+	// LockDueDeliveries returns up to limit pending deliveries due at or before now, the
+	// earliest first, with their webhooks' URL and secret, locked; rows that another
+	// transaction holds are skipped (on PostgreSQL FOR UPDATE SKIP LOCKED), so that
+	// concurrent claims, on any replica, never get the same delivery.
+	LockDueDeliveries(ctx context.Context, now time.Time, limit int) ([]Claimed, error)
+	LockDelivery(ctx context.Context, id string) (Delivery, error)
+	// PutDelivery writes the mutable fields of d (attempts, last status and error, next
+	// attempt, delivered at).
+	PutDelivery(ctx context.Context, d Delivery) error
+
 	// Notify tells the other replicas, once this transaction commits, that work became
 	// deliverable in the environment (store.Notifier). A single-process driver does
 	// nothing.
 	Notify(environmentID string)
+	// NotifyEvents tells the other replicas, once this transaction commits, that the
+	// session has new events or was deleted (store.EventNotifier). A single-process
+	// driver does nothing.
+	NotifyEvents(sessionID string)
 }

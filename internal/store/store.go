@@ -102,10 +102,69 @@ type Token struct {
 	RevokedAt     time.Time
 }
 
-// Page selects one page of a list in ascending ID order, or with Desc in descending ID
-// order. At most one of AfterID and BeforeID is set, and with Desc only BeforeID: a
-// descending page holds the Limit rows below BeforeID (from the newest without it),
-// newest first. Limit is at least 1.
+// Webhook is a webhook record (API.md §9): a URL that the environment's queued work is
+// announced to. Secret signs the deliveries, so it is kept as it is (unlike a token's).
+type Webhook struct {
+	ID            string
+	EnvironmentID string
+	URL           string
+	Description   string
+	Secret        string
+	CreatedAt     time.Time
+}
+
+// Delivery is one webhook's announcement of one queued work item (API.md §9), in the
+// outbox until it is delivered or given up. It is written in the transaction that queues
+// the item (one per webhook of the environment), due at once.
+type Delivery struct {
+	ID            string
+	WebhookID     string
+	EnvironmentID string
+	WorkID        string
+	SessionID     string
+	// Attempts counts the attempts begun (ClaimDeliveries), the one under way included.
+	Attempts int
+	// LastStatus is the HTTP status of the last finished attempt (0: none arrived or no
+	// attempt yet); LastError says why it failed ("" for none).
+	LastStatus int
+	LastError  string
+	// NextAttemptAt is when the delivery is due (zero once it is delivered or given up).
+	// While an attempt is under way it is where that attempt's claim ends.
+	NextAttemptAt time.Time
+	DeliveredAt   time.Time
+	CreatedAt     time.Time
+}
+
+// Pending reports whether the delivery is still to be made: neither delivered nor given
+// up.
+func (d Delivery) Pending() bool { return !d.NextAttemptAt.IsZero() }
+
+// Claimed is a delivery claimed for one attempt (ClaimDeliveries), with what the attempt
+// needs of its webhook. Its Attempts is the number of this attempt.
+type Claimed struct {
+	Delivery
+	URL    string
+	Secret string
+}
+
+// Attempt is the outcome of one attempt of a delivery, as RecordAttempt stores it.
+type Attempt struct {
+	DeliveryID string
+	// Number is the attempt's number (Claimed.Attempts): an outcome is stored only while
+	// it is still the delivery's latest attempt.
+	Number int
+	Status int    // the HTTP status; 0 when no answer arrived
+	Error  string // why the attempt failed; "" when it delivered
+	// DeliveredAt is set when the attempt delivered; NextAttemptAt when another attempt
+	// is due. Both zero: the delivery is given up.
+	DeliveredAt   time.Time
+	NextAttemptAt time.Time
+}
+
+// Page selects one page of a list in ascending ID order, or descending with Desc. At most
+// one of AfterID and BeforeID is set. Limit is at least 1. The cursors follow the list's
+// order: with Desc, AfterID selects the rows below the cursor (the next page of a
+// descending list) and BeforeID those above it.
 type Page struct {
 	Limit    int
 	AfterID  string
@@ -113,15 +172,15 @@ type Page struct {
 	Desc     bool
 }
 
-// TrimPage finishes a keyset page that was read with Limit+1 rows (descending for a
-// BeforeID or Desc page): it drops the extra row, which only tells whether there are more,
-// and puts the rows of an ascending page in ascending order. Stores share it so that every list pages alike.
+// TrimPage finishes a keyset page that was read with Limit+1 rows (in the reverse of the
+// list's order for a BeforeID page): it drops the extra row, which only tells whether
+// there are more, and puts the rows in the list's order. Stores share it so that every list pages alike.
 func TrimPage[T any](rows []T, p Page) (page []T, hasMore bool) {
 	hasMore = len(rows) > p.Limit
 	if hasMore {
 		rows = rows[:p.Limit]
 	}
-	if p.BeforeID != "" && !p.Desc {
+	if p.BeforeID != "" {
 		for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 {
 			rows[i], rows[j] = rows[j], rows[i]
 		}
@@ -166,6 +225,8 @@ type Change struct {
 type Expiry struct {
 	Item    work.Item
 	Requeue *work.Item
+	// Deliveries counts the webhook deliveries queued with Requeue.
+	Deliveries int
 }
 
 // Store is the storage contract. See the package comment for what holds for every
@@ -190,6 +251,9 @@ type Store interface {
 	DeleteSession(ctx context.Context, id string, now time.Time) ([]work.Item, error)
 	AppendEvents(ctx context.Context, sessionID string, events []Event, now time.Time) (Appended, error)
 	ListEvents(ctx context.Context, sessionID string, p Page) (events []Event, hasMore bool, err error)
+	GetEvent(ctx context.Context, sessionID, id string) (Event, error)
+	// OnEvents: see DB.OnEvents.
+	OnEvents(fn func(sessionID string))
 
 	ClaimWork(ctx context.Context, environmentID string, c work.Claim) (item work.Item, ok bool, err error)
 	NextReclaim(ctx context.Context, environmentID string, reclaim time.Duration) (at time.Time, ok bool, err error)
@@ -211,6 +275,16 @@ type Store interface {
 	TouchToken(ctx context.Context, id string, now time.Time) error
 	CountTokens(ctx context.Context) (int, error)
 
+	CreateWebhook(ctx context.Context, w Webhook) (Webhook, error)
+	GetWebhook(ctx context.Context, environmentID, id string) (Webhook, error)
+	ListWebhooks(ctx context.Context, environmentID string, p Page) (webhooks []Webhook, hasMore bool, err error)
+	DeleteWebhook(ctx context.Context, environmentID, id string) error
+	ListDeliveries(ctx context.Context, webhookID string, p Page) (deliveries []Delivery, hasMore bool, err error)
+	ClaimDeliveries(ctx context.Context, now time.Time, hold time.Duration, limit int) ([]Claimed, error)
+	RecordAttempt(ctx context.Context, a Attempt) (bool, error)
+	NextDelivery(ctx context.Context) (at time.Time, ok bool, err error)
+	CountPendingDeliveries(ctx context.Context) (int, error)
+
 	ReserveIdempotencyKey(ctx context.Context, rec Idempotency) (existing Idempotency, existed bool, err error)
 	CompleteIdempotencyKey(ctx context.Context, tokenID, key string, status int, body []byte) error
 	ReleaseIdempotencyKey(ctx context.Context, tokenID, key string) error
@@ -229,4 +303,13 @@ var _ Store = (*DB)(nil)
 // the server wakes its own pollers.
 type Notifier interface {
 	ListenWork(ctx context.Context, fn func(environmentID string), resync func()) error
+}
+
+// EventNotifier is implemented by stores that several server replicas share.
+// ListenEvents calls fn with a session's ID whenever another replica commits events of
+// that session or deletes it, until ctx ends. Notices are not durable, as with
+// ListenWork: resync is called each time the listener has begun listening, after which
+// the caller must look again at every session it follows.
+type EventNotifier interface {
+	ListenEvents(ctx context.Context, fn func(sessionID string), resync func()) error
 }

@@ -248,6 +248,27 @@ func RequeueAllowed(s SessionState) bool {
 	return s.Exists && !s.Archived && !s.HasLiveItem
 }
 
+// The session status event types (API.md §3), written by berth alone.
+const (
+	StatusRunningEvent = "session.status_running"
+	StatusIdleEvent    = "session.status_idle"
+	DeletedEvent       = "session.deleted"
+)
+
+// ChangesLease reports whether a change of an item from before to after starts or ends
+// its lease, the changes that can turn its session's status (API.md §3: running while one
+// of its items is starting, active or stopping) from idle to running or back.
+func ChangesLease(before, after Item) bool { return before.State.Leased() != after.State.Leased() }
+
+// LeaseChangedAt is when the change that started or ended after's lease happened: its
+// acknowledgement, or its stop.
+func LeaseChangedAt(after Item) time.Time {
+	if after.State.Leased() {
+		return after.AcknowledgedAt
+	}
+	return after.StoppedAt
+}
+
 // WakeEvent is the event type that wakes a dormant session.
 const WakeEvent = "user.message"
 

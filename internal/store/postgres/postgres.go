@@ -50,6 +50,10 @@ const migrationLock = 0x62657274 // "bert"
 // "<environment ID> <replica ID>".
 const workChannel = "berth_work"
 
+// eventsChannel is the NOTIFY channel of new events of a session (and of its deletion);
+// the payload is "<session_id> <replica>".
+const eventsChannel = "berth_events"
+
 // dialect is PostgreSQL's SQL: numbered placeholders and row locks.
 var dialect = &sqlrows.Dialect{
 	Numbered: true,
@@ -79,8 +83,9 @@ type driver struct {
 }
 
 var (
-	_ store.Store    = (*Store)(nil)
-	_ store.Notifier = (*Store)(nil)
+	_ store.Store         = (*Store)(nil)
+	_ store.Notifier      = (*Store)(nil)
+	_ store.EventNotifier = (*Store)(nil)
 )
 
 // Open connects to the database at url (postgres://…), applies pending migrations and
@@ -169,16 +174,21 @@ func (d *driver) Close() error {
 
 // ListenWork implements store.Notifier.
 func (s *Store) ListenWork(ctx context.Context, fn func(environmentID string), resync func()) error {
-	return s.d.listenWork(ctx, fn, resync)
+	return s.d.listenTo(ctx, workChannel, fn, resync)
 }
 
-// listenWork is ListenWork: it holds one connection LISTENing on the work
-// channel and calls fn for every notification from another replica, until ctx ends. A
-// lost connection is re-established after a second; resync is called each time LISTEN
-// has taken effect, since notices sent meanwhile were lost.
-func (d *driver) listenWork(ctx context.Context, fn func(environmentID string), resync func()) error {
+// ListenEvents implements store.EventNotifier.
+func (s *Store) ListenEvents(ctx context.Context, fn func(sessionID string), resync func()) error {
+	return s.d.listenTo(ctx, eventsChannel, fn, resync)
+}
+
+// listenTo holds one connection LISTENing on channel and calls fn with the first word of
+// every notification from another replica, until ctx ends. A lost connection is
+// re-established after a second; resync is called each time LISTEN has taken effect,
+// since notices sent meanwhile were lost.
+func (d *driver) listenTo(ctx context.Context, channel string, fn func(string), resync func()) error {
 	for ctx.Err() == nil {
-		err := d.listen(ctx, fn, resync)
+		err := d.listen(ctx, channel, fn, resync)
 		if ctx.Err() != nil {
 			break
 		}
@@ -193,13 +203,13 @@ func (d *driver) listenWork(ctx context.Context, fn func(environmentID string), 
 
 // listen holds a connection of its own, outside the pool: a pool connection held for
 // good would leave requests one short, and none at all with pool_max_conns=1.
-func (d *driver) listen(ctx context.Context, fn func(string), resync func()) error {
+func (d *driver) listen(ctx context.Context, channel string, fn func(string), resync func()) error {
 	conn, err := pgx.ConnectConfig(ctx, d.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+workChannel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
 		return err
 	}
 	resync()
@@ -208,9 +218,9 @@ func (d *driver) listen(ctx context.Context, fn func(string), resync func()) err
 		if err != nil {
 			return err
 		}
-		env, replica, _ := strings.Cut(n.Payload, " ")
+		key, replica, _ := strings.Cut(n.Payload, " ")
 		if replica != d.replica {
-			fn(env)
+			fn(key)
 		}
 	}
 }

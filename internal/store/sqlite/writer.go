@@ -147,11 +147,21 @@ func (t *tx) ClaimNext(ctx context.Context, environmentID string, c work.Claim) 
 	return t.OldestDeliverable(ctx, environmentID, c, "")
 }
 
+// LockDueDeliveries implements store.Tx: no other write runs while this one does, so the
+// rows need no lock.
+func (t *tx) LockDueDeliveries(ctx context.Context, now time.Time, limit int) ([]store.Claimed, error) {
+	return t.DueDeliveries(ctx, now, limit, "")
+}
+
 // NewID implements store.Tx.
 func (t *tx) NewID(prefix string) string { return t.b.d.ids.New(prefix) }
 
 // Notify implements store.Tx: one process, whose server wakes its own pollers.
 func (t *tx) Notify(string) {}
+
+// NotifyEvents implements store.Tx: one process, whose streams hear of events from the
+// store itself (store.DB.OnEvents).
+func (t *tx) NotifyEvents(string) {}
 
 // The writes to the tables the read cache keeps mark the batch.
 

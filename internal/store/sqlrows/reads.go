@@ -70,6 +70,11 @@ func (o Ops) Events(ctx context.Context, sessionID string, p store.Page) ([]stor
 	return list(ctx, o, scanEvent, "events", "SELECT "+eventColumns+" FROM events WHERE session_id = ?", []any{sessionID}, p)
 }
 
+// Event implements store.Reads.
+func (o Ops) Event(ctx context.Context, sessionID, id string) (store.Event, error) {
+	return one(ctx, o, scanEvent, "event", id, "SELECT "+eventColumns+" FROM events WHERE id = ? AND session_id = ?", id, sessionID)
+}
+
 // Work implements store.Reads.
 func (o Ops) Work(ctx context.Context, environmentID, id string) (work.Item, error) {
 	return one(ctx, o, scanWork, "work", id, "SELECT "+workColumns+" FROM work WHERE id = ? AND environment_id = ?", id, environmentID)

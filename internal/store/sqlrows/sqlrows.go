@@ -191,24 +191,23 @@ func metadataJSON(m work.Metadata) string {
 }
 
 // page appends the keyset condition and order of p to a query whose WHERE clause is
-// already open, and returns the query and its arguments. Rows come back descending for a
-// before_id or a descending page, and one more than the limit: store.TrimPage finishes the page.
+// already open, and returns the query and its arguments. Rows come back in the reverse of
+// the list's order for a before_id page, and one more than the limit: store.TrimPage
+// finishes the page.
 func page(q string, args []any, p store.Page) (string, []any) {
+	forward, backward, after, before := " ORDER BY id", " ORDER BY id DESC", " AND id > ?", " AND id < ?"
+	if p.Desc {
+		forward, backward, after, before = backward, forward, before, after
+	}
 	switch {
-	case p.Desc:
-		if p.BeforeID != "" {
-			q += " AND id < ?"
-			args = append(args, p.BeforeID)
-		}
-		q += " ORDER BY id DESC"
 	case p.BeforeID != "":
-		q += " AND id < ? ORDER BY id DESC"
+		q += before + backward
 		args = append(args, p.BeforeID)
 	case p.AfterID != "":
-		q += " AND id > ? ORDER BY id"
+		q += after + forward
 		args = append(args, p.AfterID)
 	default:
-		q += " ORDER BY id"
+		q += forward
 	}
 	q += " LIMIT ?"
 	args = append(args, p.Limit+1)

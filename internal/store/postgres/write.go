@@ -87,7 +87,6 @@ func (d *driver) PutWorkIf(ctx context.Context, it work.Item, version int64) (bo
 type idBatch struct {
 	d    *driver
 	c    *txConn
-	ids  id.Generator
 	last string // the last ID made, written back at the commit
 }
 
@@ -112,7 +111,9 @@ func (d *driver) beginInserts(ctx context.Context) (sqlrows.BatchTx[*tx], error)
 		conn.release(ctx)
 		return nil, fmt.Errorf("take the ID sequence: %w", err)
 	}
-	b.ids.Observe(b.last)
+	// The process's generator (id.New): above the last ID of the database, and above
+	// every ID this process made or saw, whichever store or replica made it.
+	id.Observe(b.last)
 	return b, nil
 }
 
@@ -176,7 +177,7 @@ func (t *tx) NewID(prefix string) string {
 	if t.batch == nil {
 		panic("postgres: NewID outside Insert")
 	}
-	s := t.batch.ids.New(prefix)
+	s := id.New(prefix)
 	t.batch.last = s
 	return s
 }

@@ -65,7 +65,6 @@ type driver struct {
 	rc    *stmtCache
 	group *sqlrows.Group[*tx]
 
-	ids     id.Generator
 	cache   *readCache
 	pollers *pollers
 	metrics atomic.Pointer[CommitMetrics]
@@ -178,7 +177,7 @@ func (d *driver) observeIDs(ctx context.Context, q interface {
 		if err := q.QueryRowContext(ctx, "SELECT max(id) FROM "+table).Scan(&max); err != nil {
 			return err
 		}
-		d.ids.Observe(max.String)
+		id.Observe(max.String)
 	}
 	return nil
 }

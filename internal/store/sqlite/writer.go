@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/berth-sh/berth/internal/id"
 	"github.com/berth-sh/berth/internal/store"
 	"github.com/berth-sh/berth/internal/store/sqlrows"
 	"github.com/berth-sh/berth/internal/work"
@@ -153,8 +154,10 @@ func (t *tx) LockDueDeliveries(ctx context.Context, now time.Time, limit int) ([
 	return t.DueDeliveries(ctx, now, limit, "")
 }
 
-// NewID implements store.Tx.
-func (t *tx) NewID(prefix string) string { return t.b.d.ids.New(prefix) }
+// NewID implements store.Tx: the process's generator, whose IDs are above those of the
+// file (observeIDs) and above every ID this process made, so that an ID made by the one
+// writer is in commit order and never below an ID the process handed out before.
+func (t *tx) NewID(prefix string) string { return id.New(prefix) }
 
 // Notify implements store.Tx: one process, whose server wakes its own pollers.
 func (t *tx) Notify(string) {}

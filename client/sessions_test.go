@@ -74,7 +74,7 @@ func TestSessionRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(sent[1].Raw, &body); err != nil || body.Text != "note" {
 		t.Errorf("event body %s: %v", sent[1].Raw, err)
 	}
-	events, err := b.admin.ListEvents(ctx, sess.ID, client.ListParams{})
+	events, err := b.admin.ListEvents(ctx, sess.ID, client.ListEventsParams{})
 	if err != nil {
 		t.Fatal(err)
 	}

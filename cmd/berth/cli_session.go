@@ -312,7 +312,7 @@ func sessionEventsCmd(a *apiConn) *cobra.Command {
 		ValidArgsFunction: completeSessions(a),
 		RunE: a.run(func(ctx context.Context, args []string) error {
 			return cliList(ctx, a, &l, eventCols, eventRow, func(ctx context.Context, p client.ListParams) (*client.Page[client.Event], error) {
-				return a.c.ListEvents(ctx, args[0], p)
+				return a.c.ListEvents(ctx, args[0], client.ListEventsParams{ListParams: p})
 			})
 		}),
 	}

@@ -65,6 +65,12 @@ func (f *follow) next(t *testing.T) client.Event {
 	case e := <-f.events:
 		return e
 	case err := <-f.done:
+		select {
+		case e := <-f.events: // sent before the end: both were ready
+			f.done <- err
+			return e
+		default:
+		}
 		t.Fatalf("the stream ended (%v) where an event was expected", err)
 	}
 	return client.Event{}
@@ -77,6 +83,11 @@ func (f *follow) end(t *testing.T) error {
 	case e := <-f.events:
 		t.Fatalf("event %s %s where the end of the stream was expected", e.ID, e.Type)
 	case err := <-f.done:
+		select {
+		case e := <-f.events:
+			t.Fatalf("event %s %s where the end of the stream was expected", e.ID, e.Type)
+		default:
+		}
 		return err
 	}
 	return nil

@@ -66,8 +66,12 @@ var ErrStreamEnded = errors.New("berth: event stream: the server ended it ([DONE
 //   - with ctx's error when ctx ends, and as soon as the loop breaks.
 //
 // Everything else (a transport error, 408, 429, 5xx, an end of stream before a terminal
-// event) is reconnected, for as long as ctx lasts: bound it with ctx, and watch the
-// attempts with params.OnReconnect.
+// event) is reconnected, for as long as ctx lasts once a connection has been made: bound
+// it with ctx, and watch the attempts with params.OnReconnect. Until then, the first
+// connection is tried as often as any GET (see WithMaxRetries), and its last failure
+// ends the iteration, so that a wrong URL or a server that is down is told at once. An
+// http.Client with a Timeout (WithHTTPClient) cuts each connection after it; the stream
+// then reconnects.
 //
 // Where it starts: params.LastEventID, else with params.History the session's first
 // event, else the events committed after the call. For the latter it reads the newest
@@ -124,11 +128,13 @@ func (s *eventStream) run() error {
 		// from the start it is.
 	}
 	failures := 0
+	connected := false
 	for {
 		began := time.Now()
 		resp, err := s.connect()
 		var yielded bool
 		if err == nil {
+			connected = true
 			if s.params.OnConnect != nil {
 				s.params.OnConnect()
 			}
@@ -143,6 +149,10 @@ func (s *eventStream) run() error {
 		case s.ctx.Err() != nil:
 			return fmt.Errorf("berth: event stream of %s: %w", s.sessionID, context.Cause(s.ctx))
 		case !retryableStreamError(err):
+			return err
+		case !connected && failures >= s.c.maxRetries:
+			// Never connected: a wrong URL or a server that is down, told as any GET
+			// tells it.
 			return err
 		}
 		if yielded || time.Since(began) >= healthyStream {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth-sh/berth/client"
 )
@@ -185,5 +186,21 @@ func TestStreamEventsBreak(t *testing.T) {
 	}
 	if s.attempts() != 1 {
 		t.Errorf("%d connections", s.attempts())
+	}
+}
+
+// TestStreamEventsFirstConnection: until a connection has been made, failures are retried
+// as any GET (WithMaxRetries), then end the stream.
+func TestStreamEventsFirstConnection(t *testing.T) {
+	t.Parallel()
+	s := newScript(t, func(n int, w http.ResponseWriter, r *http.Request) { resetConnection(t, w) })
+	reconnects := 0
+	var err error
+	for _, err = range s.client(client.WithMaxRetries(2)).StreamEvents(t.Context(), "sess_1", client.StreamEventsParams{
+		LastEventID: "evt_0", OnReconnect: func(error, time.Duration) { reconnects++ }}) {
+	}
+	var e *client.Error
+	if err == nil || errors.As(err, &e) || s.attempts() != 3 || reconnects != 2 {
+		t.Fatalf("err %v after %d connections and %d reconnects, want a transport error after 3 and 2", err, s.attempts(), reconnects)
 	}
 }

@@ -56,7 +56,8 @@ type Exec struct {
 	// reconnects by itself with no gap and no duplicate). A user.interrupt is such a line
 	// too, and nothing more: the command decides what an interrupt means to it. Stdin
 	// ends after the session.deleted line, and when the command's item ends; should the
-	// stream end otherwise (the server refuses it), it ends too, and the reason is logged.
+	// stream be refused (an API error), it ends too, and the reason is logged; a server
+	// that cannot be reached is tried again, with a backoff, for as long as the command runs.
 	// Without Events, stdin is the item's JSON alone, as the poll answered it.
 	Events bool
 }
@@ -359,24 +360,49 @@ func jsonLine(b []byte) []byte {
 }
 
 // feedEvents writes each event of the job's session to w, one JSON line each: the
-// history, then the live events, until the session is deleted, ctx ends (the command
-// has exited) or a write fails (the command closed its stdin, or finish closed the
-// pipe).
+// history, then the live events, until the session is deleted, the server refuses the
+// stream (an API error), ctx ends (the command has exited) or a write fails (the
+// command closed its stdin, or finish closed the pipe). A stream that could not connect
+// at all (the server unreachable for a while) is started again after a backoff, from
+// the last event written.
 func feedEvents(ctx context.Context, job Job, w io.Writer, log *slog.Logger) {
-	p := client.StreamEventsParams{
-		History: true,
-		OnReconnect: func(err error, wait time.Duration) {
-			log.Info("session event stream interrupted; reconnecting", "session_id", job.Work.Data.ID, "err", err, "wait", wait)
-		},
-	}
-	for ev, err := range job.Client.StreamEvents(ctx, job.Work.Data.ID, p) {
-		if err != nil {
-			if ctx.Err() == nil {
-				log.Warn("session event stream ended; closing the command's stdin", "session_id", job.Work.Data.ID, "err", err)
+	sessionID := job.Work.Data.ID
+	last := ""
+	backoff := client.Backoff{Initial: time.Second, Max: 30 * time.Second}
+	for attempt := 0; ; attempt++ {
+		p := client.StreamEventsParams{
+			LastEventID: last,
+			History:     last == "",
+			OnReconnect: func(err error, wait time.Duration) {
+				log.Info("session event stream interrupted; reconnecting", "session_id", sessionID, "err", err, "wait", wait)
+			},
+		}
+		var end error
+		for ev, err := range job.Client.StreamEvents(ctx, sessionID, p) {
+			if err != nil {
+				end = err
+				break
 			}
+			if _, err := w.Write(jsonLine(ev.Raw)); err != nil {
+				return
+			}
+			last = ev.ID
+		}
+		var apiErr *client.Error
+		switch {
+		case end == nil || ctx.Err() != nil:
+			return // the session was deleted, or the command is done
+		case errors.As(end, &apiErr):
+			log.Warn("session event stream refused; closing the command's stdin", "session_id", sessionID, "err", end)
 			return
 		}
-		if _, err := w.Write(jsonLine(ev.Raw)); err != nil {
+		wait := backoff.Delay(attempt)
+		log.Warn("session event stream could not connect; trying again", "session_id", sessionID, "err", end, "wait", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
 			return
 		}
 	}

@@ -25,7 +25,7 @@ func benchCmd() *cobra.Command {
 	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure berth: lifecycle, ceiling, pickup, scale, fleet",
+		Short: "Measure berth: lifecycle, ceiling, pickup, scale, fleet, stream",
 		Long: `Measure berth against a server the bench starts: by default a 'berth serve' child
 process of this same binary, on a temporary SQLite database (--database-url for
 PostgreSQL), stopped with SIGTERM at the end; its CPU time and peak memory over the
@@ -46,6 +46,9 @@ runs in-process: it fills the store directly.
   fleet      N idle workers (default 10,000), each on its own connection, polling an
              empty queue as the SDK workers do (block_ms=999, then a pause of 1–3 s);
              polls/s, errors, latency beyond the block, the server's CPU and RSS
+  stream     S sessions × M event streams each (default 100 × 10) while writers post
+             events at a rate; commit → frame latency p50/p99/max, events/s, slow
+             readers cut, missed or duplicated events, the server's CPU and RSS
 
 CPU is reported in cores: CPU seconds (user + system, /proc/<pid>/stat) ÷ wall seconds
 over the measured window; peak RSS is the process's VmHWM. The load generator's own
@@ -55,6 +58,8 @@ bottleneck.`,
   berth bench pickup --pollers 1000
   berth bench fleet --workers 10000 --duration 60s
   berth bench fleet --database-url postgres://…
+  berth bench stream --sessions 100 --streams 10 --rate 200 --duration 30s
+  berth bench stream --database-url postgres://… --replicas 2
   berth bench scale --scale-items 1000000 --json
   berth bench lifecycle --url http://127.0.0.1:8080/api/v1/cloud --token "$(cat berth-data/admin-token)"`,
 	}
@@ -65,11 +70,17 @@ bottleneck.`,
 	f.StringVar(&o.DatabaseURL, "database-url", "", "the server started uses this PostgreSQL database")
 	f.StringVar(&o.DataDir, "data-dir", "", "SQLite directory of the server started (default: a temporary one)")
 	f.IntVar(&o.Workers, "workers", 0, "lifecycle/ceiling: concurrent workers (default 8); fleet: idle workers (default 10000)")
-	f.DurationVar(&o.Duration, "duration", 0, "lifecycle/ceiling: how long each pass runs (default 10s; lifecycle runs two: itself, then the ceiling); fleet: the measured window after the warm-up (default 60s)")
+	f.DurationVar(&o.Duration, "duration", 0, "lifecycle/ceiling: how long each pass runs (default 10s; lifecycle runs two: itself, then the ceiling); fleet: the measured window after the warm-up (default 60s); stream: how long the writers post (default 30s)")
 	f.IntVar(&o.Items, "items", 0, "lifecycle: stop after this many items instead of --duration")
 	f.IntVar(&o.Pollers, "pollers", 100, "pickup: parked long-pollers")
 	f.IntVar(&o.Samples, "samples", 200, "pickup: sessions measured; scale: rounds per size")
 	f.IntVar(&o.ScaleItems, "scale-items", 1_000_000, "scale: items stored")
+	f.IntVar(&o.Sessions, "sessions", 0, "stream: sessions (default 100)")
+	f.IntVar(&o.StreamsPerSession, "streams", 0, "stream: event streams open on each session (default 10)")
+	f.IntVar(&o.Writers, "writers", 0, "stream: concurrent writers posting events (default 16)")
+	f.Float64Var(&o.Rate, "rate", 0, "stream: events/s posted over all sessions (default 200)")
+	f.IntVar(&o.Replicas, "replicas", 1, "stream: 2 starts a second server on --database-url; the streams read from one, the writers post to the other")
+	f.StringVar(&o.WriterURL, "writer-url", "", "stream: with --url, a second external server (same database) for the writers")
 	f.StringArrayVar(&o.ServerEnv, "server-env", nil, "NAME=VALUE added to the environment of the server child process (GOGC, GOMEMLIMIT, GOMAXPROCS…); repeatable")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file: of the server child process (written when it stops), or of the whole run when in-process")
@@ -94,8 +105,25 @@ bottleneck.`,
 						return fmt.Errorf("--url needs --token (or BERTH_TOKEN)")
 					}
 				}
-				if o.Workers < 0 || o.Duration < 0 || o.Items < 0 || o.Pollers < 0 || o.Samples < 0 || o.ScaleItems < 0 {
-					return fmt.Errorf("--workers, --duration, --items, --pollers, --samples and --scale-items must not be negative")
+				if o.WriterURL != "" {
+					if o.URL == "" {
+						return fmt.Errorf("--writer-url goes with --url: both external servers")
+					}
+					base, err := apiBaseURL(o.WriterURL)
+					if err != nil {
+						return err
+					}
+					o.WriterURL = base
+				}
+				if o.Workers < 0 || o.Duration < 0 || o.Items < 0 || o.Pollers < 0 || o.Samples < 0 || o.ScaleItems < 0 ||
+					o.Sessions < 0 || o.StreamsPerSession < 0 || o.Writers < 0 || o.Rate < 0 {
+					return fmt.Errorf("--workers, --duration, --items, --pollers, --samples, --scale-items, --sessions, --streams, --writers and --rate must not be negative")
+				}
+				if o.Replicas < 1 || o.Replicas > 2 {
+					return fmt.Errorf("--replicas is 1 or 2")
+				}
+				if o.Replicas == 2 && (o.DatabaseURL == "" || o.URL != "" || inProcess) {
+					return fmt.Errorf("--replicas 2 starts two berth serve processes on one PostgreSQL database: it needs --database-url, and neither --url nor --in-process")
 				}
 				// scale seeds the store directly, and ceiling starts no server.
 				o.Spawn = o.URL == "" && !inProcess && name != "scale" && name != "ceiling"
@@ -169,12 +197,37 @@ default): with --in-process only the whole process's are known.
 Each worker holds one connection, and so does the server for each: 10,000 workers need
 about 10,300 open files in the bench (twice that --in-process). The bench raises its
 limit where it may, and says so where it may not.`
+	stream := withShort(run("stream", func(ctx context.Context, o bench.Options) (any, error) { return bench.Stream(ctx, o) }), "Session event streams while writers post: commit → frame latency, RSS, no event missed")
+	stream.Long = `--sessions sessions (default 100) with --streams event streams each (default 10: 1,000
+streams), each on its own connection, opened tail-only as a live follower opens them.
+Once every stream is open, --writers writers (default 16) post one agent.message event
+at a time, --rate events/s over all sessions (default 200), round robin, for --duration
+(default 30 s). Each event carries the time just before its POST was sent; each stream
+reader compares it with the frame's arrival: the latency, p50/p99/max over every frame
+of every stream, includes the POST up to its commit. A stream that ends early (a slow
+reader cut, a failure) resumes with Last-Event-ID, as the official clients do.
+
+After the writers stop, every stream must receive its session's last event; then each
+stream's events are checked against the session's history (GET …/events): every event
+after the stream's start, each once, in order. Missed, duplicated, out-of-order and
+unknown events must all be 0.
+
+Reported: events/s posted, POST latency, frames received, the latency against the
+target (p99 ≤ 10 ms on one server, ≤ 50 ms across replicas), slow readers cut (the
+server's berth_event_stream_slow_readers_total) and streams resumed, the check, and the
+server's CPU and peak RSS against ≤ 200 MiB.
+
+--replicas 2 (with --database-url) starts two berth serve processes on the database:
+the streams read from the first, the writers post to the second, so that every event
+reaches its streams through PostgreSQL's LISTEN/NOTIFY. --url with --writer-url does the
+same with two external servers.`
 	cmd.AddCommand(
 		lifecycle,
 		withShort(run("ceiling", func(ctx context.Context, o bench.Options) (any, error) { return bench.Ceiling(ctx, o) }), "The loopback ceiling: the same client load against a no-op handler"),
 		withShort(run("pickup", func(ctx context.Context, o bench.Options) (any, error) { return bench.Pickup(ctx, o) }), "Enqueue → poll response latency with parked long-pollers"),
 		withShort(run("scale", func(ctx context.Context, o bench.Options) (any, error) { return bench.Scale(ctx, o) }), "Hot-call p50 at N stored items against 1,000 (always in-process)"),
 		fleet,
+		stream,
 	)
 	return cmd
 }
@@ -266,6 +319,33 @@ func printResult(res any) {
 			fmt.Fprintf(w, "target: server CPU ≤ %.2f core\t%s\n", bench.FleetTargetCores, metOrNot(s.CPUCores <= bench.FleetTargetCores))
 			fmt.Fprintf(w, "target: server RSS ≤ %d MiB\t%s\n", bench.FleetTargetRSSMiB, metOrNot(bench.MiB(s.PeakRSSBytes) <= bench.FleetTargetRSSMiB))
 		}
+	case *bench.StreamResult:
+		fmt.Fprintf(w, "stream on %s\n", r.Target)
+		fmt.Fprintf(w, "streams\t%d (%d sessions × %d), opened in %.1f s; server counts %d open\n", r.Streams, r.Sessions, r.StreamsPerSession, r.OpenSeconds, r.OpenStreams)
+		fmt.Fprintf(w, "writers\t%d, asked %.0f events/s for %.1f s\n", r.Writers, r.Rate, r.Seconds)
+		fmt.Fprintf(w, "events posted\t%d (%.0f/s), %d errors, %d sends late\n", r.Events, r.EventsPerSec, r.WriteErrors, r.Late)
+		fmt.Fprintf(w, "frames received\t%d (%.0f/s), drain %.3f s\n", r.Frames, r.FramesPerSec, r.DrainSeconds)
+		printLatencies(w, map[string]bench.Latency{"post events": r.Post, "send → frame": r.Latency, "POST answer → frame": r.AfterAnswer})
+		fmt.Fprintf(w, "slow readers cut (server)\t%d\nstreams resumed\t%d\nstream errors\t%d\n", r.SlowCut, r.Reconnects, r.StreamErrors)
+		fmt.Fprintf(w, "missed / duplicated / out of order / unknown\t%d / %d / %d / %d\n", r.Missed, r.Duplicated, r.OutOfOrder, r.Unknown)
+		if r.NotInHistory > 0 {
+			fmt.Fprintf(w, "posted but not in the history\t%d\n", r.NotInHistory)
+		}
+		for _, e := range r.ErrorSamples {
+			fmt.Fprintf(w, "  error\t%s\n", e)
+		}
+		printProcs(w, r.Server, r.LoadGenerator)
+		if s := r.WriterServer; s != nil {
+			fmt.Fprintf(w, "writers' server (pid %d) CPU\t%.3f cores\nwriters' server peak RSS\t%.1f MiB\n", s.PID, s.CPUCores, bench.MiB(s.PeakRSSBytes))
+		}
+		if rt := r.ServerRuntime; rt != nil {
+			fmt.Fprintf(w, "server runtime at the end\t%d goroutines, heap in use %.1f MiB, stacks %.1f MiB\n", rt.Goroutines, bench.MiB(rt.HeapInuseBytes), bench.MiB(rt.StackInuseBytes))
+		}
+		fmt.Fprintf(w, "target: p99 ≤ %.0f ms\t%s\n", r.TargetP99MS(), metOrNot(r.Latency.P99 <= r.TargetP99MS()))
+		if s := r.Server; s != nil {
+			fmt.Fprintf(w, "target: server RSS ≤ %d MiB\t%s\n", bench.StreamTargetRSSMiB, metOrNot(bench.MiB(s.PeakRSSBytes) <= bench.StreamTargetRSSMiB))
+		}
+		fmt.Fprintf(w, "every event once, in order\t%s\n", map[bool]string{true: "yes", false: "NO"}[r.Clean()])
 	case *bench.ScaleResult:
 		fmt.Fprintf(w, "scale on %s: %d against %d items (seeding took %.1f s)\n", r.Target, r.Large, r.Small, r.SeedSeconds)
 		fmt.Fprintln(w, "call\tp50 ms at small\tp50 ms at large\tratio")

@@ -95,3 +95,52 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 	errs = cli.fail(exitLocal, "bench", "fleet", "--workers", "-3")
 	wantContains(t, errs, "must not be negative")
 }
+
+// berth bench stream, briefly, against the berth serve it starts: every stream opens,
+// every event posted reaches every stream of its session once and in order (checked
+// against the history), and the report's figures add up.
+func TestBenchStream(t *testing.T) {
+	t.Parallel()
+	cli := &cliRunner{t: t}
+	const sessions, per = 3, 4
+	out := cli.ok("bench", "stream", "--sessions", "3", "--streams", "4", "--writers", "2", "--rate", "40", "--duration", "500ms", "--json")
+	var r bench.StreamResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("bench output: %v\n%s", err, out)
+	}
+	if r.Sessions != sessions || r.StreamsPerSession != per || r.Streams != sessions*per || r.Replicas != 1 {
+		t.Fatalf("shape: %d sessions × %d = %d streams, %d replicas", r.Sessions, r.StreamsPerSession, r.Streams, r.Replicas)
+	}
+	if r.OpenStreams != r.Streams {
+		t.Errorf("the server counted %d streams open, want %d", r.OpenStreams, r.Streams)
+	}
+	if !r.Clean() || r.Missed != 0 || r.Duplicated != 0 || r.WriteErrors != 0 || r.StreamErrors != 0 || len(r.ErrorSamples) != 0 {
+		t.Fatalf("missed %d, duplicated %d, out of order %d, unknown %d, not in history %d, write errors %d, stream errors %d: %q",
+			r.Missed, r.Duplicated, r.OutOfOrder, r.Unknown, r.NotInHistory, r.WriteErrors, r.StreamErrors, r.ErrorSamples)
+	}
+	// Round robin over the sessions, every event reaches every stream of its session
+	// (none is cut here, but a resumed stream would receive each event once as well).
+	if r.Events == 0 || r.Frames != r.Events*per {
+		t.Fatalf("%d events posted, %d frames received; want %d frames", r.Events, r.Frames, r.Events*per)
+	}
+	if r.Latency.Count != int(r.Frames) || r.AfterAnswer.Count != int(r.Frames) || r.Post.Count != int(r.Events) {
+		t.Errorf("latencies: %d send → frame, %d answer → frame, %d posts for %d frames of %d events", r.Latency.Count, r.AfterAnswer.Count, r.Post.Count, r.Frames, r.Events)
+	}
+	if r.Latency.P50 <= 0 || r.Latency.P99 < r.Latency.P50 || r.Latency.Max < r.Latency.P99 {
+		t.Errorf("send → frame latency out of order: %+v", r.Latency)
+	}
+	if s := r.Server; s == nil || s.PID <= 0 || s.PeakRSSBytes <= 0 || s.Seconds <= 0 || !strings.Contains(r.Target, "berth serve process") {
+		t.Fatalf("server figures: target %q, %+v", r.Target, s)
+	}
+}
+
+// --replicas 2 is two berth serve processes on one PostgreSQL database, and --writer-url a
+// second external server: without the rest, they are refused before anything starts.
+func TestBenchStreamRefusesBadFlags(t *testing.T) {
+	t.Parallel()
+	cli := &cliRunner{t: t}
+	wantContains(t, cli.fail(exitLocal, "bench", "stream", "--replicas", "2"), "--replicas 2", "--database-url")
+	wantContains(t, cli.fail(exitLocal, "bench", "stream", "--replicas", "3"), "--replicas is 1 or 2")
+	wantContains(t, cli.fail(exitLocal, "bench", "stream", "--writer-url", "http://127.0.0.1:1"), "--writer-url goes with --url")
+	wantContains(t, cli.fail(exitLocal, "bench", "stream", "--rate", "-1"), "must not be negative")
+}

@@ -84,20 +84,17 @@ func NewToken(name, role, environmentID string, now time.Time) (store.Token, str
 }
 
 var errNoToken = errUnauthenticated("Authentication required: send Authorization: Bearer <token>.")
+var errNoKey = errUnauthenticated("Authentication required: send Authorization: Bearer <token> or x-api-key: <token>.")
 var errBadToken = errUnauthenticated("Invalid or revoked token.")
 
 // authenticate finds the caller's token. Missing, malformed, unknown and revoked tokens
-// are 401; x-api-key is not a way in.
+// are 401. x-api-key is a way in only in the Anthropic dialect (API.md §8), and only
+// without an Authorization header, which is read first.
 func (c *call) authenticate() error {
-	h := c.r.Header.Get("Authorization")
-	if h == "" {
-		return errNoToken
+	secret, err := c.credential()
+	if err != nil {
+		return err
 	}
-	scheme, secret, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return errBadToken
-	}
-	secret = strings.TrimSpace(secret)
 	if !wellFormed(secret) {
 		return errBadToken
 	}
@@ -121,6 +118,26 @@ func (c *call) authenticate() error {
 		}
 	}
 	return nil
+}
+
+// credential reads the token secret of the request: Authorization: Bearer, or in the
+// Anthropic dialect x-api-key when there is no Authorization header.
+func (c *call) credential() (string, error) {
+	h := c.r.Header.Get("Authorization")
+	if h == "" {
+		if key := c.r.Header.Get("x-api-key"); key != "" && c.anthropic() {
+			return strings.TrimSpace(key), nil
+		}
+		if c.anthropic() {
+			return "", errNoKey
+		}
+		return "", errNoToken
+	}
+	scheme, secret, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", errBadToken
+	}
+	return strings.TrimSpace(secret), nil
 }
 
 // authorize checks the route's access against the token's role and binding. Worker tokens

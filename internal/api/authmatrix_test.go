@@ -42,6 +42,17 @@ type amCred struct {
 	name string
 	kind amKind
 	opts func(f *amFixture) []reqOpt
+	// apiKey is the credential's kind in the Anthropic dialect, which reads x-api-key
+	// (API.md §8); 0 (amNobody) for a credential that is kind there too.
+	apiKey amKind
+}
+
+// kindOn is what the credential is on rt.
+func (c amCred) kindOn(rt *api.Route) amKind {
+	if c.apiKey != amNobody && rt.Dialect == api.Anthropic {
+		return c.apiKey
+	}
+	return c.kind
 }
 
 // amBase62 is the token alphabet.
@@ -49,21 +60,31 @@ const amBase62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 
 // amCreds are the credentials every route is called with.
 var amCreds = []amCred{
-	{"no token", amNobody, func(*amFixture) []reqOpt { return []reqOpt{as("")} }},
-	{"malformed empty bearer", amNobody, func(*amFixture) []reqOpt { return []reqOpt{header("Authorization", "Bearer ")} }},
-	{"malformed basic scheme", amNobody, func(f *amFixture) []reqOpt { return []reqOpt{header("Authorization", "Basic "+f.h.admin)} }},
-	{"malformed no scheme", amNobody, func(f *amFixture) []reqOpt { return []reqOpt{header("Authorization", f.h.admin)} }},
-	{"malformed short secret", amNobody, func(*amFixture) []reqOpt { return []reqOpt{as("pt-" + amBase62[:39])} }},
-	{"malformed bad character", amNobody, func(f *amFixture) []reqOpt { return []reqOpt{as(f.h.admin[:len(f.h.admin)-1] + "!")} }},
-	{"malformed oversized secret", amNobody, func(*amFixture) []reqOpt { return []reqOpt{as("pt-" + strings.Repeat(amBase62, 5))} }},
-	{"unknown", amNobody, func(*amFixture) []reqOpt { return []reqOpt{as(api.NewSecret())} }},
-	{"revoked admin", amNobody, func(f *amFixture) []reqOpt { return []reqOpt{as(f.revokedAdmin)} }},
-	{"revoked bound worker", amNobody, func(f *amFixture) []reqOpt { return []reqOpt{as(f.revokedWorker)} }},
-	{"x-api-key only", amNobody, func(f *amFixture) []reqOpt { return []reqOpt{as(""), header("x-api-key", f.h.admin)} }},
-	{"admin", amAdmin, func(f *amFixture) []reqOpt { return []reqOpt{as(f.h.admin)} }},
-	{"member", amMember, func(f *amFixture) []reqOpt { return []reqOpt{as(f.member)} }},
-	{"worker bound here", amWorkerBound, func(f *amFixture) []reqOpt { return []reqOpt{as(f.workerA)} }},
-	{"worker of another environment", amWorkerOther, func(f *amFixture) []reqOpt { return []reqOpt{as(f.workerB)} }},
+	{"no token", amNobody, func(*amFixture) []reqOpt { return []reqOpt{as("")} }, amNobody},
+	{"malformed empty bearer", amNobody, func(*amFixture) []reqOpt { return []reqOpt{header("Authorization", "Bearer ")} }, amNobody},
+	{"malformed basic scheme", amNobody, func(f *amFixture) []reqOpt { return []reqOpt{header("Authorization", "Basic "+f.h.admin)} }, amNobody},
+	{"malformed no scheme", amNobody, func(f *amFixture) []reqOpt { return []reqOpt{header("Authorization", f.h.admin)} }, amNobody},
+	{"malformed short secret", amNobody, func(*amFixture) []reqOpt { return []reqOpt{as("pt-" + amBase62[:39])} }, amNobody},
+	{"malformed bad character", amNobody, func(f *amFixture) []reqOpt { return []reqOpt{as(f.h.admin[:len(f.h.admin)-1] + "!")} }, amNobody},
+	{"malformed oversized secret", amNobody, func(*amFixture) []reqOpt { return []reqOpt{as("pt-" + strings.Repeat(amBase62, 5))} }, amNobody},
+	{"unknown", amNobody, func(*amFixture) []reqOpt { return []reqOpt{as(api.NewSecret())} }, amNobody},
+	{"revoked admin", amNobody, func(f *amFixture) []reqOpt { return []reqOpt{as(f.revokedAdmin)} }, amNobody},
+	{"revoked bound worker", amNobody, func(f *amFixture) []reqOpt { return []reqOpt{as(f.revokedWorker)} }, amNobody},
+	{"x-api-key only", amNobody, func(f *amFixture) []reqOpt { return []reqOpt{as(""), header("x-api-key", f.h.admin)} }, amAdmin},
+	{"x-api-key member", amNobody, func(f *amFixture) []reqOpt { return []reqOpt{as(""), header("x-api-key", f.member)} }, amMember},
+	{"x-api-key worker bound here", amNobody, func(f *amFixture) []reqOpt { return []reqOpt{as(""), header("x-api-key", f.workerA)} }, amWorkerBound},
+	{"x-api-key worker of another environment", amNobody, func(f *amFixture) []reqOpt { return []reqOpt{as(""), header("x-api-key", f.workerB)} }, amWorkerOther},
+	{"x-api-key unknown", amNobody, func(*amFixture) []reqOpt { return []reqOpt{as(""), header("x-api-key", api.NewSecret())} }, amNobody},
+	{"x-api-key revoked", amNobody, func(f *amFixture) []reqOpt { return []reqOpt{as(""), header("x-api-key", f.revokedAdmin)} }, amNobody},
+	{"x-api-key malformed", amNobody, func(*amFixture) []reqOpt { return []reqOpt{as(""), header("x-api-key", "Bearer pt-x")} }, amNobody},
+	// Authorization is read first: a bad bearer is not rescued by a good x-api-key.
+	{"bad bearer with x-api-key", amNobody, func(f *amFixture) []reqOpt {
+		return []reqOpt{as(api.NewSecret()), header("x-api-key", f.h.admin)}
+	}, amNobody},
+	{"admin", amAdmin, func(f *amFixture) []reqOpt { return []reqOpt{as(f.h.admin)} }, amNobody},
+	{"member", amMember, func(f *amFixture) []reqOpt { return []reqOpt{as(f.member)} }, amNobody},
+	{"worker bound here", amWorkerBound, func(f *amFixture) []reqOpt { return []reqOpt{as(f.workerA)} }, amNobody},
+	{"worker of another environment", amWorkerOther, func(f *amFixture) []reqOpt { return []reqOpt{as(f.workerB)} }, amNobody},
 }
 
 // amOutcome is what a route answers a credential.
@@ -256,12 +277,15 @@ func (f *amFixture) snapshot(t *testing.T) string {
 
 // amKey is a route's key in amBodies and amNon2xx.
 func amKey(rt *api.Route) string {
+	if rt.Dialect == api.Anthropic {
+		return rt.Method + " " + strings.TrimPrefix(rt.Pattern, api.AnthropicBasePath)
+	}
 	return rt.Method + " " + strings.TrimPrefix(rt.Pattern, api.BasePath)
 }
 
 // TestAuthMatrix calls every route of the route table with every credential of amCreds:
 // 401 authentication_error for no, malformed, unknown or revoked tokens and for x-api-key
-// alone; 403 permission_error for a worker of another environment on the worker routes,
+// alone (except in the Anthropic dialect, API.md §8, where x-api-key is the token too); 403 permission_error for a worker of another environment on the worker routes,
 // for any worker on member and admin routes, for a member on admin routes; for an admitted
 // credential an answer that is neither (a 2xx, unless amNon2xx says why not); 200 for
 // everyone on public routes. Refused requests change nothing; each admitted non-GET
@@ -275,7 +299,7 @@ func TestAuthMatrix(t *testing.T) {
 	safe := strings.NewReplacer("{", "", "}", "", "/", "_")
 	for _, rt := range routes {
 		for _, c := range amCreds {
-			if _, ok := amExpect(rt.Access, c.kind); !ok {
+			if _, ok := amExpect(rt.Access, c.kindOn(rt)); !ok {
 				t.Fatalf("route %s %s has Access %d, which the auth matrix does not know: add it to amExpect", rt.Method, rt.Pattern, rt.Access)
 			}
 		}
@@ -294,7 +318,7 @@ func amRoute(t *testing.T, rt *api.Route) {
 	before := f.snapshot(t)
 	var admitted []amCred
 	for _, c := range amCreds {
-		want, _ := amExpect(rt.Access, c.kind)
+		want, _ := amExpect(rt.Access, c.kindOn(rt))
 		label := rt.Method + " " + rt.Pattern + " as " + c.name
 		switch want {
 		case amPublic:

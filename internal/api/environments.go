@@ -217,7 +217,7 @@ func (s *Server) createEnvironment(c *call) error {
 
 func (s *Server) listEnvironments(c *call) error {
 	q := c.r.URL.Query()
-	p, err := pageParams(q, id.Environment)
+	p, err := c.pageParams(id.Environment)
 	if err != nil {
 		return err
 	}

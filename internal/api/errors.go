@@ -116,6 +116,20 @@ func asAPIError(err error, notFound *apiError) *apiError {
 	return &internal
 }
 
+// withErrorCode is e with error.details.error_code set to code, besides the details e
+// already has (API.md §8).
+func withErrorCode(e *apiError, code string) *apiError {
+	out := *e
+	details := map[string]any{"error_code": code}
+	if m, ok := e.Details.(map[string]any); ok {
+		for k, v := range m {
+			details[k] = v
+		}
+	}
+	out.Details = details
+	return &out
+}
+
 // currentState is error.details.current_state of a 412 [ext].
 type currentState struct {
 	State         string    `json:"state"`

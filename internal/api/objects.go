@@ -73,7 +73,12 @@ type workJSON struct {
 	StopRequestedAt   timestamp     `json:"stop_requested_at"`
 	StoppedAt         timestamp     `json:"stopped_at"`
 	Metadata          work.Metadata `json:"metadata"`
+	// Secret is the Anthropic dialect's "secret": null (API.md §8), absent in the other.
+	Secret json.RawMessage `json:"secret,omitempty"`
 }
+
+// jsonNull is the JSON literal null, as a value to write.
+var jsonNull = json.RawMessage("null")
 
 func workObject(it work.Item) workJSON {
 	return workJSON{

@@ -16,7 +16,20 @@ const (
 	// maxEventLimit is the event history's larger page (API.md §3): the official workers
 	// read a session's history with limit=1000.
 	maxEventLimit = 1000
+	// maxAnthropicLimit is the largest page of every list in the Anthropic dialect
+	// (API.md §8).
+	maxAnthropicLimit = 1000
 )
+
+// pageParams reads limit, page, before_id and after_id (API.md §1 "Pagination") for a
+// list of the call's dialect: limit up to 100, in the Anthropic dialect (API.md §8) up
+// to 1000.
+func (c *call) pageParams(prefix string) (store.Page, error) {
+	if c.anthropic() {
+		return pageParamsUpTo(c.r.URL.Query(), prefix, maxAnthropicLimit)
+	}
+	return pageParams(c.r.URL.Query(), prefix)
+}
 
 // pageParams reads limit, page, before_id and after_id (API.md §1 "Pagination"). Cursors
 // are IDs of the listed resource (prefix); page is the opaque next_page of an earlier

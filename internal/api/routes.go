@@ -32,57 +32,96 @@ const (
 	WorkerSession
 )
 
+// Dialect is the API a route speaks: the same handlers answer both, with the differences
+// of API.md §8.
+type Dialect int
+
+const (
+	// Cloud is the dialect of API.md §1–§7, under BasePath.
+	Cloud Dialect = iota
+	// Anthropic is the dialect of API.md §8 (Anthropic's self-hosted environments API),
+	// under AnthropicBasePath.
+	Anthropic
+)
+
 // Route is one method and path pattern (net/http ServeMux syntax) that the server serves.
 type Route struct {
 	Method  string
 	Pattern string
 	Access  Access
+	Dialect Dialect
 	handle  func(*call) error
+}
+
+// anthropicRoutes are the routes, as "METHOD pattern" under BasePath, that API.md §8 also
+// serves in the Anthropic dialect under AnthropicBasePath: the eight work operations and
+// a worker's session reads and event calls.
+var anthropicRoutes = map[string]bool{
+	"GET /environments/{environment_id}/work":                      true,
+	"GET /environments/{environment_id}/work/poll":                 true,
+	"GET /environments/{environment_id}/work/stats":                true,
+	"GET /environments/{environment_id}/work/{work_id}":            true,
+	"POST /environments/{environment_id}/work/{work_id}":           true,
+	"POST /environments/{environment_id}/work/{work_id}/ack":       true,
+	"POST /environments/{environment_id}/work/{work_id}/heartbeat": true,
+	"POST /environments/{environment_id}/work/{work_id}/stop":      true,
+	"GET /sessions/{session_id}":                                   true,
+	"GET /sessions/{session_id}/events":                            true,
+	"POST /sessions/{session_id}/events":                           true,
+	"GET /sessions/{session_id}/events/stream":                     true,
 }
 
 func (s *Server) register() {
 	b := BasePath
 	s.routes = []*Route{
-		{"POST", b + "/environments", Members, s.createEnvironment},
-		{"GET", b + "/environments", Members, s.listEnvironments},
-		{"GET", b + "/environments/{environment_id}", WorkerEnvironment, s.getEnvironment},
-		{"POST", b + "/environments/{environment_id}", Members, s.updateEnvironment},
-		{"DELETE", b + "/environments/{environment_id}", AdminOnly, s.deleteEnvironment},
-		{"POST", b + "/environments/{environment_id}/archive", Members, s.archiveEnvironment},
+		{"POST", b + "/environments", Members, Cloud, s.createEnvironment},
+		{"GET", b + "/environments", Members, Cloud, s.listEnvironments},
+		{"GET", b + "/environments/{environment_id}", WorkerEnvironment, Cloud, s.getEnvironment},
+		{"POST", b + "/environments/{environment_id}", Members, Cloud, s.updateEnvironment},
+		{"DELETE", b + "/environments/{environment_id}", AdminOnly, Cloud, s.deleteEnvironment},
+		{"POST", b + "/environments/{environment_id}/archive", Members, Cloud, s.archiveEnvironment},
 
-		{"GET", b + "/environments/{environment_id}/work", WorkerEnvironment, s.listWork},
-		{"GET", pollPattern, WorkerEnvironment, s.pollWork},
-		{"GET", b + "/environments/{environment_id}/work/stats", WorkerEnvironment, s.workStats},
-		{"GET", b + "/environments/{environment_id}/work/{work_id}", WorkerEnvironment, s.getWork},
-		{"POST", b + "/environments/{environment_id}/work/{work_id}", WorkerEnvironment, s.updateWork},
-		{"POST", b + "/environments/{environment_id}/work/{work_id}/ack", WorkerEnvironment, s.ackWork},
-		{"POST", b + "/environments/{environment_id}/work/{work_id}/heartbeat", WorkerEnvironment, s.heartbeatWork},
-		{"POST", b + "/environments/{environment_id}/work/{work_id}/stop", WorkerEnvironment, s.stopWork},
+		{"GET", b + "/environments/{environment_id}/work", WorkerEnvironment, Cloud, s.listWork},
+		{"GET", b + pollPattern, WorkerEnvironment, Cloud, s.pollWork},
+		{"GET", b + "/environments/{environment_id}/work/stats", WorkerEnvironment, Cloud, s.workStats},
+		{"GET", b + "/environments/{environment_id}/work/{work_id}", WorkerEnvironment, Cloud, s.getWork},
+		{"POST", b + "/environments/{environment_id}/work/{work_id}", WorkerEnvironment, Cloud, s.updateWork},
+		{"POST", b + "/environments/{environment_id}/work/{work_id}/ack", WorkerEnvironment, Cloud, s.ackWork},
+		{"POST", b + "/environments/{environment_id}/work/{work_id}/heartbeat", WorkerEnvironment, Cloud, s.heartbeatWork},
+		{"POST", b + "/environments/{environment_id}/work/{work_id}/stop", WorkerEnvironment, Cloud, s.stopWork},
 
-		{"POST", b + "/sessions", Members, s.createSession},
-		{"GET", b + "/sessions", Members, s.listSessions},
-		{"GET", b + "/sessions/{session_id}", WorkerSession, s.getSession},
-		{"POST", b + "/sessions/{session_id}", Members, s.updateSession},
-		{"DELETE", b + "/sessions/{session_id}", Members, s.deleteSession},
-		{"POST", b + "/sessions/{session_id}/archive", Members, s.archiveSession},
-		{"POST", b + "/sessions/{session_id}/cancel", Members, s.cancelSession},
-		{"GET", b + "/sessions/{session_id}/events", WorkerSession, s.listEvents},
-		{"POST", b + "/sessions/{session_id}/events", WorkerSession, s.sendEvents},
-		{"GET", b + "/sessions/{session_id}/events/stream", WorkerSession, s.streamEvents},
+		{"POST", b + "/sessions", Members, Cloud, s.createSession},
+		{"GET", b + "/sessions", Members, Cloud, s.listSessions},
+		{"GET", b + "/sessions/{session_id}", WorkerSession, Cloud, s.getSession},
+		{"POST", b + "/sessions/{session_id}", Members, Cloud, s.updateSession},
+		{"DELETE", b + "/sessions/{session_id}", Members, Cloud, s.deleteSession},
+		{"POST", b + "/sessions/{session_id}/archive", Members, Cloud, s.archiveSession},
+		{"POST", b + "/sessions/{session_id}/cancel", Members, Cloud, s.cancelSession},
+		{"GET", b + "/sessions/{session_id}/events", WorkerSession, Cloud, s.listEvents},
+		{"POST", b + "/sessions/{session_id}/events", WorkerSession, Cloud, s.sendEvents},
+		{"GET", b + "/sessions/{session_id}/events/stream", WorkerSession, Cloud, s.streamEvents},
 
-		{"POST", webhooksPattern, AdminOnly, s.createWebhook},
-		{"GET", webhooksPattern, Members, s.listWebhooks},
-		{"DELETE", webhooksPattern + "/{webhook_id}", AdminOnly, s.deleteWebhook},
-		{"GET", webhooksPattern + "/{webhook_id}/deliveries", Members, s.listDeliveries},
+		{"POST", webhooksPattern, AdminOnly, Cloud, s.createWebhook},
+		{"GET", webhooksPattern, Members, Cloud, s.listWebhooks},
+		{"DELETE", webhooksPattern + "/{webhook_id}", AdminOnly, Cloud, s.deleteWebhook},
+		{"GET", webhooksPattern + "/{webhook_id}/deliveries", Members, Cloud, s.listDeliveries},
 
-		{"POST", b + "/tokens", AdminOnly, s.createToken},
-		{"GET", b + "/tokens", AdminOnly, s.listTokens},
-		{"POST", b + "/tokens/{token_id}/revoke", AdminOnly, s.revokeToken},
+		{"POST", b + "/tokens", AdminOnly, Cloud, s.createToken},
+		{"GET", b + "/tokens", AdminOnly, Cloud, s.listTokens},
+		{"POST", b + "/tokens/{token_id}/revoke", AdminOnly, Cloud, s.revokeToken},
 
-		{"GET", "/healthz", Public, s.healthz},
-		{"GET", "/readyz", Public, s.readyz},
-		{"GET", "/metrics", Public, s.serveMetrics},
-		{"GET", "/openapi.json", Public, s.openAPI},
+		{"GET", "/healthz", Public, Cloud, s.healthz},
+		{"GET", "/readyz", Public, Cloud, s.readyz},
+		{"GET", "/metrics", Public, Cloud, s.serveMetrics},
+		{"GET", "/openapi.json", Public, Cloud, s.openAPI},
+	}
+	// One route table, two dialects: each route of API.md §8 is the Cloud route's handler
+	// again under AnthropicBasePath.
+	for _, rt := range s.routes {
+		rel, ok := strings.CutPrefix(rt.Pattern, BasePath)
+		if ok && anthropicRoutes[rt.Method+" "+rel] {
+			s.routes = append(s.routes, &Route{rt.Method, AnthropicBasePath + rel, rt.Access, Anthropic, rt.handle})
+		}
 	}
 	byPattern := map[string][]*Route{}
 	var patterns []string
@@ -136,6 +175,9 @@ func (s *Server) entry(routes []*Route, none *apiError) http.Handler {
 		w.Header().Set("x-request-id", reqID)
 		log := s.log.With("request_id", reqID)
 		rec := &statusRecorder{ResponseWriter: w, ctx: r.Context()}
+		if len(routes) > 0 && routes[0].Dialect == Anthropic {
+			rec.noRetry409 = true
+		}
 		panicked := false
 		var rt *Route
 		for _, cand := range routes {
@@ -169,7 +211,7 @@ func (s *Server) entry(routes []*Route, none *apiError) http.Handler {
 			}
 			s.metrics.observeRequest(r.Method, pattern, status, elapsed)
 			level := slog.LevelInfo
-			if r.Context().Value(quietKey{}) != nil || (rt != nil && rt.Pattern == pollPattern && rec.onlyNull()) {
+			if r.Context().Value(quietKey{}) != nil || (rt != nil && rt.poll() && rec.onlyNull()) {
 				// The dashboard's live reads, and idle long polls (answered null): a
 				// worker fleet's waiting would otherwise fill the log at Info.
 				level = slog.LevelDebug
@@ -273,11 +315,20 @@ func (c *call) json(status int, v any) error {
 	return nil
 }
 
+// pollPattern is the poll route's pattern (under either dialect's base path), whose empty
+// answers are logged at Debug.
+const pollPattern = "/environments/{environment_id}/work/poll"
+
+// poll reports whether rt is a poll route.
+func (rt *Route) poll() bool {
+	return rt.Pattern == BasePath+pollPattern || rt.Pattern == AnthropicBasePath+pollPattern
+}
+
+// anthropic reports whether the call came in the Anthropic dialect (API.md §8).
+func (c *call) anthropic() bool { return c.route.Dialect == Anthropic }
+
 // webhooksPattern is the path of an environment's webhooks.
 const webhooksPattern = BasePath + "/environments/{environment_id}/webhooks"
-
-// pollPattern is the poll route's pattern, whose empty answers are logged at Debug.
-const pollPattern = BasePath + "/environments/{environment_id}/work/poll"
 
 // statusRecorder remembers the status written through it, and whether the body was the
 // four bytes null (a poll that delivered nothing).
@@ -291,6 +342,9 @@ type statusRecorder struct {
 	// gone is whether the request's context had been cancelled when the answer was
 	// first written.
 	gone bool
+	// noRetry409 adds x-should-retry: false to a 409 (API.md §8: Anthropic's SDKs
+	// retry a 409 otherwise).
+	noRetry409 bool
 }
 
 // clientGone reports whether the client hung up before an answer was written: the
@@ -305,6 +359,9 @@ func (r *statusRecorder) clientGone() bool {
 }
 
 func (r *statusRecorder) first(code int) {
+	if code == http.StatusConflict && r.noRetry409 {
+		r.Header().Set("x-should-retry", "false")
+	}
 	r.status, r.wrote, r.gone = code, true, r.ctx.Err() != nil
 }
 

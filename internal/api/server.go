@@ -22,6 +22,10 @@ import (
 // BasePath is where the API lives.
 const BasePath = "/api/v1/cloud"
 
+// AnthropicBasePath is where the Anthropic dialect of the worker's routes lives (API.md
+// §8), at the server root as Anthropic's SDKs call it.
+const AnthropicBasePath = "/v1"
+
 // Config configures a Server.
 type Config struct {
 	Store store.Store

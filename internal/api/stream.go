@@ -127,7 +127,8 @@ func (s *Server) sendHistory(c *call, w *frameWriter, sessionID, from, to string
 		if err != nil {
 			return sent, err
 		}
-		for _, e := range evs {
+		for i := range evs {
+			e := &evs[i]
 			if e.ID > to {
 				return sent, w.flush()
 			}
@@ -152,7 +153,7 @@ type frameWriter struct {
 
 // events writes e and whatever more is waiting on more (nil: nothing), skipping events
 // at or below sent, and returns the last event written.
-func (f *frameWriter) events(e store.Event, sent string, more <-chan store.Event) (string, error) {
+func (f *frameWriter) events(e *store.Event, sent string, more <-chan *store.Event) (string, error) {
 	for {
 		if e.ID > sent {
 			if err := f.event(e); err != nil {
@@ -169,7 +170,7 @@ func (f *frameWriter) events(e store.Event, sent string, more <-chan store.Event
 }
 
 // event writes one frame: id, event (the type) and the stored event on one data line.
-func (f *frameWriter) event(e store.Event) error {
+func (f *frameWriter) event(e *store.Event) error {
 	f.buf.Reset()
 	f.buf.WriteString("id: ")
 	f.buf.WriteString(e.ID)

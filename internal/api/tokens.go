@@ -60,7 +60,7 @@ func (s *Server) createToken(c *call) error {
 }
 
 func (s *Server) listTokens(c *call) error {
-	p, err := pageParams(c.r.URL.Query(), id.Token)
+	p, err := c.pageParams(id.Token)
 	if err != nil {
 		return err
 	}

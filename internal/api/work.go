@@ -39,13 +39,28 @@ func (c *call) workTarget() (envID, workID string, err error) {
 	return env.ID, workID, nil
 }
 
-// workerID reads the optional Worker-ID header.
+// workerID reads the optional Worker-ID header; in the Anthropic dialect
+// Anthropic-Worker-ID, or else Worker-ID (API.md §8).
 func (c *call) workerID() (string, error) {
-	w := c.r.Header.Get("Worker-ID")
+	name := "Worker-ID"
+	if c.anthropic() && c.r.Header.Get("Anthropic-Worker-ID") != "" {
+		name = "Anthropic-Worker-ID"
+	}
+	w := c.r.Header.Get(name)
 	if utf8.RuneCountInString(w) > maxNameLen || !printable(w) {
-		return "", errInvalid("Worker-ID", "Worker-ID must be at most %d printable UTF-8 characters.", maxNameLen)
+		return "", errInvalid(name, "%s must be at most %d printable UTF-8 characters.", name, maxNameLen)
 	}
 	return w, nil
+}
+
+// work is the work object of it in the call's dialect: in the Anthropic dialect with
+// "secret": null after metadata (API.md §8).
+func (c *call) work(it work.Item) workJSON {
+	w := workObject(it)
+	if c.anthropic() {
+		w.Secret = jsonNull
+	}
+	return w
 }
 
 func (s *Server) listWork(c *call) error {
@@ -54,7 +69,7 @@ func (s *Server) listWork(c *call) error {
 		return err
 	}
 	q := c.r.URL.Query()
-	p, err := pageParams(q, id.Work)
+	p, err := c.pageParams(id.Work)
 	if err != nil {
 		return err
 	}
@@ -66,7 +81,7 @@ func (s *Server) listWork(c *call) error {
 	if err != nil {
 		return err
 	}
-	return c.json(200, newPage(items, more, p, workID, workObject))
+	return c.json(200, newPage(items, more, p, workID, c.work))
 }
 
 // pollWork delivers the oldest deliverable item, waiting up to block_ms for one
@@ -108,7 +123,7 @@ func (s *Server) pollWork(c *call) error {
 		return c.null()
 	}
 	s.metrics.pollWait.Observe(time.Since(started).Seconds())
-	return c.json(200, workObject(item))
+	return c.json(200, c.work(item))
 }
 
 func (s *Server) claim(ctx context.Context, envID, worker string, reclaim time.Duration) (work.Item, bool, error) {
@@ -156,7 +171,7 @@ func (s *Server) getWork(c *call) error {
 	if err != nil {
 		return asAPIError(err, errWorkNotFound)
 	}
-	return c.json(200, workObject(it))
+	return c.json(200, c.work(it))
 }
 
 // transition applies t to the path's item atomically and answers with the result.
@@ -188,7 +203,7 @@ func (s *Server) updateWork(c *call) error {
 	if err != nil {
 		return err
 	}
-	return c.json(200, workObject(it))
+	return c.json(200, c.work(it))
 }
 
 func (s *Server) ackWork(c *call) error {
@@ -207,7 +222,7 @@ func (s *Server) ackWork(c *call) error {
 	if err != nil {
 		return err
 	}
-	return c.json(200, workObject(it))
+	return c.json(200, c.work(it))
 }
 
 // heartbeatWork extends the lease. It reads only its query; the body (none from the Go
@@ -229,15 +244,26 @@ func (s *Server) heartbeatWork(c *call) error {
 	if err != nil {
 		return err
 	}
-	it, err := c.transition(envID, wid, work.Heartbeat(exp, ttl, s.now()))
-	if err != nil {
-		if ae := asAPIError(err, nil); ae.Status == 412 {
-			s.metrics.preconditionFailures.Inc()
-		}
-		return err
+	beat := work.Heartbeat(exp, ttl, s.now())
+	if c.anthropic() {
+		beat = work.HeartbeatOrReport(exp, ttl, s.now())
 	}
+	it, err := c.transition(envID, wid, beat)
+	if err != nil {
+		ae := asAPIError(err, nil)
+		if ae.Status == 412 {
+			s.metrics.preconditionFailures.Inc()
+			if c.anthropic() {
+				ae = withErrorCode(ae, "heartbeat_precondition_failed")
+			}
+		}
+		return ae
+	}
+	// Only the Anthropic dialect's report on a stopping or stopped item leaves the lease
+	// as it was; every other success extended it.
+	extended := !c.anthropic() || (it.State != work.Stopping && it.State != work.Stopped)
 	return c.json(200, heartbeatJSON{Type: "work_heartbeat", LastHeartbeat: timestamp(it.LatestHeartbeatAt),
-		LeaseExtended: true, State: it.State, TTLSeconds: it.TTLSeconds})
+		LeaseExtended: extended, State: it.State, TTLSeconds: it.TTLSeconds})
 }
 
 // stopWork requests (force=false) or forces (force=true) a stop. force must be a boolean;
@@ -259,5 +285,5 @@ func (s *Server) stopWork(c *call) error {
 	if err != nil {
 		return err
 	}
-	return c.json(200, workObject(it))
+	return c.json(200, c.work(it))
 }

@@ -1,5 +1,5 @@
 // Package bench measures berth: the scenarios of `berth bench` (lifecycle, ceiling,
-// pickup, scale, fleet), against a server it starts in-process on a temporary database,
+// pickup, scale, fleet, stream), against a server it starts in-process on a temporary database,
 // one it starts as a `berth serve` child process (Options.Spawn), or an external one.
 //
 // Every figure that matters is a ratio inside one run (lifecycle against the loopback
@@ -57,11 +57,23 @@ type Options struct {
 	Samples    int           // pickup: sessions created one at a time (200); scale: ops per call (300)
 	ScaleItems int           // scale: items stored (1,000,000)
 
+	// stream: Sessions sessions (100) with StreamsPerSession streams each (10), and
+	// Writers writers (16) posting Rate events/s in all (200). Replicas 2 starts a second
+	// server on DatabaseURL for the writers; WriterURL names an external one instead.
+	Sessions          int
+	StreamsPerSession int
+	Writers           int
+	Rate              float64
+	Replicas          int
+	WriterURL         string
+
 	// Progress, when not nil, receives live progress lines.
 	Progress io.Writer
 
 	// fleetPause replaces the fleet's 1–3 s pause after each answer, for tests.
 	fleetPause *[2]time.Duration
+	// streamBuffer is the in-process server's api.Config.StreamBuffer, for tests.
+	streamBuffer int
 }
 
 func (o *Options) defaults() {
@@ -279,7 +291,7 @@ func (t *target) startInProcess(ctx context.Context, o Options) error {
 	if _, err := st.CreateToken(ctx, tok); err != nil {
 		return err
 	}
-	srv := api.New(api.Config{Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry()})
+	srv := api.New(api.Config{Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(), StreamBuffer: o.streamBuffer})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

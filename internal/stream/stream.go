@@ -110,14 +110,18 @@ type Sub struct {
 	// ("" if it had none): a stream that resumes reads the history up to Start itself.
 	Start string
 
-	t    *topic
-	c    chan store.Event
+	t *topic
+	// c carries pointers to the events the topic read, shared by its subscribers and
+	// never written to: each stream's buffer of Config.Buffer slots costs 8 bytes a slot
+	// rather than a whole store.Event (96 bytes), which for 1,000 streams of the default
+	// buffer is 8 MiB instead of 96 MiB, all of it scanned by the garbage collector.
+	c    chan *store.Event
 	done chan struct{}
 	err  error // set before done is closed
 }
 
 // C delivers the events.
-func (s *Sub) C() <-chan store.Event { return s.c }
+func (s *Sub) C() <-chan *store.Event { return s.c }
 
 // Done is closed when the subscription ends; the events on C before that are still to
 // be read.
@@ -183,7 +187,7 @@ func (h *Hub) Subscribe(ctx context.Context, sessionID string) (*Sub, error) {
 	case h.closed:
 		return nil, ErrClosed
 	}
-	s := &Sub{Start: t.cursor, t: t, c: make(chan store.Event, h.cfg.Buffer), done: make(chan struct{})}
+	s := &Sub{Start: t.cursor, t: t, c: make(chan *store.Event, h.cfg.Buffer), done: make(chan struct{})}
 	t.subs[s] = struct{}{}
 	return s, nil
 }
@@ -312,9 +316,9 @@ func (t *topic) publish(evs []store.Event) {
 		return
 	}
 	for s := range t.subs {
-		for _, e := range evs {
+		for i := range evs {
 			select {
-			case s.c <- e:
+			case s.c <- &evs[i]:
 				continue
 			default:
 			}
@@ -334,7 +338,7 @@ func (t *topic) deleted() {
 	e := DeletedEvent(t.sid, t.h.cfg.Now())
 	for s := range t.subs {
 		select {
-		case s.c <- e:
+		case s.c <- &e:
 		default: // a full buffer: the reader is cut anyway, and finds the session gone
 		}
 		s.end(ErrDeleted)

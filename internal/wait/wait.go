@@ -210,6 +210,13 @@ func (w *Waiters) Poll(ctx context.Context, p *Poll) (work.Item, bool, error) {
 		case <-w.done:
 			giveUp = true
 		}
+		// A wake-up and the end of the request can come together, and select picks
+		// either: a poll whose request has ended never claims again (its answer would
+		// reach no one, and the item would wait out its reclaim window); it passes the
+		// wake-up on.
+		if ctx.Err() != nil {
+			giveUp = true
+		}
 		var handed *work.Item
 		handed, woken = w.stop(pl)
 		if handed != nil {

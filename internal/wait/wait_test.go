@@ -334,6 +334,10 @@ func TestUnusedWakeUpIsPassedOn(t *testing.T) {
 				a := f.poll("A", 5*time.Second, 999*time.Millisecond)
 				b := f.poll("B", 5*time.Second, 999*time.Millisecond)
 				id := f.q.add()
+				// The queue's lock makes the two one step for A: goroutines run in
+				// parallel even in a bubble, and a claim of A's between the two would be
+				// a claim made before its request ended, rightly answered.
+				f.q.mu.Lock()
 				if round%2 == 0 {
 					f.ws.Queued(env)
 					a.cancel()
@@ -341,6 +345,7 @@ func TestUnusedWakeUpIsPassedOn(t *testing.T) {
 					a.cancel()
 					f.ws.Queued(env)
 				}
+				f.q.mu.Unlock()
 				synctest.Wait()
 				if !a.answered() {
 					t.Fatal("A has not answered")

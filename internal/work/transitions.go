@@ -130,6 +130,21 @@ func Heartbeat(exp Expectation, ttl int, now time.Time) Transition {
 	}}
 }
 
+// HeartbeatOrReport is Heartbeat as the Anthropic dialect applies it (API.md §8): on a
+// stopping or stopped item it compares no expectation and changes nothing, so that the
+// answer reports the item's state (and the worker, told that its lease was not extended,
+// winds down) rather than refusing with 409 or extending the lease of an item whose stop
+// was asked for. Every other state is Heartbeat's.
+func HeartbeatOrReport(exp Expectation, ttl int, now time.Time) Transition {
+	return Transition{Name: "heartbeat", apply: func(it Item) (Item, bool, error) {
+		if it.State == Stopping || it.State == Stopped {
+			return it, false, nil
+		}
+		next, err := heartbeat(it, exp, ttl, now)
+		return next, err == nil, err
+	}}
+}
+
 func heartbeat(it Item, exp Expectation, ttl int, now time.Time) (Item, error) {
 	switch it.State {
 	case Queued:

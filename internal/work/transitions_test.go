@@ -815,3 +815,32 @@ func TestUpdateMetadata(t *testing.T) {
 	}
 	checkItem(t, "item after a refused patch", got, in)
 }
+
+// HeartbeatOrReport (the Anthropic dialect, API.md §8): on a stopping or stopped item it
+// compares no expectation and changes nothing; on every other state it is Heartbeat, with
+// the same result, refusal and all.
+func TestHeartbeatOrReport(t *testing.T) {
+	t.Parallel()
+	stale := work.ExpectHeartbeatAt(lastBeat.Add(-sec))
+	for _, s := range []work.State{work.Stopping, work.Stopped} {
+		for _, exp := range []work.Expectation{work.ExpectNoHeartbeat, stale, work.ExpectHeartbeatAt(lastBeat)} {
+			in := fixture(s)
+			got, changed, err := work.HeartbeatOrReport(exp, 300, now).Apply(in)
+			if err != nil || changed {
+				t.Errorf("%s: changed %v, err %v; want a report of the item as it is", s, changed, err)
+			}
+			checkItem(t, string(s), got, in)
+		}
+	}
+	for _, s := range []work.State{work.Queued, work.Starting, work.Active} {
+		for _, exp := range []work.Expectation{work.ExpectNoHeartbeat, stale, work.ExpectHeartbeatAt(lastBeat)} {
+			in := fixture(s)
+			want, wantChanged, wantErr := work.Heartbeat(exp, 300, now).Apply(in.Clone())
+			got, changed, err := work.HeartbeatOrReport(exp, 300, now).Apply(in.Clone())
+			if changed != wantChanged || (err == nil) != (wantErr == nil) || (err != nil && kindOf(t, err) != kindOf(t, wantErr)) {
+				t.Errorf("%s: changed %v err %v; Heartbeat gives changed %v err %v", s, changed, err, wantChanged, wantErr)
+			}
+			checkItem(t, string(s), got, want)
+		}
+	}
+}

@@ -199,7 +199,8 @@ func TestEverySchemaCompiles(t *testing.T) {
 	// Every JSON response of every operation has a compiled schema.
 	for _, o := range v.ops {
 		for status, r := range o.responses {
-			if r.schema == nil && !(o.route.Path == "/metrics" && status == 200) {
+			// /metrics is text, an event stream server-sent events.
+			if r.schema == nil && !((o.route.Path == "/metrics" || strings.HasSuffix(o.route.Path, "/events/stream")) && status == 200) {
 				t.Errorf("%s %d: no JSON schema", o.route, status)
 			}
 		}
@@ -278,7 +279,8 @@ func TestOperations(t *testing.T) {
 			if success == 0 {
 				t.Errorf("%s: no success response", where)
 			}
-			service := !strings.HasPrefix(tmpl, "/api/v1/cloud/")
+			anthropic := strings.HasPrefix(tmpl, "/v1/")
+			service := !strings.HasPrefix(tmpl, "/api/v1/cloud/") && !anthropic
 			sec, hasSec := op["security"].([]any)
 			if service {
 				if !hasSec || len(sec) != 0 {
@@ -286,7 +288,16 @@ func TestOperations(t *testing.T) {
 				}
 				continue
 			}
-			if hasSec {
+			switch {
+			case anthropic:
+				// The Anthropic dialect: bearer or x-api-key (API.md §8).
+				if got := mustJSON(t, sec); string(got) != `[{"bearerAuth":[]},{"apiKeyAuth":[]}]` {
+					t.Errorf("%s: Anthropic dialect security %s, want bearer or x-api-key", where, got)
+				}
+				if tags, _ := op["tags"].([]any); len(tags) != 1 || tags[0] != "anthropic" {
+					t.Errorf("%s: tags %v, want [anthropic]", where, tags)
+				}
+			case hasSec:
 				t.Errorf("%s: API operation overrides the bearer security", where)
 			}
 			want := []string{"400", "401", "403", "500", "503"}
@@ -302,6 +313,13 @@ func TestOperations(t *testing.T) {
 			for _, code := range want {
 				if resps[code] == nil {
 					t.Errorf("%s: error response %s is not declared", where, code)
+				}
+			}
+			// Every 409 of the Anthropic dialect says x-should-retry: false.
+			if r, ok := resps["409"].(map[string]any); ok {
+				ref, _ := r["$ref"].(string)
+				if anthropic != (ref == "#/components/responses/AnthropicConflict") {
+					t.Errorf("%s: 409 is %s", where, ref)
 				}
 			}
 		}
@@ -323,6 +341,7 @@ func TestRoutes(t *testing.T) {
 		{Method: "GET", Path: s + "/{session_id}"}, {Method: "POST", Path: s + "/{session_id}"}, {Method: "DELETE", Path: s + "/{session_id}"},
 		{Method: "POST", Path: s + "/{session_id}/archive"}, {Method: "POST", Path: s + "/{session_id}/cancel"},
 		{Method: "GET", Path: s + "/{session_id}/events"}, {Method: "POST", Path: s + "/{session_id}/events"},
+		{Method: "GET", Path: s + "/{session_id}/events/stream"},
 		{Method: "GET", Path: w}, {Method: "GET", Path: w + "/poll"}, {Method: "GET", Path: w + "/stats"},
 		{Method: "GET", Path: w + "/{work_id}"}, {Method: "POST", Path: w + "/{work_id}"},
 		{Method: "POST", Path: w + "/{work_id}/ack"}, {Method: "POST", Path: w + "/{work_id}/heartbeat"}, {Method: "POST", Path: w + "/{work_id}/stop"},
@@ -332,6 +351,14 @@ func TestRoutes(t *testing.T) {
 		{Method: "DELETE", Path: e + "/{environment_id}/webhooks/{webhook_id}"},
 		{Method: "GET", Path: e + "/{environment_id}/webhooks/{webhook_id}/deliveries"},
 		{Method: "GET", Path: "/healthz"}, {Method: "GET", Path: "/readyz"}, {Method: "GET", Path: "/metrics"}, {Method: "GET", Path: "/openapi.json"},
+	}
+	// The Anthropic dialect (API.md §8): the work operations and a worker's session calls.
+	for _, r := range want {
+		rel, ok := strings.CutPrefix(r.Path, "/api/v1/cloud")
+		if ok && (strings.HasPrefix(rel, "/environments/{environment_id}/work") ||
+			(r.Method == "GET" && rel == "/sessions/{session_id}") || strings.HasPrefix(rel, "/sessions/{session_id}/events")) {
+			want = append(want, openapi.Route{Method: r.Method, Path: "/v1" + rel})
+		}
 	}
 	slices.SortFunc(want, func(a, b openapi.Route) int {
 		if c := strings.Compare(a.Path, b.Path); c != 0 {
@@ -384,6 +411,12 @@ func TestMatch(t *testing.T) {
 		{"POST", "/api/v1/cloud/tokens/" + tokID + "/revoke", "/api/v1/cloud/tokens/{token_id}/revoke"},
 		{"GET", "/healthz", "/healthz"},
 		{"GET", "/openapi.json", "/openapi.json"},
+		// the Anthropic dialect at the root
+		{"GET", "/v1/environments/" + envID + "/work/poll?beta=true", "/v1/environments/{environment_id}/work/poll"},
+		{"POST", "/v1/environments/" + envID + "/work/" + workID + "/heartbeat", "/v1/environments/{environment_id}/work/{work_id}/heartbeat"},
+		{"GET", "/v1/sessions/" + sessID + "/events", "/v1/sessions/{session_id}/events"},
+		{"GET", "/v1/environments/" + envID, ""},
+		{"POST", "/v1/sessions", ""},
 		// literal beats parameter, whatever the method
 		{"POST", envPath + "/work/poll", ""},
 		{"DELETE", envPath + "/work/stats", ""},

@@ -9,6 +9,13 @@
 // RevokeToken) and the service endpoints (Healthz, Readyz). Lists return one Page; the
 // All… methods iterate over every page.
 //
+// # Event stream
+//
+// StreamEvents follows a session's events live (API.md §7), as the official SDKs'
+// resumable stream does: an iterator that reconnects after a dropped connection with a
+// jittered backoff and Last-Event-ID, so that it yields every event once, in order, and
+// ends after session.deleted.
+//
 // # Errors
 //
 // A non-2xx answer is returned as *Error, carrying the envelope of API.md §1; IsNotFound,

@@ -35,6 +35,10 @@ type Error struct {
 	// CurrentState is error.details.current_state of a 412 on heartbeat: who holds the
 	// lease now. nil when absent.
 	CurrentState *HeartbeatState
+
+	// header is the answer's headers when the error is an HTTP answer to a stream's
+	// connection (Retry-After, x-should-retry); nil otherwise.
+	header http.Header
 }
 
 // HeartbeatState is the lease as the server sees it, sent with a heartbeat's 412.

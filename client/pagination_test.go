@@ -105,7 +105,7 @@ func TestAllOfEveryList(t *testing.T) {
 	if err != nil || n != 5 {
 		t.Errorf("work: %d %v", n, err)
 	}
-	n, err = count(b.admin.AllEvents(ctx, sessions[0], lp))
+	n, err = count(b.admin.AllEvents(ctx, sessions[0], client.ListEventsParams{ListParams: lp}))
 	if err != nil || n != 4 {
 		t.Errorf("events: %d %v", n, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"iter"
 	"net/http"
+	"net/url"
 )
 
 // CreateSessionParams is the body of CreateSession.
@@ -158,8 +159,32 @@ func (c *Client) SendEvents(ctx context.Context, sessionID string, events []any,
 	return out.Data, nil
 }
 
-// ListEvents reads one page of a session's event history, oldest first.
-func (c *Client) ListEvents(ctx context.Context, sessionID string, params ListParams, opts ...RequestOption) (*Page[Event], error) {
+// Orders of ListEventsParams.Order.
+const (
+	OrderAsc  = "asc"  // oldest first (the default)
+	OrderDesc = "desc" // newest first
+)
+
+// ListEventsParams selects a page of a session's event history. Limit goes up to 1000
+// here (API.md §3).
+type ListEventsParams struct {
+	ListParams
+	// Order is OrderAsc (the default, also when "") or OrderDesc: newest first, NextPage
+	// continuing towards older events.
+	Order string
+}
+
+func (p ListEventsParams) values() url.Values {
+	q := p.ListParams.values()
+	if p.Order != "" {
+		q.Set("order", p.Order)
+	}
+	return q
+}
+
+// ListEvents reads one page of a session's event history, oldest first unless
+// params.Order is OrderDesc.
+func (c *Client) ListEvents(ctx context.Context, sessionID string, params ListEventsParams, opts ...RequestOption) (*Page[Event], error) {
 	sess, err := segment("session_id", sessionID)
 	if err != nil {
 		return nil, err
@@ -167,10 +192,13 @@ func (c *Client) ListEvents(ctx context.Context, sessionID string, params ListPa
 	return call[Page[Event]](ctx, c, &request{method: "GET", path: "sessions/" + sess + "/events", query: params.values(), opts: opts})
 }
 
-// AllEvents iterates over a session's events from params on, page after page.
-func (c *Client) AllEvents(ctx context.Context, sessionID string, params ListParams, opts ...RequestOption) iter.Seq2[Event, error] {
-	return pages(ctx, params, func(ctx context.Context, lp ListParams) (*Page[Event], error) {
-		return c.ListEvents(ctx, sessionID, lp, opts...)
+// AllEvents iterates over a session's events from params on, page after page, in
+// params.Order.
+func (c *Client) AllEvents(ctx context.Context, sessionID string, params ListEventsParams, opts ...RequestOption) iter.Seq2[Event, error] {
+	return pages(ctx, params.ListParams, func(ctx context.Context, lp ListParams) (*Page[Event], error) {
+		p := params
+		p.ListParams = lp
+		return c.ListEvents(ctx, sessionID, p, opts...)
 	})
 }
 

@@ -3,6 +3,7 @@ package client_test
 import (
 	"encoding/json"
 	"maps"
+	"slices"
 	"testing"
 
 	"github.com/berth-sh/berth/client"
@@ -74,7 +75,7 @@ func TestSessionRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(sent[1].Raw, &body); err != nil || body.Text != "note" {
 		t.Errorf("event body %s: %v", sent[1].Raw, err)
 	}
-	events, err := b.admin.ListEvents(ctx, sess.ID, client.ListParams{})
+	events, err := b.admin.ListEvents(ctx, sess.ID, client.ListEventsParams{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,6 +151,40 @@ func TestCreateSessionWithAgentObject(t *testing.T) {
 	}
 	_, err = b.admin.CreateSession(b.ctx, client.CreateSessionParams{Agent: "agent_y", EnvironmentID: "env_0000000000000000000000000000000f"})
 	if e := apiError(t, err, 404, "not_found_error"); e.Param != "environment_id" {
+		t.Errorf("param %q", e.Param)
+	}
+}
+
+func TestListEventsOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sess := b.session(b.selfHosted("byoc").ID)
+	var sent []string
+	for i := range 5 {
+		evs, err := b.admin.SendEvents(b.ctx, sess.ID, []any{client.UserMessage(string(rune('a' + i)))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, evs[0].ID)
+	}
+	var desc []string
+	for e, err := range b.admin.AllEvents(b.ctx, sess.ID, client.ListEventsParams{ListParams: client.ListParams{Limit: 2}, Order: client.OrderDesc}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		desc = append(desc, e.ID)
+	}
+	want := slices.Clone(sent)
+	slices.Reverse(want)
+	if !slices.Equal(desc, want) {
+		t.Fatalf("order desc %v, want %v", desc, want)
+	}
+	page, err := b.admin.ListEvents(b.ctx, sess.ID, client.ListEventsParams{ListParams: client.ListParams{Limit: 1000}, Order: client.OrderAsc})
+	if err != nil || len(page.Data) != 5 || page.Data[0].ID != sent[0] || page.HasMore {
+		t.Fatalf("order asc, limit 1000: %+v %v", page, err)
+	}
+	_, err = b.admin.ListEvents(b.ctx, sess.ID, client.ListEventsParams{Order: "sideways"})
+	if e := apiError(t, err, 400, "invalid_request_error"); e.Param != "order" {
 		t.Errorf("param %q", e.Param)
 	}
 }

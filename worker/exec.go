@@ -2,7 +2,9 @@ package worker
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/berth-sh/berth/client"
 )
 
 // Exec is a Handler that runs a shell command once per work item, with `sh -c`.
@@ -44,6 +48,18 @@ type Exec struct {
 	Env []string
 	// Logger receives the children's output.
 	Logger *slog.Logger
+	// Events makes the child's stdin follow its session: the item's JSON is its first
+	// line (ending in a newline), then comes each event of the item's session as one
+	// JSON line, the stored event as the API returns it: the session's history first,
+	// then each new event live, as it is committed (StreamEvents of Job.Client, which the
+	// Worker sets; it
+	// reconnects by itself with no gap and no duplicate). A user.interrupt is such a line
+	// too, and nothing more: the command decides what an interrupt means to it. Stdin
+	// ends after the session.deleted line, and when the command's item ends; should the
+	// stream be refused (an API error), it ends too, and the reason is logged; a server
+	// that cannot be reached is tried again, with a backoff, for as long as the command runs.
+	// Without Events, stdin is the item's JSON alone, as the poll answered it.
+	Events bool
 }
 
 // termTrap is prepended to every command: see Exec.
@@ -91,7 +107,15 @@ func (e *Exec) Handle(ctx context.Context, job Job) (int, error) {
 		cio.abort()
 		return -1, fmt.Errorf("start %q: %w", e.Command, err)
 	}
-	cio.started(job.Raw, log)
+	var feed func(w io.Writer)
+	stdin := job.Raw
+	feedCtx, stopFeed := context.WithCancel(context.Background())
+	defer stopFeed()
+	if e.Events && job.Client != nil {
+		stdin = jsonLine(job.Raw)
+		feed = func(w io.Writer) { feedEvents(feedCtx, job, w, log) }
+	}
+	cio.started(stdin, feed, log)
 	pgid := cmd.Process.Pid
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
@@ -104,6 +128,7 @@ func (e *Exec) Handle(ctx context.Context, job Job) (int, error) {
 		sig, werr = e.stop(pgid, context.Cause(ctx), job.Kill, waited, log)
 	}
 	e.endGroup(pgid, sig, job.Kill, log)
+	stopFeed()
 	cio.finish(log)
 
 	var exit *exec.ExitError
@@ -243,7 +268,8 @@ type childIO struct {
 	outR, outW     *os.File
 	errR, errW     *os.File
 	reading        sync.WaitGroup
-	read           chan struct{} // closed when both readers have reached the end
+	writing        sync.WaitGroup // the stdin writer
+	read           chan struct{}  // closed when both readers have reached the end
 }
 
 func newChildIO(cmd *exec.Cmd) (*childIO, error) {
@@ -274,15 +300,20 @@ func (c *childIO) abort() {
 }
 
 // started closes the child's ends in the worker (the child has its copies), writes the
-// item's JSON to the child's stdin, and logs each line the child writes.
-func (c *childIO) started(stdin []byte, log *slog.Logger) {
+// item's JSON to the child's stdin, then what feed writes (nil: nothing), and logs each
+// line the child writes.
+func (c *childIO) started(stdin []byte, feed func(io.Writer), log *slog.Logger) {
 	c.stdinR.Close()
 	c.outW.Close()
 	c.errW.Close()
+	c.writing.Add(1)
 	go func() {
+		defer c.writing.Done()
 		// A child that does not read its stdin gets EPIPE or, past the pipe's buffer,
 		// leaves this write blocked until finish closes the pipe.
-		c.stdinW.Write(stdin)
+		if _, err := c.stdinW.Write(stdin); err == nil && feed != nil {
+			feed(c.stdinW)
+		}
 		c.stdinW.Close()
 	}()
 	for name, r := range map[string]*os.File{"stdout": c.outR, "stderr": c.errR} {
@@ -314,4 +345,65 @@ func (c *childIO) finish(log *slog.Logger) {
 	c.errR.Close()
 	c.stdinW.Close()
 	<-c.read
+	c.writing.Wait()
+}
+
+// jsonLine is b on one line, ending in a newline.
+func jsonLine(b []byte) []byte {
+	var out bytes.Buffer
+	if json.Compact(&out, b) != nil {
+		out.Reset()
+		out.Write(bytes.TrimSpace(b))
+	}
+	out.WriteByte('\n')
+	return out.Bytes()
+}
+
+// feedEvents writes each event of the job's session to w, one JSON line each: the
+// history, then the live events, until the session is deleted, the server refuses the
+// stream (an API error), ctx ends (the command has exited) or a write fails (the
+// command closed its stdin, or finish closed the pipe). A stream that could not connect
+// at all (the server unreachable for a while) is started again after a backoff, from
+// the last event written.
+func feedEvents(ctx context.Context, job Job, w io.Writer, log *slog.Logger) {
+	sessionID := job.Work.Data.ID
+	last := ""
+	backoff := client.Backoff{Initial: time.Second, Max: 30 * time.Second}
+	for attempt := 0; ; attempt++ {
+		p := client.StreamEventsParams{
+			LastEventID: last,
+			History:     last == "",
+			OnReconnect: func(err error, wait time.Duration) {
+				log.Info("session event stream interrupted; reconnecting", "session_id", sessionID, "err", err, "wait", wait)
+			},
+		}
+		var end error
+		for ev, err := range job.Client.StreamEvents(ctx, sessionID, p) {
+			if err != nil {
+				end = err
+				break
+			}
+			if _, err := w.Write(jsonLine(ev.Raw)); err != nil {
+				return
+			}
+			last = ev.ID
+		}
+		var apiErr *client.Error
+		switch {
+		case end == nil || ctx.Err() != nil:
+			return // the session was deleted, or the command is done
+		case errors.As(end, &apiErr):
+			log.Warn("session event stream refused; closing the command's stdin", "session_id", sessionID, "err", end)
+			return
+		}
+		wait := backoff.Delay(attempt)
+		log.Warn("session event stream could not connect; trying again", "session_id", sessionID, "err", end, "wait", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+	}
 }

@@ -303,3 +303,55 @@ func TestLeaseLossOrForceDuringKillGraceKillsAtOnce(t *testing.T) {
 		t.Errorf("%d grace periods cut short, want 2:\n%s", n, run.log)
 	}
 }
+
+// With Events, the child's stdin is the item's JSON line, then the session's events as
+// JSON lines: its history, then each new one live, in the history's order.
+func TestChildFollowsItsSessionWithEvents(t *testing.T) {
+	t.Parallel()
+	b := newBench(t)
+	sess, item := b.session(nil)
+	if _, err := b.admin.SendEvents(context.Background(), sess.ID, []any{client.UserMessage("before the run")}); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	script := `while read -r line; do
+  printf '%s\n' "$line" >> "$OUT/stdin"
+  case "$line" in *'"type":"agent.message"'*) echo "got the agent's message" ;; *'"type":"user.interrupt"'*) exit 0 ;; esac
+done
+exit 3`
+	run := b.start(worker.Config{WorkerID: "wk-events", Handler: &worker.Exec{Command: script, Env: []string{"OUT=" + out}, Events: true, Logger: b.logger}})
+	msg := map[string]any{"type": "agent.message", "content": []map[string]string{{"type": "text", "text": "working"}}}
+	if _, err := b.admin.SendEvents(context.Background(), sess.ID, []any{msg}); err != nil {
+		t.Fatal(err)
+	}
+	b.log.waitFor(t, "got the agent's message")
+	if _, err := b.admin.SendEvents(context.Background(), sess.ID, []any{map[string]any{"type": "user.interrupt"}}); err != nil {
+		t.Fatal(err)
+	}
+	final := b.waitState(item.ID, client.StateStopped)
+	if final.Metadata["exit_code"] != "0" {
+		t.Fatalf("exit_code %q\n%s", final.Metadata["exit_code"], run.log)
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "stdin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
+	var first client.Work
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first.ID != item.ID {
+		t.Fatalf("first line %q: %v", lines[0], err)
+	}
+	var want []string
+	for e, err := range b.admin.AllEvents(context.Background(), sess.ID, client.ListEventsParams{ListParams: client.ListParams{Limit: 1000}}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, string(e.Raw))
+		if e.Type == "user.interrupt" {
+			break
+		}
+	}
+	if got := lines[1:]; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("events on stdin:\n%s\nwant the history:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -82,7 +82,8 @@ type recorder struct {
 }
 
 func (rc *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("Authorization") != "Bearer "+rc.secret {
+	if r.Header.Get("Authorization") != "Bearer "+rc.secret || strings.HasSuffix(r.URL.Path, "/events/stream") {
+		// Not the worker's, or a stream, which goes on for as long as it lasts.
 		rc.next.ServeHTTP(w, r)
 		return
 	}

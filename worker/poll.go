@@ -69,7 +69,7 @@ func (w *Worker) pollLoop(ctx context.Context) error {
 			w.log.Error("encode work item", "work_id", wk.ID, "err", err)
 			continue
 		}
-		it := w.newItem(Job{Work: wk, Raw: raw, WorkerID: w.cfg.WorkerID})
+		it := w.newItem(Job{Work: wk, Raw: raw, WorkerID: w.cfg.WorkerID, Client: w.cfg.Client})
 		w.items.Add(1)
 		go func() {
 			defer w.items.Done()

@@ -57,6 +57,9 @@ type Job struct {
 	Raw []byte
 	// WorkerID is the worker's Worker-ID.
 	WorkerID string
+	// Client is the worker's client, for handlers that call the API themselves (follow
+	// the session's events, post events back).
+	Client *client.Client
 	// Kill is closed when the work must end at once (the worker was forced, or the lease
 	// was lost), also when ctx had already been cancelled for a gentler reason (a stop
 	// request, the drain timeout) and the handler is still giving its work a grace

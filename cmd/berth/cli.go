@@ -268,6 +268,9 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if req.Header.Get("Accept") == "text/event-stream" && resp.StatusCode == http.StatusOK {
+		return resp, nil // a stream: read as it comes, never whole
+	}
 	b, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/berth-sh/berth/client"
 )
@@ -303,40 +307,133 @@ func sessionDeleteCmd(a *apiConn) *cobra.Command {
 
 func sessionEventsCmd(a *apiConn) *cobra.Command {
 	var l listFlags
+	var follow bool
 	cmd := &cobra.Command{
-		Use:   "events SESSION_ID",
-		Short: "List a session's events, oldest first",
+		Use:   "events SESSION_ID [--follow]",
+		Short: "List a session's events, oldest first; --follow prints the history, then new events as they come",
+		Long: `List a session's event history, oldest first, one page (--all: every page).
+
+--follow (-f) prints the whole history (or, with --after-id, every event after that
+one), then each new event as it is committed, like kubectl logs -f, over the event
+stream (GET /sessions/{id}/events/stream): it reconnects by itself after a dropped
+connection, with no gap and no duplicate, and ends (exit 0) after the session.deleted
+event. With --json it prints one event object per line (JSON Lines), else one table row
+per event. Reconnections are reported on stderr.`,
 		Example: `  berth session events sess_…
-  berth session events sess_… --all --json | jq -c '.[] | {type, content}'`,
+  berth session events sess_… --all --json | jq -c '.[] | {type, content}'
+  berth session events sess_… --follow
+  berth session events sess_… -f --after-id evt_… --json | jq -c 'select(.type == "agent.tool_use")'`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeSessions(a),
 		RunE: a.run(func(ctx context.Context, args []string) error {
+			if follow {
+				return followEvents(ctx, a, &l, args[0])
+			}
 			return cliList(ctx, a, &l, eventCols, eventRow, func(ctx context.Context, p client.ListParams) (*client.Page[client.Event], error) {
-				return a.c.ListEvents(ctx, args[0], p)
+				return a.c.ListEvents(ctx, args[0], client.ListEventsParams{ListParams: p})
 			})
 		}),
 	}
 	l.add(cmd)
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "print the history, then each new event as it comes, until the session is deleted")
+	// --after is the name kubectl-like habits reach for; it is --after-id.
+	cmd.Flags().SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "after" {
+			name = "after-id"
+		}
+		return pflag.NormalizedName(name)
+	})
 	return cmd
 }
 
+// followEvents prints a session's events from the start (or after --after-id), then
+// live, until the session is deleted.
+func followEvents(ctx context.Context, a *apiConn, l *listFlags, sessionID string) error {
+	if l.page != "" || l.beforeID != "" || l.all || l.limit != 0 {
+		return errors.New("--follow prints every event: it takes --after-id, not --limit, --page, --before-id or --all")
+	}
+	out := bufio.NewWriter(os.Stdout)
+	header := !a.asJSON
+	p := client.StreamEventsParams{
+		LastEventID: l.afterID,
+		History:     l.afterID == "",
+		OnConnect: func() {
+			// Once the server has taken the request: a refusal prints nothing on stdout.
+			if header {
+				fmt.Fprintf(out, eventLineFormat, "ID", "TYPE", "CREATED", "TEXT")
+				out.Flush()
+				header = false
+			}
+		},
+		OnReconnect: func(err error, wait time.Duration) {
+			fmt.Fprintf(os.Stderr, "berth: event stream interrupted (%s); reconnecting in %v\n",
+				strings.TrimPrefix(err.Error(), "berth: "), wait.Round(time.Millisecond))
+		},
+	}
+	for e, err := range a.c.StreamEvents(ctx, sessionID, p) {
+		if err != nil {
+			return err
+		}
+		if a.asJSON {
+			out.Write(e.Raw)
+			out.WriteByte('\n')
+		} else {
+			r := eventRow(e)
+			for i := range r {
+				r[i] = cliDash(tableCell(r[i]))
+			}
+			fmt.Fprintf(out, eventLineFormat, r[0], r[1], r[2], r[3])
+		}
+		if err := out.Flush(); err != nil {
+			return localError{err}
+		}
+	}
+	return nil
+}
+
+// eventLineFormat is a row of --follow's table: fixed widths, since rows are printed as
+// they come rather than aligned together (an event ID is 36 characters).
+const eventLineFormat = "%-36s  %-26s  %-20s  %s\n"
+
 func sessionSendCmd(a *apiConn) *cobra.Command {
 	var events []any
-	cmd := &cobra.Command{
-		Use:   "send SESSION_ID (--message TEXT | --event JSON)...",
+	var one oneEvent
+	var cmd *cobra.Command
+	cmd = &cobra.Command{
+		Use:   "send SESSION_ID (--type TYPE [--text TEXT] [--body JSON] [--tool-use-id ID] | (--message TEXT | --event JSON)...)",
 		Short: "Send events to a session (a user.message wakes a dormant one)",
-		Long: `Append events to a session, in the order given: --message TEXT is a user.message with
-one text block, --event JSON any event object with a "type" (user.message,
-user.interrupt, user.tool_confirmation, user.tool_result, user.custom_tool_result,
-user.define_outcome, system.message). A user.message to a session with no live work
-queues a new work item. Prints the events as stored.`,
+		Long: `Append events to a session and print them as stored.
+
+One event by its parts: --type TYPE, with --text TEXT (its content: one text block),
+--body JSON (an object whose fields go into the event, such as the name and input of an
+agent.tool_use) and --tool-use-id ID (the tool_use_id of a user.tool_result, the
+custom_tool_use_id of a user.custom_tool_result: the id of the event it answers).
+
+Or several, in the order given: --message TEXT is a user.message with one text block,
+--event JSON any event object with a "type".
+
+Admin and member tokens may send user.message, user.interrupt, user.tool_confirmation,
+user.tool_result, user.custom_tool_result, user.define_outcome and system.message, and
+the agent's side: agent.message, agent.tool_use and agent.custom_tool_use. Worker
+tokens may send user.tool_result, user.custom_tool_result and user.message. A
+user.message to a session with no live work queues a new work item.`,
 		Example: `  berth session send sess_… --message 'also run the linter'
-  berth session send sess_… --event '{"type":"user.interrupt"}' --message 'stop that, do this instead'`,
+  berth session send sess_… --event '{"type":"user.interrupt"}' --message 'stop that, do this instead'
+  berth session send sess_… --type agent.tool_use --body '{"name":"bash","input":{"command":"ls"}}'
+  berth session send "$BERTH_SESSION_ID" --type user.tool_result --tool-use-id evt_… --text 'README.md go.mod'`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeSessions(a),
 		RunE: a.run(func(ctx context.Context, args []string) error {
-			if len(events) == 0 {
-				return errors.New("nothing to send: give --message or --event")
+			ev, err := one.event(cmd)
+			switch {
+			case err != nil:
+				return err
+			case ev != nil && len(events) > 0:
+				return errors.New("give either --type (one event) or --message and --event, not both")
+			case ev != nil:
+				events = []any{ev}
+			case len(events) == 0:
+				return errors.New("nothing to send: give --type, --message or --event")
 			}
 			evs, err := a.c.SendEvents(ctx, args[0], events, a.mut()...)
 			if err != nil {
@@ -351,5 +448,55 @@ queues a new work item. Prints the events as stored.`,
 		}),
 	}
 	addEventFlags(cmd, &events, "to send")
+	f := cmd.Flags()
+	f.StringVar(&one.typ, "type", "", "the type of the one event to send (with --text, --body, --tool-use-id)")
+	f.StringVar(&one.text, "text", "", "with --type: the event's content, one text block")
+	f.StringVar(&one.body, "body", "", "with --type: a JSON object of the event's other fields")
+	f.StringVar(&one.toolUseID, "tool-use-id", "", "with --type user.tool_result (or user.custom_tool_result): the id of the tool use it answers")
 	return cmd
+}
+
+// oneEvent is an event given by its parts: send's --type, --text, --body, --tool-use-id.
+type oneEvent struct {
+	typ, text, body, toolUseID string
+}
+
+// event builds the event, nil when no part was given.
+func (o *oneEvent) event(cmd *cobra.Command) (map[string]any, error) {
+	f := cmd.Flags()
+	if !f.Changed("type") {
+		for _, name := range []string{"text", "body", "tool-use-id"} {
+			if f.Changed(name) {
+				return nil, fmt.Errorf("--%s needs --type", name)
+			}
+		}
+		return nil, nil
+	}
+	if o.typ == "" {
+		return nil, errors.New("--type is empty")
+	}
+	ev := map[string]any{}
+	if f.Changed("body") {
+		if err := json.Unmarshal([]byte(o.body), &ev); err != nil || ev == nil {
+			return nil, errors.New(`--body: want a JSON object such as {"name":"bash","input":{}}`)
+		}
+		if t, ok := ev["type"]; ok && t != o.typ {
+			return nil, fmt.Errorf("--body has type %v, --type %s", t, o.typ)
+		}
+	}
+	ev["type"] = o.typ
+	if f.Changed("text") {
+		if _, ok := ev["content"]; ok {
+			return nil, errors.New("--text and a content in --body: give one")
+		}
+		ev["content"] = []map[string]string{{"type": "text", "text": o.text}}
+	}
+	if f.Changed("tool-use-id") {
+		key := "tool_use_id"
+		if o.typ == "user.custom_tool_result" {
+			key = "custom_tool_use_id"
+		}
+		ev[key] = o.toolUseID
+	}
+	return ev, nil
 }

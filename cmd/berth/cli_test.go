@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -349,10 +350,34 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 	if sess.ArchivedAt == nil {
 		t.Errorf("session archive: %+v", sess)
 	}
+	// A follower prints the history, then session.deleted, and exits 0.
+	follower := cli.start("session", "events", s1.ID, "--follow", "--json")
+	adminClient, err := client.New(base, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var history []client.Event
+	for e, err := range adminClient.AllEvents(t.Context(), s1.ID, client.ListEventsParams{ListParams: client.ListParams{Limit: 1000}}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		history = append(history, e)
+	}
+	for _, e := range history {
+		if l := follower.line(t); l != string(e.Raw) {
+			t.Fatalf("session events --follow --json printed %s, want %s", l, e.Raw)
+		}
+	}
 	var del client.Deleted
 	cli.json(&del, "session", "delete", s1.ID, "--json")
 	if del.ID != s1.ID || del.Type != "session_deleted" {
 		t.Errorf("session delete: %+v", del)
+	}
+	if l := follower.line(t); !strings.Contains(l, `"type":"session.deleted"`) {
+		t.Errorf("session events --follow: after the delete %s, want session.deleted", l)
+	}
+	if code := follower.exit(t); code != 0 {
+		t.Errorf("session events --follow exited %d after session.deleted", code)
 	}
 	wantContains(t, cli.ok("session", "delete", s2), s2, "session_deleted")
 	wantAPIError(t, cli.fail(exitNotFound, "session", "get", s1.ID), 404, "not_found_error")
@@ -651,4 +676,80 @@ func TestCLIFlagParsing(t *testing.T) {
 			t.Errorf("--event %s accepted", bad)
 		}
 	}
+}
+
+// cliProc is a berth CLI process that runs on while the test goes on (session events
+// --follow), its stdout read line by line.
+type cliProc struct {
+	cmd    *exec.Cmd
+	lines  chan string // stdout, line by line; closed at its end
+	stderr *bytes.Buffer
+	done   chan struct{}
+	err    error
+}
+
+// start starts berth with args in the background.
+func (r *cliRunner) start(args ...string) *cliProc {
+	r.t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "BERTH_") && !strings.HasPrefix(kv, "GORACE=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "BERTH_TEST_AS_MAIN=1", "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	cmd.Env = append(cmd.Env, r.env...)
+	p := &cliProc{cmd: cmd, lines: make(chan string, 1000), stderr: new(bytes.Buffer), done: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	r.t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// line returns the next line of stdout; the end of stdout fails the test.
+func (p *cliProc) line(t *testing.T) string {
+	t.Helper()
+	l, ok := <-p.lines
+	if !ok {
+		<-p.done
+		t.Fatalf("berth %q ended (%v) where a line was expected; stderr:\n%s", p.cmd.Args[1:], p.err, p.stderr)
+	}
+	return l
+}
+
+// exit waits for the end of the process, which must print nothing more, and returns its
+// exit code.
+func (p *cliProc) exit(t *testing.T) int {
+	t.Helper()
+	for l := range p.lines {
+		t.Errorf("berth %q: unexpected line %q", p.cmd.Args[1:], l)
+	}
+	<-p.done
+	var ee *exec.ExitError
+	switch {
+	case p.err == nil:
+		return 0
+	case errors.As(p.err, &ee):
+		return ee.ExitCode()
+	}
+	t.Fatalf("berth %q: %v", p.cmd.Args[1:], p.err)
+	return -1
 }

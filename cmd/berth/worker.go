@@ -33,6 +33,7 @@ type workerOptions struct {
 	drainTimeout, killGrace           time.Duration
 	logFormat, logLevel, healthAddr   string
 	exitWhenIdle                      bool
+	events                            bool
 }
 
 func workerCmd() *cobra.Command {
@@ -45,8 +46,19 @@ func workerCmd() *cobra.Command {
 a time, holding each item's lease with heartbeats.
 
 The command runs with sh -c. It gets BERTH_WORK_ID, BERTH_SESSION_ID,
-BERTH_ENVIRONMENT_ID and BERTH_WORKER_ID in its environment and the work item's JSON on
-stdin; its output goes to the worker's log. When it exits, its exit code is recorded in
+BERTH_ENVIRONMENT_ID and BERTH_WORKER_ID in its environment, with the worker's
+BERTH_URL and BERTH_TOKEN (and BERTH_CA_CERT when set), so that berth commands it runs
+reach the same server as the worker (berth session send "$BERTH_SESSION_ID" …); and the
+work item's JSON on stdin. Its output goes to the worker's log.
+
+With --events, its stdin follows the session: the item's JSON as the first line, then
+each event of the session as one JSON line, the history first and then each new event
+as it is committed, until the session is deleted (stdin ends after the session.deleted
+line) or the command exits. A user.interrupt arrives as such a line, and only so: no
+signal is sent, and the command decides what an interrupt means. It posts its answers
+with berth session send, e.g. --type user.tool_result --tool-use-id <the agent.tool_use
+event's id> --text '…' (a worker token may send user.tool_result,
+user.custom_tool_result and user.message). When it exits, its exit code is recorded in
 the item's metadata (exit_code) and the item is stopped; what it left running in its
 process group gets SIGTERM, and SIGKILL after --kill-grace. An operator's stop request
 sends it SIGTERM, and SIGKILL after --kill-grace; the shell traps SIGTERM, so the code
@@ -61,7 +73,8 @@ The worker exits non-zero if the server refuses its token or environment.
 its items runs: for a worker started per queued item, or by an autoscaler, as a
 Kubernetes Job.`,
 		Example: `  berth worker --token "$(cat worker-token)" --environment env_… --exec './run-agent.sh'
-  BERTH_TOKEN=pt-… BERTH_ENVIRONMENT_ID=env_… berth worker --capacity 8 --exec 'sleep 1'`,
+  BERTH_TOKEN=pt-… BERTH_ENVIRONMENT_ID=env_… berth worker --capacity 8 --exec 'sleep 1'
+  berth worker --events --exec './agent-loop.sh'   # reads the item, then the session's events, on stdin`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := errors.Join(envErrs...); err != nil {
@@ -85,6 +98,7 @@ Kubernetes Job.`,
 	f.StringVar(&o.logFormat, "log-format", envDefault("BERTH_LOG_FORMAT", "text"), "log format: text or json (BERTH_LOG_FORMAT)")
 	f.StringVar(&o.logLevel, "log-level", envDefault("BERTH_LOG_LEVEL", "info"), logLevelHelp+" (BERTH_LOG_LEVEL)")
 	f.StringVar(&o.healthAddr, "health-addr", os.Getenv("BERTH_HEALTH_ADDR"), "serve /healthz and /metrics here when set (BERTH_HEALTH_ADDR)")
+	f.BoolVar(&o.events, "events", envBool(&envErrs, "BERTH_EVENTS", false), "after the item's JSON line, write each event of its session to the command's stdin as one JSON line: the history, then live until the session is deleted; a user.interrupt is a line like any other, no signal (BERTH_EVENTS=1)")
 	f.BoolVar(&o.exitWhenIdle, "exit-when-idle", envBool(&envErrs, "BERTH_EXIT_WHEN_IDLE", false), "exit 0 at the first poll that answers null while no item runs: a worker started for a queue (a Job) (BERTH_EXIT_WHEN_IDLE=1)")
 	return cmd
 }
@@ -134,7 +148,7 @@ func runWorker(ctx context.Context, o workerOptions) error {
 	w, err := worker.New(worker.Config{
 		Client: c, EnvironmentID: o.environment, WorkerID: o.workerID, Capacity: o.capacity,
 		TTL: o.ttl, DrainTimeout: drainTimeout, Logger: log, Metrics: worker.NewMetrics(reg), ExitWhenIdle: o.exitWhenIdle,
-		Handler: &worker.Exec{Command: o.exec, KillGrace: o.killGrace, Logger: log},
+		Handler: &worker.Exec{Command: o.exec, KillGrace: o.killGrace, Logger: log, Events: o.events, Env: childEnv(c, o)},
 	})
 	if err != nil {
 		return err
@@ -176,6 +190,18 @@ func runWorker(ctx context.Context, o workerOptions) error {
 		}
 	}()
 	return w.Run(runCtx)
+}
+
+// childEnv is what the worker adds to its commands' environment besides the item's
+// variables: the server and the token it uses itself, so that a command's berth
+// commands (or its own API calls) reach the same server as the worker, however the
+// worker was given them (flags or environment).
+func childEnv(c *client.Client, o workerOptions) []string {
+	env := []string{"BERTH_URL=" + c.BaseURL(), "BERTH_TOKEN=" + o.token}
+	if o.caCert != "" {
+		env = append(env, "BERTH_CA_CERT="+o.caCert)
+	}
+	return env
 }
 
 // defaultWorkerID is <hostname>-<8 random hex digits>.

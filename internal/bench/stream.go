@@ -543,7 +543,7 @@ func (r *streamRun) check(ctx context.Context, sessions []*streamSession, res *S
 	byID := map[*streamSession][]string{}
 	for _, s := range sessions {
 		var hist []string
-		for e, err := range r.read.c.AllEvents(ctx, s.id, client.ListParams{Limit: 1000, AfterID: s.baseline}) {
+		for e, err := range r.read.c.AllEvents(ctx, s.id, client.ListEventsParams{ListParams: client.ListParams{Limit: 1000, AfterID: s.baseline}}) {
 			if err != nil {
 				return fmt.Errorf("read the history of %s: %w", s.id, err)
 			}

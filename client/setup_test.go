@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/berth-sh/berth/client"
 	"github.com/berth-sh/berth/internal/api"
 	"github.com/berth-sh/berth/internal/store/sqlite"
+	"github.com/berth-sh/berth/internal/testserver"
 )
 
 // bundle is one real berth server (SQLite in a temporary directory, behind a real HTTP
@@ -37,7 +37,9 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	clock := &testClock{now: time.Date(2026, 7, 1, 8, 15, 6, 120394000, time.UTC)}
+	clock := testserver.NewClock()
+	// Microseconds in every timestamp: the client must carry them through.
+	clock.Set(time.Date(2026, 7, 1, 8, 15, 6, 120394000, time.UTC))
 	srv := api.New(api.Config{Store: st, Now: clock.Now, Logger: slog.New(slog.DiscardHandler)})
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {
@@ -120,21 +122,5 @@ func apiError(t *testing.T, err error, status int, typ string) *client.Error {
 	return e
 }
 
-// testClock is a clock the test moves by hand.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+// testClock is the shared clock that the test moves by hand.
+type testClock = testserver.Clock

@@ -17,6 +17,7 @@ import (
 	"github.com/berth-sh/berth/client"
 	"github.com/berth-sh/berth/internal/api"
 	"github.com/berth-sh/berth/internal/store/sqlite"
+	"github.com/berth-sh/berth/internal/testserver"
 	"github.com/berth-sh/berth/worker"
 )
 
@@ -27,24 +28,8 @@ import (
 // every request the worker makes (the worker token's requests only), and can hold, fail
 // or rewrite them.
 
-// testClock is a clock the test moves by hand.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+// testClock is the shared clock that the test moves by hand.
+type testClock = testserver.Clock
 
 // call is one request of the worker, as the recorder saw it.
 type call struct {
@@ -305,7 +290,7 @@ func newBenchWith(t testing.TB, inProcess bool) *bench {
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	clock := &testClock{now: time.Date(2026, 7, 1, 8, 15, 0, 0, time.UTC)}
+	clock := testserver.NewClock()
 	srv := api.New(api.Config{Store: st, Now: clock.Now, Logger: slog.New(slog.DiscardHandler)})
 	b := &bench{t: t, srv: srv, store: st, clock: clock, log: newLogSink()}
 	b.logger = slog.New(slog.NewJSONHandler(b.log, nil))

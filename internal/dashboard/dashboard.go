@@ -94,6 +94,7 @@ func New(cfg Config) *Handler {
 	mux.Handle("GET /ui/me", sameOriginRead(http.HandlerFunc(d.me)))
 	mux.Handle("GET /ui/view", sameOriginRead(http.HandlerFunc(d.view)))
 	mux.Handle("GET /ui/stream", sameOriginRead(http.HandlerFunc(d.stream)))
+	mux.Handle("GET /ui/events", sameOriginRead(http.HandlerFunc(d.events)))
 	mux.Handle("/ui/api/", sameOriginRead(http.HandlerFunc(d.relay)))
 	mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found_error", "No such dashboard page.")

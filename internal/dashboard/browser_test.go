@@ -477,8 +477,12 @@ func TestDashboardInBrowser(t *testing.T) {
 		document.querySelector('#ev-`+toolUse+` .ev-input').textContent.includes('"path": "README.md"') &&
 		document.querySelector('#ev-`+toolUse+` time').getAttribute('datetime') !== ''`)
 	f.apiDo(f.admin, "POST", "/sessions/"+sessD+"/events",
+		`{"events":[{"type":"user.tool_result","tool_use_id":"`+toolUse+`","content":[{"type":"text","text":"# berth"}]}]}`, 200)
+	b.wait("the tool result, live", `document.querySelector('#events li:last-child').dataset.type === 'user.tool_result' &&
+		document.querySelector('#events li:last-child').textContent.includes('Result for evt_…`+toolUse[len(toolUse)-8:]+`# berth')`)
+	f.apiDo(f.admin, "POST", "/sessions/"+sessD+"/events",
 		`{"events":[{"type":"agent.message","content":[{"type":"text","text":"I read the README."}]}]}`, 200)
-	b.wait("the agent's message, live, in order", `document.querySelectorAll('#events li').length === 4 &&
+	b.wait("the agent's message, live, in order", `document.querySelectorAll('#events li').length === 5 &&
 		document.querySelector('#events li:last-child').dataset.type === 'agent.message' &&
 		document.querySelector('#events li:last-child .ev-text').textContent === 'I read the README.'`)
 
@@ -487,7 +491,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.do("focus the message box", chromedp.Focus(chromedp.ID("send-text")))
 	b.press("Here is the tool's answer.")
 	b.do("send", chromedp.Click(chromedp.ID("send-submit")))
-	b.wait("the sent message, live", `document.querySelectorAll('#events li').length === 5 &&
+	b.wait("the sent message, live", `document.querySelectorAll('#events li').length === 6 &&
 		document.querySelector('#events li:last-child').dataset.type === 'user.message' &&
 		document.querySelector('#events li:last-child .ev-text').textContent === "Here is the tool's answer." &&
 		document.getElementById('send-text').value === ''`)
@@ -506,7 +510,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	f.srv.Client().CloseIdleConnections() // the test's own, closed too
 	f.apiDo(f.admin, "POST", "/sessions/"+sessD+"/events",
 		`{"events":[{"type":"user.message","content":[{"type":"text","text":"Posted while the page reconnects."}]}]}`, 200)
-	b.wait("the message posted meanwhile, once", `document.querySelectorAll('#events li').length === 6 &&
+	b.wait("the message posted meanwhile, once", `document.querySelectorAll('#events li').length === 7 &&
 		document.querySelector('#events li:last-child .ev-text').textContent === 'Posted while the page reconnects.'`)
 	if !eval[bool](b, `window.__sameDocument === true`) {
 		t.Fatal("the page was reloaded")
@@ -667,6 +671,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		{"phone-overview", "#/", `document.querySelector('` + row + ` .stat-depth')`},
 		{"phone-environment", "#/env/" + byoc, `document.getElementById('row-` + itemC + `')`},
 		{"phone-item", "#/env/" + byoc + "/work/" + itemC, `document.getElementById('item-state').textContent === 'stopped'`},
+		{"phone-session", "#/session/" + sessD, `document.querySelectorAll('#events li').length === 7 && document.getElementById('send-text')`},
 		{"phone-results", "#/env/" + results, `document.getElementById('row-` + itemBad + `')`},
 		{"phone-error", "#/env/" + unknownEnv, `document.getElementById('error-message')`},
 	} {

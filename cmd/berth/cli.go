@@ -24,10 +24,10 @@ import (
 )
 
 // apiCommands are the commands that call a server's API through the client package:
-// env, session and work (and token, which also has an offline mode: token.go), plus the
+// env, session, work and webhook (and token, which also has an offline mode: token.go), plus the
 // exit-codes help topic, which puts the exit codes into `berth --help`.
 func apiCommands() []*cobra.Command {
-	return []*cobra.Command{envCmd(), sessionCmd(), workCmd(), exitCodesTopic()}
+	return []*cobra.Command{envCmd(), sessionCmd(), workCmd(), webhookCmd(), exitCodesTopic()}
 }
 
 // Exit codes of the API commands. Usage errors (a bad flag, a missing argument) and
@@ -41,7 +41,7 @@ const (
 	exitServer   = 6 // 5xx, or no answer at all (connection, DNS, TLS)
 )
 
-const exitCodesHelp = `Exit codes of the API commands (env, session, work, and token over the API):
+const exitCodesHelp = `Exit codes of the API commands (env, session, work, webhook, and token over the API):
 
   0  ok
   1  usage or local error (bad flag or argument, unreadable input, or a --url

@@ -404,6 +404,20 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 	wantAPIError(t, member.fail(exitAuth, "env", "list"), 401, "authentication_error")
 	wantAPIError(t, cli.fail(exitNotFound, "token", "revoke", "tok_nope"), 404, "not_found_error")
 
+	// --- webhooks (more in cli_webhook_test.go) ---
+	var whEnv client.Environment
+	cli.json(&whEnv, "env", "create", "--name", "hooks", "--json")
+	var wh client.Webhook
+	cli.json(&wh, "webhook", "create", whEnv.ID, "--url", "http://"+closedAddr(t)+"/hook", "--json")
+	if !strings.HasPrefix(wh.Secret, "whsec_") {
+		t.Errorf("webhook create --json: %+v", wh)
+	}
+	if ids := tableIDs(t, cli.ok("webhook", "list", whEnv.ID)); !slices.Equal(ids, []string{wh.ID}) {
+		t.Errorf("webhook list: %v", ids)
+	}
+	cli.ok("webhook", "deliveries", whEnv.ID, wh.ID)
+	wantContains(t, cli.ok("webhook", "delete", whEnv.ID, wh.ID), "webhook_deleted")
+
 	// --- exit codes of failures that are not the server's answer to a good request ---
 	wantAPIError(t, cli.fail(exitAuth, "env", "list", "--token", "pt-bad"), 401, "authentication_error")
 	wantAPIError(t, cli.fail(exitAPI, "env", "list", "--limit", "-1"), 400, "invalid_request_error")
@@ -533,7 +547,7 @@ func TestCLICommandsHaveExamples(t *testing.T) {
 			walk(sub)
 		}
 	}
-	for _, name := range []string{"env", "session", "work", "token", "exit-codes"} {
+	for _, name := range []string{"env", "session", "work", "webhook", "token", "exit-codes"} {
 		c, _, err := root.Find([]string{name})
 		if err != nil || c.Name() != name {
 			t.Fatalf("no command %q: %v", name, err)

@@ -25,6 +25,7 @@ import (
 	"github.com/berth-sh/berth/internal/store"
 	"github.com/berth-sh/berth/internal/store/postgres"
 	"github.com/berth-sh/berth/internal/store/sqlite"
+	"github.com/berth-sh/berth/internal/webhook"
 )
 
 // AdminTokenFile is where a server started on an empty database writes its first admin
@@ -44,6 +45,9 @@ type serveOptions struct {
 	// process without waiting a minute.
 	readHeaderTimeout time.Duration
 	readTimeout       time.Duration
+	// webhookTimeout bounds one webhook delivery attempt (webhook.Timeout); hidden, so
+	// that the crash tests need not wait for the 20 s a claim of a killed server holds.
+	webhookTimeout time.Duration
 	// cpuProfile, when set, names a file for a CPU profile of the whole run, written when
 	// the server stops (hidden: for berth bench, which measures a server it starts).
 	cpuProfile string
@@ -95,6 +99,8 @@ ones go on; a pair that does not load is logged and the previous one kept.`,
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", defaultReadHeaderTimeout, "longest a client may take to send a request's headers")
 	f.DurationVar(&o.readTimeout, "read-timeout", defaultReadTimeout, "longest a client may take to send a whole request, body included")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the server's run to this file when it stops")
+	f.DurationVar(&o.webhookTimeout, "webhook-timeout", webhook.Timeout, "longest a webhook delivery attempt may take")
+	f.MarkHidden("webhook-timeout")
 	f.MarkHidden("read-header-timeout")
 	f.MarkHidden("read-timeout")
 	f.MarkHidden("cpuprofile")
@@ -187,7 +193,10 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 	if in, ok := st.(interface{ Instrument(prometheus.Registerer) }); ok {
 		in.Instrument(reg)
 	}
-	srv := api.New(api.Config{Store: st, Logger: log, Registry: reg})
+	// The webhook sender: woken by the writes that queue deliveries, it claims them from
+	// the outbox (with several replicas, each claims its own) until the server stops.
+	sender := webhook.New(webhook.Config{Store: st, Logger: log, Registerer: reg, Timeout: o.webhookTimeout})
+	srv := api.New(api.Config{Store: st, Logger: log, Registry: reg, WakeWebhooks: sender.Wake})
 	if o.readHeaderTimeout <= 0 {
 		o.readHeaderTimeout = defaultReadHeaderTimeout
 	}
@@ -217,6 +226,11 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
 	go srv.Run(runCtx)
+	senderDone := make(chan struct{})
+	go func() {
+		defer close(senderDone)
+		sender.Run(runCtx)
+	}()
 
 	errc := make(chan error, 1)
 	// srv.Listener: the answers net/http writes by itself (a request it cannot parse,
@@ -259,6 +273,7 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 		log.Error("shutdown", "err", err)
 	}
 	stopRun()
+	<-senderDone // its attempts under way are recorded before the database closes
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -124,6 +124,7 @@ var amBodies = map[string]string{
 	"POST /sessions/{session_id}/events":                      `{"events":[{"type":"user.message","content":"hi"}]}`,
 	"POST /tokens":                                            `{"name":"m","role":"member"}`,
 	"POST /environments/{environment_id}/work/{work_id}/stop": `{"force":false}`,
+	"POST /environments/{environment_id}/webhooks":            `{"url":"https://hooks.example/scale","description":"m"}`,
 }
 
 // amNon2xx are admitted requests that fail in the fixture for a reason that has nothing
@@ -144,6 +145,7 @@ type amFixture struct {
 	envA, envB                      string
 	sessA, sessB, itemA, itemB      string
 	victim                          string
+	webhook                         string
 	member, workerA, workerB        string
 	revokedAdmin, revokedWorker     string
 	revokedAdminID, revokedWorkerID string
@@ -158,6 +160,9 @@ func amNewFixture(t *testing.T) *amFixture {
 	wantStatus(t, h.do("POST", workPath(f.envA, f.itemA, "/ack"), ""), 200)
 	wantStatus(t, h.do("POST", workPath(f.envB, f.itemB, "/ack"), ""), 200)
 	f.victim, _ = amCreateToken(t, h, `{"name":"victim","role":"member"}`)
+	r := h.do("POST", "/environments/"+f.envA+"/webhooks", `{"url":"https://hooks.example/a"}`)
+	wantStatus(t, r, 201)
+	f.webhook = r.str(t, "id")
 	f.member = h.token(api.RoleMember, "")
 	f.workerA = h.token(api.RoleWorker, f.envA)
 	f.workerB = h.token(api.RoleWorker, f.envB)
@@ -206,6 +211,8 @@ func (f *amFixture) path(t *testing.T, pattern string) string {
 			return f.itemA
 		case "{token_id}":
 			return f.victim
+		case "{webhook_id}":
+			return f.webhook
 		}
 		t.Fatalf("route pattern %s has path parameter %s, which the auth matrix cannot fill: teach amFixture.path", pattern, p)
 		return ""
@@ -229,7 +236,9 @@ func (f *amFixture) snapshot(t *testing.T) string {
 	for _, e := range []string{f.envA, f.envB} {
 		b.Write(get("/environments/" + e + "/work?limit=100"))
 		b.Write(get("/environments/" + e + "/work/stats"))
+		b.Write(get("/environments/" + e + "/webhooks?limit=100"))
 	}
+	b.Write(get("/environments/" + f.envA + "/webhooks/" + f.webhook + "/deliveries?limit=100"))
 	for _, s := range []string{f.sessA, f.sessB} {
 		b.Write(get("/sessions/" + s + "/events?limit=100"))
 	}

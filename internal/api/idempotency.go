@@ -111,11 +111,14 @@ func (c *call) idempotent(key string) error {
 // sealedPrefix starts a kept response that is sealed; a JSON body never starts with NUL.
 const sealedPrefix = "\x00berth-sealed-1\x00"
 
-// carriesSecret reports whether the route's answer holds a token secret (POST /tokens).
-// API.md §1 and §5: the server stores only a hash of a secret, so such an answer is kept
-// for replay only sealed (sealReplay).
+// carriesSecret reports whether the route's answer holds a secret: a token's (POST
+// /tokens) or a webhook's (POST …/webhooks). API.md §1 and §5: the server stores only a
+// hash of a token secret, so such an answer is kept for replay only sealed (sealReplay);
+// a webhook secret, which the server must keep to sign with, is sealed all the same, so
+// that the replay store holds no secret in the clear.
 func (c *call) carriesSecret() bool {
-	return c.route.Method == http.MethodPost && c.route.Pattern == BasePath+"/tokens"
+	return c.route.Method == http.MethodPost &&
+		(c.route.Pattern == BasePath+"/tokens" || c.route.Pattern == webhooksPattern)
 }
 
 // replayCipher is AES-256-GCM keyed by the caller's own secret and the Idempotency-Key.

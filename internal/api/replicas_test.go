@@ -31,8 +31,16 @@ func neverTimer(time.Duration) (<-chan time.Time, func() bool) {
 // listen (the resync call).
 type listening struct {
 	*postgres.Store
-	mu     sync.Mutex
-	starts chan struct{} // one send per start
+	mu          sync.Mutex
+	starts      chan struct{} // one send per start
+	eventStarts chan struct{} // one send per start of ListenEvents
+}
+
+func (l *listening) ListenEvents(ctx context.Context, fn func(string), resync func()) error {
+	return l.Store.ListenEvents(ctx, fn, func() {
+		resync()
+		l.eventStarts <- struct{}{}
+	})
 }
 
 func (l *listening) ListenWork(ctx context.Context, fn func(string), resync func()) error {
@@ -66,13 +74,16 @@ func newReplicas(t *testing.T) (a, b *replica) {
 		if err != nil {
 			t.Fatalf("open: %v", err)
 		}
-		st := &listening{Store: pg, starts: make(chan struct{}, 16)}
-		srv := api.New(api.Config{Store: st, Logger: discardLogger(), PollTimer: neverTimer})
+		st := &listening{Store: pg, starts: make(chan struct{}, 16), eventStarts: make(chan struct{}, 16)}
+		// Streams hear of the other replica's events by its notices alone: their own
+		// catch-up reads would hide a lost notice.
+		srv := api.New(api.Config{Store: st, Logger: discardLogger(), PollTimer: neverTimer, StreamCatchUp: time.Hour})
 		ts := httptest.NewServer(srv)
 		t.Cleanup(func() { srv.Shutdown(); ts.Close(); pg.Close() })
 		wg.Add(1)
 		go func() { defer wg.Done(); srv.Run(ctx) }()
 		<-st.starts
+		<-st.eventStarts
 		return &replica{harness: &harness{t: t, srv: srv, store: st, url: ts.URL}, st: st, url: url}
 	}
 	a, b = start(), start()

@@ -70,6 +70,11 @@ func (s *Server) register() {
 		{"POST", b + "/sessions/{session_id}/events", WorkerSession, s.sendEvents},
 		{"GET", b + "/sessions/{session_id}/events/stream", WorkerSession, s.streamEvents},
 
+		{"POST", webhooksPattern, AdminOnly, s.createWebhook},
+		{"GET", webhooksPattern, Members, s.listWebhooks},
+		{"DELETE", webhooksPattern + "/{webhook_id}", AdminOnly, s.deleteWebhook},
+		{"GET", webhooksPattern + "/{webhook_id}/deliveries", Members, s.listDeliveries},
+
 		{"POST", b + "/tokens", AdminOnly, s.createToken},
 		{"GET", b + "/tokens", AdminOnly, s.listTokens},
 		{"POST", b + "/tokens/{token_id}/revoke", AdminOnly, s.revokeToken},
@@ -267,6 +272,9 @@ func (c *call) json(status int, v any) error {
 	writeJSON(c.w, status, v)
 	return nil
 }
+
+// webhooksPattern is the path of an environment's webhooks.
+const webhooksPattern = BasePath + "/environments/{environment_id}/webhooks"
 
 // pollPattern is the poll route's pattern, whose empty answers are logged at Debug.
 const pollPattern = BasePath + "/environments/{environment_id}/work/poll"

@@ -41,19 +41,26 @@ type Config struct {
 	// StreamHeartbeat is how often an idle event stream gets a heartbeat comment; zero
 	// means every 15 s (API.md §7).
 	StreamHeartbeat time.Duration
+	// StreamCatchUp is how often a followed session is read without a notice (see
+	// stream.Config.CatchUp); zero means stream.DefaultCatchUp.
+	StreamCatchUp time.Duration
+	// WakeWebhooks, when not nil, is called after a write that queued webhook deliveries
+	// has committed (webhook.Sender.Wake), so that they go out at once.
+	WakeWebhooks func()
 }
 
 // Server serves the API. Create it with New; it is an http.Handler.
 type Server struct {
-	store   store.Store
-	now     func() time.Time
-	log     *slog.Logger
-	waiters *wait.Waiters
-	metrics *metrics
-	reg     *prometheus.Registry
-	mux     *http.ServeMux
-	unclean http.Handler // answers a path not in canonical form (ServeHTTP)
-	routes  []*Route
+	store        store.Store
+	now          func() time.Time
+	log          *slog.Logger
+	waiters      *wait.Waiters
+	metrics      *metrics
+	reg          *prometheus.Registry
+	mux          *http.ServeMux
+	unclean      http.Handler // answers a path not in canonical form (ServeHTTP)
+	routes       []*Route
+	wakeWebhooks func()
 	// hub follows sessions for their event streams (API.md §7).
 	hub             *stream.Hub
 	streamHeartbeat time.Duration
@@ -66,6 +73,8 @@ func New(cfg Config) *Server {
 		now:   cfg.Now,
 		log:   cfg.Logger,
 		reg:   cfg.Registry,
+
+		wakeWebhooks: cfg.WakeWebhooks,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -86,7 +95,7 @@ func New(cfg Config) *Server {
 		s.streamHeartbeat = defaultStreamHeartbeat
 	}
 	if s.store != nil {
-		s.hub = stream.New(s.store.ListEvents, stream.Config{Buffer: cfg.StreamBuffer, Now: s.now, Slow: s.metrics.streamSlow.Inc})
+		s.hub = stream.New(s.store.ListEvents, stream.Config{Buffer: cfg.StreamBuffer, CatchUp: cfg.StreamCatchUp, Now: s.now, Slow: s.metrics.streamSlow.Inc})
 		s.store.OnEvents(s.hub.Notify)
 	}
 	s.mux = http.NewServeMux()
@@ -191,6 +200,13 @@ func (s *Server) Run(ctx context.Context) {
 	}
 }
 
+// queuedDeliveries wakes the webhook sender when n deliveries were queued.
+func (s *Server) queuedDeliveries(n int) {
+	if n > 0 && s.wakeWebhooks != nil {
+		s.wakeWebhooks()
+	}
+}
+
 // pollerPruneEvery is how often the server forgets polls older than the stats window.
 const pollerPruneEvery = 30 * time.Second
 
@@ -207,6 +223,7 @@ func (s *Server) ExpireLeases(ctx context.Context) error {
 			s.metrics.requeues.Inc()
 			s.metrics.transition("queued")
 			s.waiters.Queued(e.Requeue.EnvironmentID)
+			s.queuedDeliveries(e.Deliveries)
 		}
 	}
 	return err

@@ -329,6 +329,7 @@ func (s *Server) enqueue(ctx context.Context, sess store.Session, events []store
 		return store.Created{}, err
 	}
 	s.metrics.transition("queued")
+	s.queuedDeliveries(created.Deliveries)
 	return created, nil
 }
 
@@ -514,6 +515,7 @@ func (s *Server) sendEvents(c *call) error {
 	if ap.Queued != nil {
 		s.metrics.transition("queued")
 		s.waiters.Queued(ap.Queued.EnvironmentID)
+		s.queuedDeliveries(ap.Deliveries)
 	}
 	out := eventListJSON{Data: make([]json.RawMessage, len(ap.Events))}
 	for i, e := range ap.Events {

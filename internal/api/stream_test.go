@@ -9,9 +9,12 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	sse "github.com/tmaxmax/go-sse"
 
 	"github.com/berth-sh/berth/internal/api"
 	"github.com/berth-sh/berth/internal/work"
@@ -661,4 +664,117 @@ func (h *harness) metric(sample string) float64 {
 	r := h.doRaw("GET", "/metrics", "")
 	v, _ := metricValue(r.Body, sample)
 	return v
+}
+
+// TestStreamAcrossReplicas: an event committed through one replica reaches a stream on
+// the other by its notice (the streams' own catch-up reads are an hour apart), a resumed
+// stream on the other replica has no gap and no duplicate, and a deletion through one
+// ends the other's streams.
+func TestStreamAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	a, b := newReplicas(t)
+	env := a.env(true)
+	sess := a.session(env)
+	s := b.openStream(sess)
+	var ids []string
+	for i := range 10 {
+		ids = append(ids, eventID(t, a.send(sess, userMessage(fmt.Sprint(i)))[0]))
+		if f := s.event(); f.ID != ids[i] {
+			t.Fatalf("the stream on B sent %s, want %s (sent through A)", f.ID, ids[i])
+		}
+	}
+	s.close()
+	more := eventID(t, a.send(sess, userMessage("more"))[0])
+	r := b.openStream(sess, header("Last-Event-ID", ids[4]))
+	for _, want := range append(ids[5:], more) {
+		if f := r.event(); f.ID != want {
+			t.Fatalf("resumed on B: %s, want %s", f.ID, want)
+		}
+	}
+	wantStatus(t, a.do("DELETE", "/sessions/"+sess, ""), 200)
+	if f := r.event(); f.Event != "session.deleted" {
+		t.Fatalf("after a delete through A the stream on B sent %+v", f)
+	}
+	r.ended()
+}
+
+// cuttingWriter ends a response, as a dropped connection would, after a number of
+// frames: the handler's next write fails.
+type cuttingWriter struct {
+	http.ResponseWriter
+	frames int
+}
+
+func (w *cuttingWriter) Write(b []byte) (int, error) {
+	if w.frames <= 0 {
+		return 0, io.ErrClosedPipe
+	}
+	w.frames -= strings.Count(string(b), "\n\n")
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *cuttingWriter) Flush() { http.NewResponseController(w.ResponseWriter).Flush() }
+
+func (w *cuttingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// TestStreamWithAnSSEClientLibrary: a well-kept SSE client (tmaxmax/go-sse), unchanged,
+// follows a session through connections cut every few frames, resuming by itself with
+// Last-Event-ID, and sees every event once, in order.
+func TestStreamWithAnSSEClientLibrary(t *testing.T) {
+	t.Parallel()
+	h := newHarnessWrapped(t, nil, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/events/stream") {
+				w = &cuttingWriter{ResponseWriter: w, frames: 4}
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	env := h.env(false)
+	sess := h.session(env)
+	first := eventID(t, h.send(sess, userMessage("first"))[0])
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.url+api.BasePath+"/sessions/"+sess+"/events/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+h.admin)
+	req.Header.Set("Last-Event-ID", first) // go-sse resumes from the last id it saw
+	var reconnects atomic.Int64
+	client := &sse.Client{
+		HTTPClient: h.httpClient(),
+		Backoff:    sse.Backoff{InitialInterval: time.Millisecond, MaxInterval: 10 * time.Millisecond},
+		OnRetry:    func(error, time.Duration) { reconnects.Add(1) },
+	}
+	conn := client.NewConnection(req)
+	got := make(chan sse.Event, 100)
+	conn.SubscribeToAll(func(e sse.Event) { got <- e })
+	connected := make(chan error, 1)
+	go func() { connected <- conn.Connect() }()
+
+	var ids []string
+	for i := range 20 {
+		ids = append(ids, eventID(t, h.send(sess, userMessage(fmt.Sprint(i)))[0]))
+	}
+	for i, want := range ids {
+		select {
+		case e := <-got:
+			var obj struct{ ID string }
+			json.Unmarshal([]byte(e.Data), &obj)
+			if e.LastEventID != want || obj.ID != want || e.Type != "user.message" {
+				t.Fatalf("event %d: id %s type %s data %s, want %s", i, e.LastEventID, e.Type, e.Data, want)
+			}
+		case err := <-connected:
+			t.Fatalf("the SSE client stopped after %d events: %v", i, err)
+		}
+	}
+	if reconnects.Load() < 4 {
+		t.Errorf("%d reconnects, want at least 4 (a cut every 4 frames)", reconnects.Load())
+	}
+	cancel()
+	<-connected
+	select {
+	case e := <-got:
+		t.Fatalf("an event beyond the history: %+v", e)
+	default:
+	}
 }

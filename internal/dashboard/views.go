@@ -23,6 +23,10 @@ const (
 	workLimit     = 20
 	sessionLimit  = 20
 	eventLimit    = 50
+	// webhookLimit webhooks of an environment show, each with its newest
+	// webhookDeliveryLimit deliveries.
+	webhookLimit         = 20
+	webhookDeliveryLimit = 10
 )
 
 // The views the page can ask for, by name.
@@ -32,6 +36,7 @@ const (
 	viewSessions = "sessions" // an environment and a page of its sessions
 	viewItem     = "item"     // a work item, its delivery details and its environment
 	viewSession  = "session"  // a session, its environment and a page of its events
+	viewWebhooks = "webhooks" // an environment, its webhooks and each one's newest deliveries
 )
 
 // viewParams selects a view. Cursors page backwards from the newest item by default:
@@ -88,6 +93,10 @@ func parseView(q url.Values) (viewParams, error) {
 		if err := need(id.Environment, p.Env, "env"); err != nil {
 			return p, err
 		}
+	case viewWebhooks:
+		if err := need(id.Environment, p.Env, "env"); err != nil {
+			return p, err
+		}
 	case viewItem:
 		if err := need(id.Environment, p.Env, "env"); err != nil {
 			return p, err
@@ -101,7 +110,7 @@ func parseView(q url.Values) (viewParams, error) {
 			return p, err
 		}
 	default:
-		return p, errors.New("view must be overview, work, sessions, item or session")
+		return p, errors.New("view must be overview, work, sessions, webhooks, item or session")
 	}
 	if p.Before != "" && p.After != "" {
 		return p, errors.New("give at most one of before and after")
@@ -213,7 +222,7 @@ func (d *Handler) compute(ctx context.Context, secret string, p viewParams) (vie
 		v["environments"] = json.RawMessage(envs.body)
 		v["stats"] = stats
 
-	case viewWork, viewSessions, viewItem:
+	case viewWork, viewSessions, viewWebhooks, viewItem:
 		env, err := get("/environments/"+esc(p.Env), nil)
 		if err != nil {
 			return view{}, err
@@ -244,6 +253,10 @@ func (d *Handler) compute(ctx context.Context, secret string, p viewParams) (vie
 				return view{}, err
 			}
 			v["sessions"] = bodyOrError(list)
+		case viewWebhooks:
+			if err := webhookList(get, p, v); err != nil {
+				return view{}, err
+			}
 		case viewItem:
 			it, err := get("/environments/"+esc(p.Env)+"/work/"+esc(p.ID), nil)
 			if err != nil {
@@ -296,6 +309,40 @@ func (d *Handler) compute(ctx context.Context, secret string, p viewParams) (vie
 	}
 	b, err := json.Marshal(v)
 	return view{body: b, status: http.StatusOK}, err
+}
+
+// webhookList puts an environment's first webhooks in v, each with the newest page of
+// its deliveries (API.md §9), as the caller's token may read them.
+func webhookList(get func(string, url.Values) (answer, error), p viewParams, v map[string]any) error {
+	path := "/environments/" + url.PathEscape(p.Env) + "/webhooks"
+	list, err := get(path, url.Values{"limit": {fmt.Sprint(webhookLimit)}})
+	if err != nil {
+		return err
+	}
+	v["webhooks"] = bodyOrError(list)
+	if list.status != http.StatusOK {
+		return nil
+	}
+	var page struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(list.body, &page); err != nil {
+		return err
+	}
+	deliveries := map[string]any{}
+	for _, w := range page.Data {
+		q := url.Values{"limit": {fmt.Sprint(webhookDeliveryLimit)}}
+		p.cursorQuery(q, id.Delivery)
+		ds, err := get(path+"/"+url.PathEscape(w.ID)+"/deliveries", q)
+		if err != nil {
+			return err
+		}
+		deliveries[w.ID] = bodyOrError(ds)
+	}
+	v["deliveries"] = deliveries
+	return nil
 }
 
 // bodyOrError is a 200 answer's body, or {"error": …} for any other.

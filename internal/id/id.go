@@ -29,6 +29,9 @@ const (
 	Work        = "work"
 	Event       = "evt"
 	Token       = "tok"
+	// Webhook and Delivery are berth's own (API.md §9).
+	Webhook  = "whk"
+	Delivery = "whd"
 )
 
 // A Generator makes UUIDv7 IDs, each greater than every ID it made or observed before.

@@ -107,8 +107,8 @@ func (db *DB) UpdateEnvironment(ctx context.Context, id string, fn func(*Environ
 	return out, err
 }
 
-// DeleteEnvironment deletes an environment and its work items; ErrConflict while any
-// session references it.
+// DeleteEnvironment deletes an environment, its work items and its webhooks (with their
+// deliveries); ErrConflict while any session references it.
 func (db *DB) DeleteEnvironment(ctx context.Context, id string) error {
 	return db.d.Write(ctx, func(tx Tx) error {
 		if _, err := tx.LockEnvironment(ctx, id); err != nil {
@@ -137,6 +137,9 @@ type Created struct {
 	// the oldest deliverable item of the environment, which is Item unless an older one
 	// was deliverable too.
 	Delivered *work.Item
+	// Deliveries counts the webhook deliveries queued with Item (one per webhook of the
+	// environment).
+	Deliveries int
 }
 
 // CreateSession stores a session with its initial events and, when item is not nil, its
@@ -189,6 +192,11 @@ func (db *DB) CreateSession(ctx context.Context, s Session, events []Event, item
 			return err
 		}
 		out.Item = &it
+		if it.State == work.Queued {
+			if out.Deliveries, err = queueDeliveries(ctx, tx, it); err != nil {
+				return err
+			}
+		}
 		if claim != nil {
 			d, ok, err := claimIn(ctx, tx, env.ID, *claim)
 			if err != nil {
@@ -390,6 +398,8 @@ type Appended struct {
 	Events []Event
 	// Queued is the work item a dormant wake-up queued, if any.
 	Queued *work.Item
+	// Deliveries counts the webhook deliveries queued with Queued.
+	Deliveries int
 }
 
 // AppendEvents stores events in order (IDs left empty are made in commit order) and,
@@ -419,6 +429,9 @@ func (db *DB) AppendEvents(ctx context.Context, sessionID string, events []Event
 			if work.Wakes(e.Type, env.SelfHosted(), state) {
 				it := work.New(tx.NewID(id.Work), env.ID, sessionID, sess.Metadata, now)
 				if err := tx.InsertWork(ctx, it); err != nil {
+					return err
+				}
+				if out.Deliveries, err = queueDeliveries(ctx, tx, it); err != nil {
 					return err
 				}
 				tx.Notify(env.ID)
@@ -702,6 +715,9 @@ func (db *DB) expire(ctx context.Context, k WorkKey, now time.Time) (Expiry, boo
 		if err := tx.InsertWork(ctx, fresh); err != nil {
 			return err
 		}
+		if exp.Deliveries, err = queueDeliveries(ctx, tx, fresh); err != nil {
+			return err
+		}
 		tx.Notify(it.EnvironmentID)
 		exp.Requeue = &fresh
 		return nil
@@ -812,6 +828,134 @@ func (db *DB) ReleaseIdempotencyKey(ctx context.Context, tokenID, key string) er
 // PruneIdempotencyKeys deletes records created before cutoff.
 func (db *DB) PruneIdempotencyKeys(ctx context.Context, cutoff time.Time) error {
 	return db.d.Write(ctx, func(tx Tx) error { return tx.PruneIdempotency(ctx, cutoff) })
+}
+
+// ---- Webhooks (API.md §9)
+
+// queueDeliveries writes, in the transaction that queues it, one delivery of the queued
+// item it to each webhook of its environment, due at once, and returns how many it wrote.
+// Being in that transaction is what makes the outbox durable: an item is never queued
+// without its deliveries, nor a delivery written for an item that did not commit.
+func queueDeliveries(ctx context.Context, tx Tx, it work.Item) (int, error) {
+	hooks, err := tx.WebhookIDs(ctx, it.EnvironmentID)
+	if err != nil || len(hooks) == 0 {
+		return 0, err
+	}
+	ds := make([]Delivery, len(hooks))
+	for i, h := range hooks {
+		ds[i] = Delivery{ID: tx.NewID(id.Delivery), WebhookID: h, EnvironmentID: it.EnvironmentID,
+			WorkID: it.ID, SessionID: it.SessionID, NextAttemptAt: it.CreatedAt, CreatedAt: it.CreatedAt}
+	}
+	return len(ds), tx.InsertDeliveries(ctx, ds)
+}
+
+// CreateWebhook stores w, with an ID made in commit order when w.ID is empty. Its
+// environment must exist (ErrNotFound); items queued from the commit on get a delivery to
+// it.
+func (db *DB) CreateWebhook(ctx context.Context, w Webhook) (Webhook, error) {
+	err := db.d.Insert(ctx, func(tx Tx) error {
+		if _, err := tx.LockEnvironment(ctx, w.EnvironmentID); err != nil {
+			return err
+		}
+		if w.ID == "" {
+			w.ID = tx.NewID(id.Webhook)
+		}
+		return tx.InsertWebhook(ctx, w)
+	})
+	return w, err
+}
+
+// GetWebhook returns a webhook of the environment (ErrNotFound for another's).
+func (db *DB) GetWebhook(ctx context.Context, environmentID, id string) (Webhook, error) {
+	return db.d.Webhook(ctx, environmentID, id)
+}
+
+// ListWebhooks lists one page of the environment's webhooks.
+func (db *DB) ListWebhooks(ctx context.Context, environmentID string, p Page) ([]Webhook, bool, error) {
+	return db.d.Webhooks(ctx, environmentID, p)
+}
+
+// DeleteWebhook deletes a webhook of the environment and its deliveries, pending ones
+// included: nothing is sent to it from the commit on (but an attempt already under way).
+// ErrNotFound if the environment has no such webhook.
+func (db *DB) DeleteWebhook(ctx context.Context, environmentID, id string) error {
+	return db.d.Write(ctx, func(tx Tx) error {
+		if _, err := tx.LockEnvironment(ctx, environmentID); err != nil {
+			return err
+		}
+		if _, err := tx.Webhook(ctx, environmentID, id); err != nil {
+			return err
+		}
+		return tx.DeleteWebhook(ctx, id)
+	})
+}
+
+// ListDeliveries lists one page of a webhook's deliveries, oldest first.
+func (db *DB) ListDeliveries(ctx context.Context, webhookID string, p Page) ([]Delivery, bool, error) {
+	return db.d.Deliveries(ctx, webhookID, p)
+}
+
+// ClaimDeliveries begins an attempt of up to limit pending deliveries due at now, the
+// earliest due first: each one's Attempts is raised and its NextAttemptAt moved to
+// now+hold, atomically, so that no other claim (on any replica) gets it again before
+// then. hold must outlast the attempt: should the claimer crash, the delivery is due
+// again at now+hold. RecordAttempt stores the attempt's outcome.
+func (db *DB) ClaimDeliveries(ctx context.Context, now time.Time, hold time.Duration, limit int) ([]Claimed, error) {
+	var out []Claimed
+	err := db.d.Write(ctx, func(tx Tx) error {
+		due, err := tx.LockDueDeliveries(ctx, now, limit)
+		if err != nil {
+			return err
+		}
+		out = due
+		for i := range out {
+			out[i].Attempts++
+			out[i].NextAttemptAt = work.Timestamp(now.Add(hold))
+			if err := tx.PutDelivery(ctx, out[i].Delivery); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// RecordAttempt stores the outcome of an attempt, if it is still the delivery's latest
+// (no later claim began another, the delivery is pending and its webhook exists), and
+// reports whether it did.
+func (db *DB) RecordAttempt(ctx context.Context, a Attempt) (bool, error) {
+	var done bool
+	err := db.d.Write(ctx, func(tx Tx) error {
+		done = false
+		d, err := tx.LockDelivery(ctx, a.DeliveryID)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if d.Attempts != a.Number || !d.Pending() {
+			return nil
+		}
+		d.LastStatus, d.LastError = a.Status, a.Error
+		d.DeliveredAt, d.NextAttemptAt = work.Timestamp(a.DeliveredAt), work.Timestamp(a.NextAttemptAt)
+		done = true
+		return tx.PutDelivery(ctx, d)
+	})
+	return done, err
+}
+
+// NextDelivery returns the earliest time a pending delivery is due.
+func (db *DB) NextDelivery(ctx context.Context) (time.Time, bool, error) {
+	return db.d.NextDelivery(ctx)
+}
+
+// CountPendingDeliveries counts the deliveries neither delivered nor given up.
+func (db *DB) CountPendingDeliveries(ctx context.Context) (int, error) {
+	return db.d.CountPendingDeliveries(ctx)
 }
 
 // SeedWork inserts items as they are, in one transaction, applying no rule: for

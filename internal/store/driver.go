@@ -105,6 +105,17 @@ type Reads interface {
 	CountTokens(ctx context.Context) (int, error)
 
 	Idempotency(ctx context.Context, tokenID, key string) (Idempotency, error)
+
+	// Webhook returns a webhook of the environment (ErrNotFound for another's).
+	Webhook(ctx context.Context, environmentID, id string) (Webhook, error)
+	Webhooks(ctx context.Context, environmentID string, p Page) ([]Webhook, bool, error)
+	// WebhookIDs returns the IDs of every webhook of the environment, in ID order.
+	WebhookIDs(ctx context.Context, environmentID string) ([]string, error)
+	Deliveries(ctx context.Context, webhookID string, p Page) ([]Delivery, bool, error)
+	// NextDelivery returns the earliest NextAttemptAt of a pending delivery.
+	NextDelivery(ctx context.Context) (time.Time, bool, error)
+	// CountPendingDeliveries counts the pending deliveries (Delivery.Pending).
+	CountPendingDeliveries(ctx context.Context) (int, error)
 }
 
 // WorkKey names a work item.
@@ -139,7 +150,8 @@ type Tx interface {
 
 	InsertEnvironment(ctx context.Context, e Environment) error
 	PutEnvironment(ctx context.Context, e Environment) error
-	// DeleteEnvironment deletes the environment and its work items.
+	// DeleteEnvironment deletes the environment, its work items, and its webhooks with
+	// their deliveries.
 	DeleteEnvironment(ctx context.Context, id string) error
 
 	InsertSession(ctx context.Context, s Session) error
@@ -172,6 +184,20 @@ type Tx interface {
 	DeleteIdempotency(ctx context.Context, tokenID, key string) error
 	// PruneIdempotency deletes the records created before cutoff.
 	PruneIdempotency(ctx context.Context, cutoff time.Time) error
+
+	InsertWebhook(ctx context.Context, w Webhook) error
+	// DeleteWebhook deletes the webhook and its deliveries.
+	DeleteWebhook(ctx context.Context, id string) error
+	InsertDeliveries(ctx context.Context, ds []Delivery) error
+	// LockDueDeliveries returns up to limit pending deliveries due at or before now, the
+	// earliest first, with their webhooks' URL and secret, locked; rows that another
+	// transaction holds are skipped (on PostgreSQL FOR UPDATE SKIP LOCKED), so that
+	// concurrent claims, on any replica, never get the same delivery.
+	LockDueDeliveries(ctx context.Context, now time.Time, limit int) ([]Claimed, error)
+	LockDelivery(ctx context.Context, id string) (Delivery, error)
+	// PutDelivery writes the mutable fields of d (attempts, last status and error, next
+	// attempt, delivered at).
+	PutDelivery(ctx context.Context, d Delivery) error
 
 	// Notify tells the other replicas, once this transaction commits, that work became
 	// deliverable in the environment (store.Notifier). A single-process driver does

@@ -102,6 +102,65 @@ type Token struct {
 	RevokedAt     time.Time
 }
 
+// Webhook is a webhook record (API.md §9): a URL that the environment's queued work is
+// announced to. Secret signs the deliveries, so it is kept as it is (unlike a token's).
+type Webhook struct {
+	ID            string
+	EnvironmentID string
+	URL           string
+	Description   string
+	Secret        string
+	CreatedAt     time.Time
+}
+
+// Delivery is one webhook's announcement of one queued work item (API.md §9), in the
+// outbox until it is delivered or given up. It is written in the transaction that queues
+// the item (one per webhook of the environment), due at once.
+type Delivery struct {
+	ID            string
+	WebhookID     string
+	EnvironmentID string
+	WorkID        string
+	SessionID     string
+	// Attempts counts the attempts begun (ClaimDeliveries), the one under way included.
+	Attempts int
+	// LastStatus is the HTTP status of the last finished attempt (0: none arrived or no
+	// attempt yet); LastError says why it failed ("" for none).
+	LastStatus int
+	LastError  string
+	// NextAttemptAt is when the delivery is due (zero once it is delivered or given up).
+	// While an attempt is under way it is where that attempt's claim ends.
+	NextAttemptAt time.Time
+	DeliveredAt   time.Time
+	CreatedAt     time.Time
+}
+
+// Pending reports whether the delivery is still to be made: neither delivered nor given
+// up.
+func (d Delivery) Pending() bool { return !d.NextAttemptAt.IsZero() }
+
+// Claimed is a delivery claimed for one attempt (ClaimDeliveries), with what the attempt
+// needs of its webhook. Its Attempts is the number of this attempt.
+type Claimed struct {
+	Delivery
+	URL    string
+	Secret string
+}
+
+// Attempt is the outcome of one attempt of a delivery, as RecordAttempt stores it.
+type Attempt struct {
+	DeliveryID string
+	// Number is the attempt's number (Claimed.Attempts): an outcome is stored only while
+	// it is still the delivery's latest attempt.
+	Number int
+	Status int    // the HTTP status; 0 when no answer arrived
+	Error  string // why the attempt failed; "" when it delivered
+	// DeliveredAt is set when the attempt delivered; NextAttemptAt when another attempt
+	// is due. Both zero: the delivery is given up.
+	DeliveredAt   time.Time
+	NextAttemptAt time.Time
+}
+
 // Page selects one page of a list in ascending ID order, or descending with Desc. At most
 // one of AfterID and BeforeID is set. Limit is at least 1. The cursors follow the list's
 // order: with Desc, AfterID selects the rows below the cursor (the next page of a
@@ -166,6 +225,8 @@ type Change struct {
 type Expiry struct {
 	Item    work.Item
 	Requeue *work.Item
+	// Deliveries counts the webhook deliveries queued with Requeue.
+	Deliveries int
 }
 
 // Store is the storage contract. See the package comment for what holds for every
@@ -213,6 +274,16 @@ type Store interface {
 	RevokeToken(ctx context.Context, id string, now time.Time) (Token, error)
 	TouchToken(ctx context.Context, id string, now time.Time) error
 	CountTokens(ctx context.Context) (int, error)
+
+	CreateWebhook(ctx context.Context, w Webhook) (Webhook, error)
+	GetWebhook(ctx context.Context, environmentID, id string) (Webhook, error)
+	ListWebhooks(ctx context.Context, environmentID string, p Page) (webhooks []Webhook, hasMore bool, err error)
+	DeleteWebhook(ctx context.Context, environmentID, id string) error
+	ListDeliveries(ctx context.Context, webhookID string, p Page) (deliveries []Delivery, hasMore bool, err error)
+	ClaimDeliveries(ctx context.Context, now time.Time, hold time.Duration, limit int) ([]Claimed, error)
+	RecordAttempt(ctx context.Context, a Attempt) (bool, error)
+	NextDelivery(ctx context.Context) (at time.Time, ok bool, err error)
+	CountPendingDeliveries(ctx context.Context) (int, error)
 
 	ReserveIdempotencyKey(ctx context.Context, rec Idempotency) (existing Idempotency, existed bool, err error)
 	CompleteIdempotencyKey(ctx context.Context, tokenID, key string, status int, body []byte) error

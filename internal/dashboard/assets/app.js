@@ -334,6 +334,7 @@
   // ---------------------------------------------------------------- routing
 
   // Routes: #/ · #/env/ENV[?state=&outcome=&before=&after=] · #/env/ENV/sessions[?before=&after=]
+  // · #/env/ENV/webhooks
   // · #/env/ENV/work/WORK · #/session/SESS[?before=&after=]
   // A route whose ID is not one (#/env/env_nope) is the page "invalid", which says so.
   function parseRoute() {
@@ -356,6 +357,7 @@
       return { name: 'work', env: parts[1], state: q.get('state') || '', outcome: q.get('outcome') || '', ...cur };
     }
     if (parts[0] === 'env' && parts.length === 3 && parts[2] === 'sessions') return { name: 'sessions', env: parts[1], ...cur };
+    if (parts[0] === 'env' && parts.length === 3 && parts[2] === 'webhooks') return { name: 'webhooks', env: parts[1] };
     if (parts[0] === 'env' && parts.length === 4 && parts[2] === 'work') return { name: 'item', env: parts[1], id: parts[3] };
     if (parts[0] === 'session' && parts.length === 2) return { name: 'session', id: parts[1], ...cur };
     return { name: 'notfound' };
@@ -365,6 +367,7 @@
     overview: () => '#/',
     work: (env, p) => '#/env/' + enc(env) + qs(p || {}),
     sessions: (env, p) => '#/env/' + enc(env) + '/sessions' + qs(p || {}),
+    webhooks: (env) => '#/env/' + enc(env) + '/webhooks',
     item: (env, id) => '#/env/' + enc(env) + '/work/' + enc(id),
     session: (id, p) => '#/session/' + enc(id) + qs(p || {}),
   };
@@ -617,7 +620,8 @@
       s.stats,
       h('nav', { class: 'tabs', 'aria-label': 'Environment' },
         h('a', { href: hrefs.work(r.env), id: 'tab-work', 'aria-current': tab === 'work' ? 'page' : null }, 'Work items'),
-        h('a', { href: hrefs.sessions(r.env), id: 'tab-sessions', 'aria-current': tab === 'sessions' ? 'page' : null }, 'Sessions')),
+        h('a', { href: hrefs.sessions(r.env), id: 'tab-sessions', 'aria-current': tab === 'sessions' ? 'page' : null }, 'Sessions'),
+        h('a', { href: hrefs.webhooks(r.env), id: 'tab-webhooks', 'aria-current': tab === 'webhooks' ? 'page' : null }, 'Webhooks')),
     ];
     return s;
   }
@@ -817,6 +821,56 @@
       fill(s.body, table('Sessions', [{ label: 'Session' }, { label: 'Title' }, { label: 'Status' },
         { label: 'Agent' }, { label: 'Created' }], rows, 'No sessions yet.'));
       fill(s.pager, pager(r, v.sessions, (c) => hrefs.sessions(r.env, c), 'session'));
+    },
+  };
+
+  // A delivery's outcome, as a badge: delivered, pending (retrying) or given up.
+  function deliveryBadge(d) {
+    if (d.delivered_at) return badge('delivered', 'active');
+    if (d.next_attempt_at) return badge(d.attempts ? 'retrying' : 'pending', d.attempts ? 'stopping' : 'queued');
+    return badge('given up', 'failed');
+  }
+
+  pages.webhooks = {
+    title: (r) => shortID(r.env),
+    shell(r) {
+      const s = envHeader(r, 'webhooks');
+      s.body = h('div', { id: 'webhooks-body' }, loading());
+      s.root = h('div', {}, s.head, s.body);
+      return s;
+    },
+    update(s, v, r) {
+      if (v.error) return fill(s.body, errorBanner(v.error));
+      updateEnvHeader(s, v.environment, v.stats);
+      if (v.webhooks.error) return fill(s.body, errorBanner(v.webhooks.error));
+      if (v.webhooks.data.length === 0) {
+        return fill(s.body, h('p', { class: 'muted', id: 'no-webhooks' },
+          'No webhooks. berth webhook create ' + r.env + ' --url https://… adds one.'));
+      }
+      fill(s.body, v.webhooks.data.map((w) => {
+        const ds = v.deliveries[w.id];
+        let body;
+        if (!ds || ds.error) body = errorBanner(ds ? ds.error : { message: 'No deliveries.' });
+        else {
+          const rows = [...ds.data].reverse().map((d) => h('tr', { id: 'row-' + d.id },
+            cell('Delivery', h('span', { class: 'id' }, d.id), 'primary'),
+            cell('Work item', idLink(hrefs.item(r.env, d.event.work_id), d.event.work_id)),
+            cell('Outcome', deliveryBadge(d)),
+            cell('Attempts', String(d.attempts)),
+            cell('Last status', d.last_status === null ? h('span', { class: 'muted' }, '—') : String(d.last_status)),
+            cell('Last error', d.last_error || h('span', { class: 'muted' }, '—')),
+            cell('Next attempt', d.next_attempt_at ? when(d.next_attempt_at) : h('span', { class: 'muted' }, '—')),
+            cell('Created', ago(d.created_at))));
+          body = table('Newest deliveries of ' + w.url, [{ label: 'Delivery' }, { label: 'Work item' }, { label: 'Outcome' },
+            { label: 'Attempts' }, { label: 'Last status' }, { label: 'Last error' }, { label: 'Next attempt' },
+            { label: 'Created' }], rows, 'No deliveries yet: one is made for every work item queued from now on.');
+        }
+        return h('section', { class: 'webhook', id: 'webhook-' + w.id },
+          h('h2', {}, w.url),
+          h('p', { class: 'sub' }, h('span', { class: 'id' }, w.id), w.description ? [' · ', w.description] : null,
+            ' · created ', ago(w.created_at)),
+          body);
+      }));
     },
   };
 

@@ -328,6 +328,9 @@ func TestRoutes(t *testing.T) {
 		{Method: "POST", Path: w + "/{work_id}/ack"}, {Method: "POST", Path: w + "/{work_id}/heartbeat"}, {Method: "POST", Path: w + "/{work_id}/stop"},
 		{Method: "POST", Path: "/api/v1/cloud/tokens"}, {Method: "GET", Path: "/api/v1/cloud/tokens"},
 		{Method: "POST", Path: "/api/v1/cloud/tokens/{token_id}/revoke"},
+		{Method: "POST", Path: e + "/{environment_id}/webhooks"}, {Method: "GET", Path: e + "/{environment_id}/webhooks"},
+		{Method: "DELETE", Path: e + "/{environment_id}/webhooks/{webhook_id}"},
+		{Method: "GET", Path: e + "/{environment_id}/webhooks/{webhook_id}/deliveries"},
 		{Method: "GET", Path: "/healthz"}, {Method: "GET", Path: "/readyz"}, {Method: "GET", Path: "/metrics"}, {Method: "GET", Path: "/openapi.json"},
 	}
 	slices.SortFunc(want, func(a, b openapi.Route) int {

@@ -205,6 +205,13 @@ func (t *tx) ClaimNext(ctx context.Context, environmentID string, c work.Claim) 
 	}
 }
 
+// LockDueDeliveries implements store.Tx. Deliveries that another transaction holds (a
+// claim on another replica) are skipped, not waited for: unlike a poll, a sender need
+// not get the oldest, and the claim that holds them moves them out of the due ones.
+func (t *tx) LockDueDeliveries(ctx context.Context, now time.Time, limit int) ([]store.Claimed, error) {
+	return t.DueDeliveries(ctx, now, limit, " FOR UPDATE OF d SKIP LOCKED")
+}
+
 // InsertFirstToken implements store.Tx: it runs in an Insert, whose turn on id_sequence
 // also keeps any other replica from inserting a first token at the same time.
 func (t *tx) InsertFirstToken(ctx context.Context, tok store.Token) (bool, error) {

@@ -173,7 +173,7 @@ func (d *driver) migrate(ctx context.Context) error {
 func (d *driver) observeIDs(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }) error {
-	for _, table := range []string{"environments", "sessions", "events", "work", "tokens"} {
+	for _, table := range []string{"environments", "sessions", "events", "work", "tokens", "webhooks", "webhook_deliveries"} {
 		var max sql.NullString
 		if err := q.QueryRowContext(ctx, "SELECT max(id) FROM "+table).Scan(&max); err != nil {
 			return err

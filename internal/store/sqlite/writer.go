@@ -147,6 +147,12 @@ func (t *tx) ClaimNext(ctx context.Context, environmentID string, c work.Claim) 
 	return t.OldestDeliverable(ctx, environmentID, c, "")
 }
 
+// LockDueDeliveries implements store.Tx: no other write runs while this one does, so the
+// rows need no lock.
+func (t *tx) LockDueDeliveries(ctx context.Context, now time.Time, limit int) ([]store.Claimed, error) {
+	return t.DueDeliveries(ctx, now, limit, "")
+}
+
 // NewID implements store.Tx.
 func (t *tx) NewID(prefix string) string { return t.b.d.ids.New(prefix) }
 

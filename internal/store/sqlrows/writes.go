@@ -29,8 +29,10 @@ func (o Ops) PutEnvironment(ctx context.Context, e store.Environment) error {
 
 // DeleteEnvironment implements store.Tx.
 func (o Ops) DeleteEnvironment(ctx context.Context, id string) error {
-	if err := o.send(ctx, "DELETE FROM work WHERE environment_id = ?", id); err != nil {
-		return err
+	for _, table := range []string{"work", "webhook_deliveries", "webhooks"} {
+		if err := o.send(ctx, "DELETE FROM "+table+" WHERE environment_id = ?", id); err != nil {
+			return err
+		}
 	}
 	return o.send(ctx, "DELETE FROM environments WHERE id = ?", id)
 }

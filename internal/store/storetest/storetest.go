@@ -30,6 +30,9 @@
 //	                 TouchToken, CountTokens
 //	idempotency.go   ReserveIdempotencyKey, CompleteIdempotencyKey, ReleaseIdempotencyKey,
 //	                 PruneIdempotencyKeys
+//	webhooks.go      CreateWebhook, GetWebhook, ListWebhooks, DeleteWebhook, the deliveries
+//	                 that queuing an item writes, ListDeliveries, ClaimDeliveries,
+//	                 RecordAttempt, NextDelivery, CountPendingDeliveries
 package storetest
 
 import (
@@ -85,6 +88,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DeleteSession", testDeleteSession},
 		{"AppendEvents", testAppendEvents},
 		{"ListEvents", testListEvents},
+		{"EventReads", testEventReads},
+		{"SessionStatus", testSessionStatus},
 		{"ClaimWork", testClaimWork},
 		{"NextReclaim", testNextReclaim},
 		{"GetWork", testGetWork},
@@ -113,6 +118,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Followers", testFollowers},
 		{"ReportsOnlyWhatCommitted", testReportsOnlyWhatCommitted},
 	}
+	groups = append(groups, webhookGroups...)
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
 			t.Parallel()

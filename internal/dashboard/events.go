@@ -127,6 +127,9 @@ func (d *Handler) events(w http.ResponseWriter, r *http.Request) {
 		q := url.Values{"order": {"desc"}, "limit": {fmt.Sprint(historyLimit)}}
 		a, err := d.call(ctx, tok, http.MethodGet, "/sessions/"+url.PathEscape(sess)+"/events?"+q.Encode(), nil)
 		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Error("dashboard events", "session_id", sess, "err", err)
+			}
 			return
 		}
 		if a.status != http.StatusOK {

@@ -523,6 +523,14 @@ func TestDashboardInBrowser(t *testing.T) {
 		document.querySelector('#events li[data-type="session.status_idle"] .ev-status')?.textContent.startsWith('Session is idle')`)
 	b.screenshot("session-status")
 
+	// A session deleted while its page is open: the page says it is gone.
+	sessE := f.apiDo(f.admin, "POST", "/sessions", `{"agent":"agent_gone","environment_id":"`+f.environment("gone")+`"}`, 201)["id"].(string)
+	b.do("open session E", chromedp.Navigate(f.url+"/#/session/"+sessE))
+	b.wait("session E, live", `document.getElementById('no-events') && document.getElementById('live').textContent === 'Live'`)
+	f.apiDo(f.admin, "DELETE", "/sessions/"+sessE, "", 200)
+	b.wait("session E gone", `document.getElementById('page-title').textContent === 'Session not found' &&
+		document.getElementById('error-message').textContent.includes(`+jsString(sessE)+`)`)
+
 	// Paging, by keyboard: 25 items are a page of 20, newest first, and an older page of 5.
 	for i := range 25 {
 		f.apiDo(f.admin, "POST", "/sessions", fmt.Sprintf(`{"agent":"agent_batch","environment_id":"%s","title":"batch %d"}`, staging, i), 201)

@@ -466,7 +466,70 @@ func TestDashboardInBrowser(t *testing.T) {
 	f.apiDo(f.admin, "POST", "/sessions/"+sessD+"/events", `{"events":[{"type":"user.message","content":[{"type":"text","text":"And a second message."}]}]}`, 200)
 	b.wait("the second message, live", `document.querySelectorAll('#events li').length === 2 &&
 		document.getElementById('events').textContent.includes('And a second message.')`)
+	eval[bool](b, `(window.__sameDocument = true)`)
+
+	// The agent's side, posted through the API: a tool use with its name and input, and a
+	// message; each shows its type and a readable body, live.
+	toolUse := f.apiDo(f.admin, "POST", "/sessions/"+sessD+"/events",
+		`{"events":[{"type":"agent.tool_use","name":"read_file","input":{"path":"README.md"}}]}`, 200)["data"].([]any)[0].(map[string]any)["id"].(string)
+	b.wait("the tool use, live", `document.querySelector('#ev-`+toolUse+` .ev-type').textContent === 'agent.tool_use' &&
+		document.querySelector('#ev-`+toolUse+` .ev-tool').textContent === 'read_file' &&
+		document.querySelector('#ev-`+toolUse+` .ev-input').textContent.includes('"path": "README.md"') &&
+		document.querySelector('#ev-`+toolUse+` time').getAttribute('datetime') !== ''`)
+	f.apiDo(f.admin, "POST", "/sessions/"+sessD+"/events",
+		`{"events":[{"type":"user.tool_result","tool_use_id":"`+toolUse+`","content":[{"type":"text","text":"# berth"}]}]}`, 200)
+	b.wait("the tool result, live", `document.querySelector('#events li:last-child').dataset.type === 'user.tool_result' &&
+		document.querySelector('#events li:last-child').textContent.includes('Result for evt_…`+toolUse[len(toolUse)-8:]+`# berth')`)
+	f.apiDo(f.admin, "POST", "/sessions/"+sessD+"/events",
+		`{"events":[{"type":"agent.message","content":[{"type":"text","text":"I read the README."}]}]}`, 200)
+	b.wait("the agent's message, live, in order", `document.querySelectorAll('#events li').length === 5 &&
+		document.querySelector('#events li:last-child').dataset.type === 'agent.message' &&
+		document.querySelector('#events li:last-child .ev-text').textContent === 'I read the README.'`)
+
+	// The message box: typed and sent with the keyboard, the message comes back live and is
+	// in the session's history.
+	b.do("focus the message box", chromedp.Focus(chromedp.ID("send-text")))
+	b.press("Here is the tool's answer.")
+	b.do("send", chromedp.Click(chromedp.ID("send-submit")))
+	b.wait("the sent message, live", `document.querySelectorAll('#events li').length === 6 &&
+		document.querySelector('#events li:last-child').dataset.type === 'user.message' &&
+		document.querySelector('#events li:last-child .ev-text').textContent === "Here is the tool's answer." &&
+		document.getElementById('send-text').value === ''`)
+	hist := f.apiDo(f.admin, "GET", "/sessions/"+sessD+"/events?order=desc&limit=1", "", 200)["data"].([]any)[0].(map[string]any)
+	if txt := hist["content"].([]any)[0].(map[string]any)["text"]; hist["type"] != "user.message" || txt != "Here is the tool's answer." {
+		t.Errorf("the last event of the history is %v, want the message sent from the box", hist)
+	}
+	b.press("")
+	b.do("send an empty message", chromedp.Click(chromedp.ID("send-submit")))
+	b.wait("the box's complaint", `document.getElementById('send-error').textContent === 'Write a message first.' &&
+		document.activeElement.id === 'send-text'`)
+
+	// The connection is lost: the browser's EventSource reconnects with the ID of the last
+	// event it got, and what was posted meanwhile comes, once.
+	f.srv.CloseClientConnections()
+	f.srv.Client().CloseIdleConnections() // the test's own, closed too
+	f.apiDo(f.admin, "POST", "/sessions/"+sessD+"/events",
+		`{"events":[{"type":"user.message","content":[{"type":"text","text":"Posted while the page reconnects."}]}]}`, 200)
+	b.wait("the message posted meanwhile, once", `document.querySelectorAll('#events li').length === 7 &&
+		document.querySelector('#events li:last-child .ev-text').textContent === 'Posted while the page reconnects.'`)
+	if !eval[bool](b, `window.__sameDocument === true`) {
+		t.Fatal("the page was reloaded")
+	}
 	b.screenshot("session")
+
+	// Session C's item ran and was stopped: its status events are in its history.
+	b.do("open session C", chromedp.Navigate(f.url+"/#/session/"+sessC))
+	b.wait("session C's status events", `document.querySelector('#events li[data-type="session.status_running"] .ev-status')?.textContent === 'Session is running' &&
+		document.querySelector('#events li[data-type="session.status_idle"] .ev-status')?.textContent.startsWith('Session is idle')`)
+	b.screenshot("session-status")
+
+	// A session deleted while its page is open: the page says it is gone.
+	sessE := f.apiDo(f.admin, "POST", "/sessions", `{"agent":"agent_gone","environment_id":"`+f.environment("gone")+`"}`, 201)["id"].(string)
+	b.do("open session E", chromedp.Navigate(f.url+"/#/session/"+sessE))
+	b.wait("session E, live", `document.getElementById('no-events') && document.getElementById('live').textContent === 'Live'`)
+	f.apiDo(f.admin, "DELETE", "/sessions/"+sessE, "", 200)
+	b.wait("session E gone", `document.getElementById('page-title').textContent === 'Session not found' &&
+		document.getElementById('error-message').textContent.includes(`+jsString(sessE)+`)`)
 
 	// Paging, by keyboard: 25 items are a page of 20, newest first, and an older page of 5.
 	for i := range 25 {
@@ -616,6 +679,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		{"phone-overview", "#/", `document.querySelector('` + row + ` .stat-depth')`},
 		{"phone-environment", "#/env/" + byoc, `document.getElementById('row-` + itemC + `')`},
 		{"phone-item", "#/env/" + byoc + "/work/" + itemC, `document.getElementById('item-state').textContent === 'stopped'`},
+		{"phone-session", "#/session/" + sessD, `document.querySelectorAll('#events li').length === 7 && document.getElementById('send-text')`},
 		{"phone-results", "#/env/" + results, `document.getElementById('row-` + itemBad + `')`},
 		{"phone-error", "#/env/" + unknownEnv, `document.getElementById('error-message')`},
 	} {

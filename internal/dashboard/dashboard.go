@@ -1,6 +1,7 @@
 // Package dashboard is berth's live web dashboard: one page, embedded in the binary, that
 // shows the environments and their queues, work items with their timelines, and sessions
-// with their events, and that creates sessions and stops work items.
+// with their events as they are committed (a relay of the API's event stream, events.go),
+// and that creates sessions, sends messages to them and stops work items.
 //
 // The dashboard holds no rules and no authentication of its own. Every read and every
 // action is a request to the API handler, made in-process with the token the browser
@@ -94,6 +95,7 @@ func New(cfg Config) *Handler {
 	mux.Handle("GET /ui/me", sameOriginRead(http.HandlerFunc(d.me)))
 	mux.Handle("GET /ui/view", sameOriginRead(http.HandlerFunc(d.view)))
 	mux.Handle("GET /ui/stream", sameOriginRead(http.HandlerFunc(d.stream)))
+	mux.Handle("GET /ui/events", sameOriginRead(http.HandlerFunc(d.events)))
 	mux.Handle("/ui/api/", sameOriginRead(http.HandlerFunc(d.relay)))
 	mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found_error", "No such dashboard page.")

@@ -215,6 +215,7 @@ type sse struct {
 
 type sseEvent struct {
 	name string
+	id   string
 	data string
 }
 
@@ -222,14 +223,24 @@ type sseEvent struct {
 // the test ends.
 func (f *fixture) stream(secret, q string) *sse {
 	f.t.Helper()
+	return f.sse("/ui/stream?"+q, secret)
+}
+
+// sse opens a server-sent event stream at path as the holder of secret ("": no cookie),
+// with headers in name, value pairs; the stream is closed when the test ends.
+func (f *fixture) sse(path, secret string, headers ...string) *sse {
+	f.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	f.t.Cleanup(cancel)
-	req, err := http.NewRequestWithContext(ctx, "GET", f.url+"/ui/stream?"+q, nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", f.url+path, nil)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	if secret != "" {
 		req.Header.Set("Cookie", cookie(secret))
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	res, err := f.srv.Client().Do(req)
 	if err != nil {
@@ -256,6 +267,8 @@ func (f *fixture) stream(secret, q string) *sse {
 				ev = sseEvent{}
 			case strings.HasPrefix(line, "event: "):
 				ev.name = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "id: "):
+				ev.id = strings.TrimPrefix(line, "id: ")
 			case strings.HasPrefix(line, "data: "):
 				ev.data += strings.TrimPrefix(line, "data: ")
 			}

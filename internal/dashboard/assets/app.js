@@ -28,7 +28,7 @@
   };
 
   const $ = (id) => document.getElementById(id);
-  const app = { role: null, route: null, es: null, shell: null, retry: 0, pendingFocus: '' };
+  const app = { role: null, route: null, es: null, evs: null, shell: null, retry: 0, evRetry: 0, pendingFocus: '' };
 
   // ---------------------------------------------------------------- DOM helpers
 
@@ -399,6 +399,7 @@
     document.title = page.title(r) + ' · berth';
     if (page.update) openStream(r, page);
     else setLive('idle');
+    if (page.live && page.live(r)) openEvents(r, app.shell);
   }
   window.addEventListener('hashchange', () => route(false));
 
@@ -406,6 +407,13 @@
     if (app.es) app.es.close();
     app.es = null;
     clearTimeout(app.retry);
+    closeEvents();
+  }
+
+  function closeEvents() {
+    if (app.evs) app.evs.close();
+    app.evs = null;
+    clearTimeout(app.evRetry);
   }
 
   function streamQuery(r) {
@@ -952,18 +960,179 @@
     return '';
   }
 
+  // eventBody is what a person reads of an event: the words of a message, the tool and
+  // its input of a tool use, the result of a tool, the status a session went to.
+  function eventBody(e) {
+    const text = eventText(e);
+    const para = (t, cls) => h('p', { class: 'ev-text' + (cls ? ' ' + cls : '') }, t);
+    switch (e.type) {
+      case 'agent.tool_use':
+      case 'agent.custom_tool_use':
+        return [para(['Tool ', h('code', { class: 'ev-tool' }, String(e.name || ''))]),
+          e.input !== undefined ? h('pre', { class: 'ev-input' }, JSON.stringify(e.input, null, 2)) : null];
+      case 'user.tool_result':
+      case 'user.custom_tool_result': {
+        const use = e.tool_use_id || e.custom_tool_use_id;
+        return [para(['Result', use ? [' for ', h('code', { class: 'id', title: use }, shortID(use))] : null,
+          e.is_error ? [' ', badge('error', 'failed')] : null]), text ? para(text) : null];
+      }
+      case 'session.status_running':
+        return para(['Session is ', badge('running')], 'ev-status');
+      case 'session.status_idle':
+        return para(['Session is ', badge('idle'),
+          e.stop_reason && e.stop_reason.type ? ' (' + e.stop_reason.type + ')' : null], 'ev-status');
+      case 'session.deleted':
+        return para('The session was deleted.', 'ev-status');
+      case 'user.interrupt':
+        return para('Interrupt.', 'ev-status');
+      default:
+        return text ? para(text) : null;
+    }
+  }
+
+  function eventItem(e) {
+    return h('li', { id: 'ev-' + e.id, 'data-type': e.type, class: e.type.startsWith('session.') ? 'ev-session' : null },
+      h('div', { class: 'ev-head' }, h('span', { class: 'ev-type' }, e.type), when(e.created_at)),
+      eventBody(e),
+      h('details', {}, h('summary', {}, 'JSON'), h('pre', {}, JSON.stringify(e, null, 2))));
+  }
+
+  // liveLimit is how many events a live event list keeps; older ones leave the list and
+  // are on the pages before it.
+  const liveLimit = 500;
+
+  // openEvents follows a session's events over /ui/events: the latest page of its history,
+  // then each event as it is committed. The browser reconnects by itself, and resumes after
+  // the last event it got; events already shown are not shown twice.
+  function openEvents(r, s) {
+    const es = new EventSource('/ui/events?session=' + enc(r.id));
+    app.evs = es;
+    const parse = (ev) => { try { return JSON.parse(ev.data); } catch (_) { return null; } };
+    es.addEventListener('event', (ev) => {
+      if (app.evs !== es) return;
+      const e = parse(ev);
+      if (!e || !e.id || !e.type) return;
+      addLiveEvent(s, r, e);
+      if (e.type === 'session.deleted') closeEvents(); // nothing follows, and nothing to reconnect to
+    });
+    es.addEventListener('history', (ev) => {
+      if (app.evs !== es) return;
+      const x = parse(ev) || {};
+      if (x.has_more) s.older = true;
+      s.ready = true;
+      liveChrome(s, r);
+    });
+    es.addEventListener('end', (ev) => {
+      if (app.evs !== es) return;
+      closeEvents();
+      const e = parse(ev) || {};
+      if (e.status === 401) showSignIn('Your session ended: the token is no longer valid. Sign in again.');
+      else setText(s.evNote, e.message || 'The live events ended.');
+    });
+    es.addEventListener('open', () => { if (app.evs === es) setText(s.evNote, ''); });
+    es.addEventListener('error', () => {
+      if (app.evs !== es) return;
+      if (es.readyState !== EventSource.CLOSED) {
+        setText(s.evNote, 'Reconnecting…'); // the browser reconnects by itself
+        return;
+      }
+      // Refused: the page's view says why (sign in again, the session is gone) and closes
+      // this too; anything else (the server restarts) is tried again soon.
+      app.evRetry = setTimeout(() => { if (app.evs === es) openEvents(r, s); }, 3000);
+    });
+  }
+
+  // addLiveEvent puts e in the live list in ID order, once.
+  function addLiveEvent(s, r, e) {
+    if ($('ev-' + e.id)) return;
+    if (!s.list) {
+      s.list = h('ol', { class: 'events', id: 'event-list' });
+      fill(s.events, s.list);
+    }
+    const item = eventItem(e);
+    let after = s.list.lastElementChild;
+    while (after && after.id.slice(3) > e.id) after = after.previousElementSibling;
+    if (after) after.after(item);
+    else s.list.prepend(item);
+    while (s.list.childElementCount > liveLimit) {
+      s.list.firstElementChild.remove();
+      s.older = true;
+    }
+    liveChrome(s, r);
+  }
+
+  // liveChrome draws what surrounds the live list: "No events yet", and the link to the
+  // older events.
+  function liveChrome(s, r) {
+    if (!s.ready) return;
+    if (!s.list) fill(s.events, h('p', { class: 'muted', id: 'no-events' }, 'No events yet.'));
+    const first = s.list && s.list.firstElementChild;
+    const n = s.list ? s.list.childElementCount : 0;
+    fill(s.pager, h('nav', { class: 'pager', 'aria-label': 'Pages' },
+      h('span', { class: 'count' }, n + ' event' + (n === 1 ? '' : 's') + ', live'),
+      s.older && first
+        ? h('a', { href: hrefs.session(r.id, { before: first.id.slice(3) }), id: 'page-older' }, '← Older')
+        : h('span', { class: 'disabled', 'aria-disabled': 'true' }, '← Older')));
+  }
+
+  // sendBox is the form that sends a user.message to the session, through the API with the
+  // signed-in token. Ctrl+Enter (⌘+Enter) sends too.
+  function sendBox(r) {
+    const text = h('textarea', { id: 'send-text', name: 'message', rows: '3', placeholder: 'Write a message…', 'aria-describedby': 'send-error' });
+    const btn = h('button', { type: 'submit', class: 'btn btn-primary', id: 'send-submit' }, 'Send');
+    const err = h('p', { class: 'error', id: 'send-error', role: 'alert', hidden: true });
+    const form = h('form', { class: 'send', id: 'send-form', novalidate: true },
+      h('label', { for: 'send-text' }, 'Send a user.message'), text, err, h('div', { class: 'btn-row' }, btn));
+    const fail = (msg) => {
+      err.textContent = msg;
+      err.hidden = !msg;
+    };
+    text.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      if (btn.disabled) return;
+      const t = text.value.trim();
+      if (!t) {
+        fail('Write a message first.');
+        text.focus();
+        return;
+      }
+      fail('');
+      btn.disabled = true;
+      try {
+        await apiCall('POST', '/sessions/' + enc(r.id) + '/events',
+          { events: [{ type: 'user.message', content: [{ type: 'text', text: t }] }] });
+        if (text.value.trim() === t) text.value = '';
+      } catch (ex) {
+        if (ex.status !== 401) fail(ex.message);
+      } finally {
+        btn.disabled = false;
+      }
+    });
+    return form;
+  }
+
   pages.session = {
     title: (r) => shortID(r.id),
+    // The latest events are live; a page of older ones (a cursor in the address) is not.
+    live: (r) => !r.before && !r.after,
     shell(r) {
       const s = {};
       s.crumbEnv = h('span', {}, '…');
       s.status = h('span', { class: 'badge big', id: 'session-status' }, '…');
       s.details = h('dl', { class: 'kv', id: 'session-details' });
-      s.events = h('div', { id: 'events' }, loading());
+      s.events = h('div', { id: 'events', 'aria-live': 'polite', 'aria-relevant': 'additions' }, loading());
+      s.evNote = h('p', { class: 'muted small', id: 'events-note', role: 'status' });
       s.pager = h('div', {});
       s.banner = h('div', {});
       s.body = h('div', { class: 'grid-2' },
-        h('section', { class: 'panel', 'aria-labelledby': 'h-events' }, h('h2', { id: 'h-events' }, 'Events'), s.events, s.pager),
+        h('section', { class: 'panel', 'aria-labelledby': 'h-events' }, h('h2', { id: 'h-events' }, 'Events'),
+          s.events, s.evNote, s.pager, sendBox(r)),
         h('section', { class: 'panel', 'aria-labelledby': 'h-sdetails' }, h('h2', { id: 'h-sdetails' }, 'Details'), s.details));
       s.root = h('div', {},
         crumbs(h('a', { href: '#/' }, 'Environments'), s.crumbEnv, h('span', {}, 'Session')),
@@ -996,20 +1165,13 @@
         kv('Environment', h('a', { href: hrefs.work(x.environment_id) }, env ? env.name : x.environment_id)),
         kv('Created', when(x.created_at)),
         keys.map((k) => kv(k, x.metadata[k])));
+      if (pages.session.live(r)) return; // the live list has its own stream
       if (v.events.error) {
         fill(s.pager);
         return fill(s.events, errorBanner(v.events.error));
       }
       const evs = v.events.data;
-      fill(s.events, evs.length
-        ? h('ol', { class: 'events' }, evs.map((e) => {
-          const text = eventText(e);
-          return h('li', { id: 'ev-' + e.id },
-            h('div', { class: 'ev-head' }, h('span', { class: 'ev-type' }, e.type), ago(e.created_at)),
-            text ? h('p', { class: 'ev-text' }, text) : null,
-            h('details', {}, h('summary', {}, 'JSON'), h('pre', {}, JSON.stringify(e, null, 2))));
-        }))
-        : h('p', { class: 'muted' }, 'No events.'));
+      fill(s.events, evs.length ? h('ol', { class: 'events' }, evs.map(eventItem)) : h('p', { class: 'muted' }, 'No events.'));
       fill(s.pager, pager(r, v.events, (c) => hrefs.session(r.id, c), 'event', true));
     },
   };

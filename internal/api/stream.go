@@ -32,7 +32,8 @@ var errStreamClosed = &apiError{Status: http.StatusServiceUnavailable, Type: typ
 // event committed after the stream began, as server-sent events, until the session is
 // deleted (a session.deleted frame, then the end), the server shuts down (the end), the
 // reader falls too far behind (the end; it resumes with Last-Event-ID) or the client
-// hangs up. event_deltas is accepted and ignored: berth sends whole events.
+// hangs up, or its token is revoked (seen at the next heartbeat). event_deltas is accepted
+// and ignored: berth sends whole events.
 //
 // A resumed stream has no gap and no duplicate: it subscribes first, which fixes the
 // last event before its live part (stream.Sub.Start), reads the history after
@@ -106,6 +107,9 @@ func (s *Server) streamEvents(c *call) error {
 			w.flush()
 			return nil
 		case <-beat.C:
+			if s.tokenRevoked(c) {
+				return nil // a reconnect gets its 401
+			}
 			if err = w.write([]byte(": heartbeat\n\n")); err == nil {
 				err = w.flush()
 			}
@@ -116,6 +120,17 @@ func (s *Server) streamEvents(c *call) error {
 			return nil
 		}
 	}
+}
+
+// tokenRevoked reports whether the stream's token was revoked (or deleted) since the
+// stream opened: a stream outlives the authentication of its request, so it looks again
+// at each heartbeat. A store that cannot answer now does not end the stream.
+func (s *Server) tokenRevoked(c *call) bool {
+	tok, err := s.store.TokenByHash(c.r.Context(), c.token.Hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return true
+	}
+	return err == nil && !tok.RevokedAt.IsZero()
 }
 
 // sendHistory sends the session's events after from up to and including to, and

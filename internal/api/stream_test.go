@@ -385,6 +385,32 @@ func TestStreamHeartbeat(t *testing.T) {
 	})
 }
 
+// TestStreamEndsWhenItsTokenIsRevoked: a stream opened with a token that is revoked
+// afterwards ends at its next heartbeat, and cannot be opened again.
+func TestStreamEndsWhenItsTokenIsRevoked(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, done := newSyncHarness(t)
+		defer done()
+		env := h.env(true)
+		sess := h.session(env)
+		r := h.do("POST", "/tokens", `{"name":"w","role":"worker","environment_id":"`+env+`"}`)
+		wantStatus(t, r, 201)
+		tokID, secret := r.str(t, "id"), r.str(t, "secret")
+		s := h.openStream(sess, as(secret))
+		time.Sleep(16 * time.Second)
+		if f, err := s.next(); err != nil || f.Comment != "heartbeat" {
+			t.Fatalf("before the revocation: %+v, %v", f, err)
+		}
+		wantStatus(t, h.do("POST", "/tokens/"+tokID+"/revoke", ""), 200)
+		s.ended()
+		if st, r := h.tryStream(api.BasePath+"/sessions/"+sess+"/events/stream", as(secret)); st != nil {
+			t.Fatal("a revoked token opened a stream")
+		} else {
+			wantError(t, r, 401, "authentication_error", "")
+		}
+	})
+}
+
 // TestStreamCutsASlowReader: a reader that does not keep up is cut when its buffer is
 // full, counted, and resumes with Last-Event-ID without a gap; the writers were never
 // held back (every send answered while the reader read nothing).

@@ -454,14 +454,15 @@ func TestStreamCutsASlowReader(t *testing.T) {
 }
 
 // TestStreamResumesUnderConcurrentWriters: a reader that reconnects every few events
-// with Last-Event-ID, while writers append, sees every event exactly once, in the order
-// of the history.
+// with Last-Event-ID, while writers append and a worker acks and stops the session's
+// items (status events, written by other transactions than the appends), sees every
+// event exactly once, in the order of the history.
 func TestStreamResumesUnderConcurrentWriters(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	env := h.env(false)
+	env := h.env(true)
 	sess := h.session(env)
-	const writers, each = 4, 25
+	const writers, each, cycles = 4, 25, 10
 	var wg sync.WaitGroup
 	s := h.openStream(sess)
 	for w := range writers {
@@ -471,15 +472,46 @@ func TestStreamResumesUnderConcurrentWriters(t *testing.T) {
 			}
 		})
 	}
+	statusEvents := 0
+	wg.Go(func() {
+		for range cycles {
+			// The writers' messages queue a fresh item whenever the session has none.
+			it := h.poll(env, "w")
+			if it == nil {
+				h.send(sess, userMessage("wake"))
+				continue
+			}
+			if r := h.do("POST", workPath(env, it.ID, "/ack"), "", header("Worker-ID", "w")); r.Status == 200 {
+				statusEvents++
+			}
+			if r := h.do("POST", workPath(env, it.ID, "/stop"), `{"force":true}`); r.Status == 200 {
+				statusEvents++
+			}
+		}
+	})
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
 	var got []string
-	for len(got) < writers*each {
-		got = append(got, s.event().ID)
-		if len(got)%7 == 0 {
-			s.close()
-			s = h.openStream(sess, header("Last-Event-ID", got[len(got)-1]))
+	for done := false; !done; {
+		// Whether the writers had finished before the history was read: then the
+		// history is whole, and the stream has sent it all once it has sent as much.
+		select {
+		case <-finished:
+			done = true
+		default:
+		}
+		hist := h.history(sess)
+		for len(got) < len(hist) {
+			got = append(got, s.event().ID)
+			if len(got)%7 == 0 {
+				s.close()
+				s = h.openStream(sess, header("Last-Event-ID", got[len(got)-1]))
+			}
 		}
 	}
-	wg.Wait()
+	if statusEvents == 0 {
+		t.Fatal("no item was acknowledged or stopped: the test wrote no status event")
+	}
 	hist := h.history(sess)
 	if len(hist) != len(got) {
 		t.Fatalf("the stream sent %d events, the history holds %d", len(got), len(hist))

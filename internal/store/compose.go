@@ -230,8 +230,11 @@ func insertEvents(ctx context.Context, tx Tx, sessionID string, events []Event) 
 	for i, e := range events {
 		e.SessionID = sessionID
 		if e.ID == "" {
-			var err error
-			if e, err = e.withID(tx.NewID(id.Event)); err != nil {
+			eid, err := tx.NewEventID(ctx, sessionID)
+			if err != nil {
+				return nil, err
+			}
+			if e, err = e.withID(eid); err != nil {
 				return nil, err
 			}
 		}
@@ -318,7 +321,7 @@ func (db *DB) UpdateSession(ctx context.Context, id string, fn func(*Session) er
 func (db *DB) UpdateSessionWork(ctx context.Context, id string, t work.Transition) ([]Change, error) {
 	var out []Change
 	var status bool
-	err := db.d.Insert(ctx, func(tx Tx) error {
+	err := db.d.Write(ctx, func(tx Tx) error {
 		sess, err := tx.LockSession(ctx, id)
 		if err != nil {
 			return err
@@ -540,7 +543,7 @@ func (db *DB) UpdateWork(ctx context.Context, environmentID, id string, t work.T
 			return Change{Before: it, After: next}, nil
 		}
 		if work.ChangesLease(it, next) {
-			return db.updateLease(ctx, environmentID, id, t)
+			return db.updateLease(ctx, environmentID, id, it.SessionID, t)
 		}
 		ok, err := db.d.PutWorkIf(ctx, next, it.Version)
 		if err != nil {
@@ -557,17 +560,15 @@ func (db *DB) UpdateWork(ctx context.Context, environmentID, id string, t work.T
 // updateLease is UpdateWork for a transition that starts or ends the item's lease: in one
 // transaction with its session, so that the session's status event (API.md §3) is
 // written with the change.
-func (db *DB) updateLease(ctx context.Context, environmentID, id string, t work.Transition) (Change, error) {
+//
+// sessionID is the item's, as read before (an item never changes session).
+func (db *DB) updateLease(ctx context.Context, environmentID, id, sessionID string, t work.Transition) (Change, error) {
 	var out Change
 	var status bool
-	err := db.d.Insert(ctx, func(tx Tx) error {
+	err := db.d.Write(ctx, func(tx Tx) error {
 		out, status = Change{}, false
 		// The session first (the order of locks), then the item.
-		peek, err := tx.Work(ctx, environmentID, id)
-		if err != nil {
-			return err
-		}
-		sess, err := tx.LockSession(ctx, peek.SessionID)
+		sess, err := tx.LockSession(ctx, sessionID)
 		exists := err == nil
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err

@@ -29,7 +29,8 @@ type Driver interface {
 
 	// Write runs fn in one transaction and returns once its effect is committed and
 	// durable, or rolled back: fn's error rolls every write of fn back and is returned
-	// unchanged. fn must not make IDs (Tx.NewID); Insert is for that. A driver may run fn
+	// unchanged. fn must not make IDs with Tx.NewID (Insert is for that); it may make
+	// events' (Tx.NewEventID). A driver may run fn
 	// again when the database aborted its transaction to resolve a conflict, so fn has no
 	// effect outside tx.
 	Write(ctx context.Context, fn func(Tx) error) error
@@ -147,6 +148,12 @@ type Tx interface {
 
 	// NewID makes the ID of a new row, in commit order. Only in Insert.
 	NewID(prefix string) string
+	// NewEventID makes the ID of a new event of the session, whose row this transaction
+	// holds (LockSession, or InsertSession): above every event the session has, so that a
+	// session's events get IDs in the order they commit, since every transaction that
+	// writes a session's events holds its row. In Write as well as Insert: an event needs
+	// no turn on the IDs of the other lists.
+	NewEventID(ctx context.Context, sessionID string) (string, error)
 
 	InsertEnvironment(ctx context.Context, e Environment) error
 	PutEnvironment(ctx context.Context, e Environment) error

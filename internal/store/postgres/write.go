@@ -182,6 +182,18 @@ func (t *tx) NewID(prefix string) string {
 	return s
 }
 
+// NewEventID implements store.Tx: the process's generator, raised to the session's last
+// event. The caller holds the session's row, so the event that came last committed
+// before this statement began, and this one is above it whichever replica made it.
+func (t *tx) NewEventID(ctx context.Context, sessionID string) (string, error) {
+	last, err := t.LastEventID(ctx, sessionID)
+	if err != nil {
+		return "", fmt.Errorf("last event of %s: %w", sessionID, err)
+	}
+	id.Observe(last)
+	return id.New(id.Event), nil
+}
+
 // ClaimNext implements store.Tx. Claims of one environment take turns under an advisory
 // lock keyed by the environment, and wait for a row that another transaction holds rather
 // than skipping it (SKIP LOCKED would): a poll must deliver the oldest deliverable item

@@ -159,6 +159,10 @@ func (t *tx) LockDueDeliveries(ctx context.Context, now time.Time, limit int) ([
 // writer is in commit order and never below an ID the process handed out before.
 func (t *tx) NewID(prefix string) string { return id.New(prefix) }
 
+// NewEventID implements store.Tx: as NewID, since the one writer commits in the order it
+// runs.
+func (t *tx) NewEventID(context.Context, string) (string, error) { return id.New(id.Event), nil }
+
 // Notify implements store.Tx: one process, whose server wakes its own pollers.
 func (t *tx) Notify(string) {}
 

@@ -70,6 +70,11 @@ func (o Ops) Events(ctx context.Context, sessionID string, p store.Page) ([]stor
 	return list(ctx, o, scanEvent, "events", "SELECT "+eventColumns+" FROM events WHERE session_id = ?", []any{sessionID}, p)
 }
 
+// LastEventID returns the greatest event ID of the session ("" for none).
+func (o Ops) LastEventID(ctx context.Context, sessionID string) (string, error) {
+	return value[string](ctx, o, "SELECT coalesce(max(id), '') FROM events WHERE session_id = ?", sessionID)
+}
+
 // Event implements store.Reads.
 func (o Ops) Event(ctx context.Context, sessionID, id string) (store.Event, error) {
 	return one(ctx, o, scanEvent, "event", id, "SELECT "+eventColumns+" FROM events WHERE id = ? AND session_id = ?", id, sessionID)

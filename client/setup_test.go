@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -11,7 +10,7 @@ import (
 
 	"github.com/berth-sh/berth/client"
 	"github.com/berth-sh/berth/internal/api"
-	"github.com/berth-sh/berth/internal/store/sqlite"
+	"github.com/berth-sh/berth/internal/store"
 	"github.com/berth-sh/berth/internal/testserver"
 )
 
@@ -20,7 +19,7 @@ import (
 type bundle struct {
 	t     *testing.T
 	ctx   context.Context
-	store *sqlite.Store
+	store store.Store
 	url   string // the server's root URL
 	base  string // the API base URL
 	admin *client.Client
@@ -28,39 +27,28 @@ type bundle struct {
 	requests *atomic.Int64
 	// clock is the server's clock, moved by hand.
 	clock *testClock
+	api   *testserver.API
 }
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	ctx := t.Context()
-	st, err := sqlite.Open(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	clock := testserver.NewClock()
+	a := testserver.NewAPI(t, nil)
 	// Microseconds in every timestamp: the client must carry them through.
-	clock.Set(time.Date(2026, 7, 1, 8, 15, 6, 120394000, time.UTC))
-	srv := api.New(api.Config{Store: st, Now: clock.Now, Logger: slog.New(slog.DiscardHandler)})
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		srv.Shutdown()
-		ts.Close()
-		st.Close()
-	})
-	b := &bundle{t: t, ctx: ctx, store: st, url: ts.URL, base: ts.URL + api.BasePath, requests: new(atomic.Int64), clock: clock}
+	a.Clock.Set(time.Date(2026, 7, 1, 8, 15, 6, 120394000, time.UTC))
+	st, clock := a.Store, a.Clock
+	ts := httptest.NewServer(a.Server)
+	t.Cleanup(ts.Close)
+	b := &bundle{t: t, ctx: ctx, store: st, url: ts.URL, base: ts.URL + api.BasePath, requests: new(atomic.Int64), clock: clock, api: a}
 	hc := &http.Client{Transport: countingTransport{next: http.DefaultTransport, n: b.requests}}
-	b.admin = b.client(b.token(api.RoleAdmin, ""), client.WithHTTPClient(hc))
+	b.admin = b.client(a.Admin, client.WithHTTPClient(hc))
 	return b
 }
 
 // token creates a token directly in the store and returns its secret.
 func (b *bundle) token(role, environmentID string) string {
 	b.t.Helper()
-	tok, secret := api.NewToken("test-"+role, role, environmentID, b.clock.Now())
-	if _, err := b.store.CreateToken(context.Background(), tok); err != nil {
-		b.t.Fatalf("create token: %v", err)
-	}
-	return secret
+	return b.api.Token(role, environmentID)
 }
 
 // client returns a client of the bundle's server with the given token. Backoff is tiny

@@ -16,7 +16,7 @@ import (
 
 	"github.com/berth-sh/berth/client"
 	"github.com/berth-sh/berth/internal/api"
-	"github.com/berth-sh/berth/internal/store/sqlite"
+	"github.com/berth-sh/berth/internal/store"
 	"github.com/berth-sh/berth/internal/testserver"
 	"github.com/berth-sh/berth/worker"
 )
@@ -259,7 +259,7 @@ func (s *logSink) waitFor(t testing.TB, substr string) {
 type bench struct {
 	t      testing.TB
 	srv    *api.Server
-	store  *sqlite.Store
+	store  store.Store
 	clock  *testClock
 	base   string // API base URL
 	admin  *client.Client
@@ -268,6 +268,7 @@ type bench struct {
 	rec    *recorder
 	log    *logSink     // what the bench's workers log, as JSON
 	logger *slog.Logger // writes to log
+	api    *testserver.API
 	hc     *http.Client // when set, carries every client's requests (newInProcessBench)
 }
 
@@ -286,13 +287,9 @@ func newInProcessBench(t *testing.T) *bench {
 
 func newBenchWith(t testing.TB, inProcess bool) *bench {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	clock := testserver.NewClock()
-	srv := api.New(api.Config{Store: st, Now: clock.Now, Logger: slog.New(slog.DiscardHandler)})
-	b := &bench{t: t, srv: srv, store: st, clock: clock, log: newLogSink()}
+	a := testserver.NewAPI(t, nil)
+	st, clock, srv := a.Store, a.Clock, a.Server
+	b := &bench{t: t, srv: srv, store: st, clock: clock, api: a, log: newLogSink()}
 	b.logger = slog.New(slog.NewJSONHandler(b.log, nil))
 	b.rec = &recorder{next: srv, changed: make(chan struct{})}
 	if inProcess {
@@ -308,20 +305,12 @@ func newBenchWith(t testing.TB, inProcess bool) *bench {
 			return rw.Result(), nil
 		})}
 		b.base = "http://berth.invalid" + api.BasePath
-		t.Cleanup(func() {
-			srv.Shutdown()
-			st.Close()
-		})
 	} else {
 		ts := httptest.NewServer(b.rec)
-		t.Cleanup(func() {
-			srv.Shutdown()
-			ts.Close()
-			st.Close()
-		})
+		t.Cleanup(ts.Close)
 		b.base = ts.URL + api.BasePath
 	}
-	b.admin = b.client(b.token(api.RoleAdmin, ""))
+	b.admin = b.client(a.Admin)
 	env, err := b.admin.CreateEnvironment(context.Background(), client.CreateEnvironmentParams{
 		Name: "workers", Config: client.SelfHostedConfig("")})
 	if err != nil {
@@ -336,11 +325,7 @@ func newBenchWith(t testing.TB, inProcess bool) *bench {
 // token creates a token in the store and returns its secret.
 func (b *bench) token(role, env string) string {
 	b.t.Helper()
-	tok, secret := api.NewToken("test-"+role, role, env, b.clock.Now())
-	if _, err := b.store.CreateToken(context.Background(), tok); err != nil {
-		b.t.Fatalf("create token: %v", err)
-	}
-	return secret
+	return b.api.Token(role, env)
 }
 
 func (b *bench) client(secret string, opts ...client.Option) *client.Client {

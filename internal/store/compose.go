@@ -568,15 +568,11 @@ func (db *DB) updateLease(ctx context.Context, environmentID, id, sessionID stri
 	err := db.d.Write(ctx, func(tx Tx) error {
 		out, status = Change{}, false
 		// The session first (the order of locks), then the item.
-		sess, err := tx.LockSession(ctx, sessionID)
-		exists := err == nil
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return err
-		}
-		it, err := tx.LockWork(ctx, environmentID, id)
+		rows, err := tx.LockLease(ctx, sessionID, environmentID, id)
 		if err != nil {
 			return err
 		}
+		it := rows.Item
 		next, changed, err := t.Apply(it)
 		out = Change{Before: it, After: next}
 		if err != nil {
@@ -591,8 +587,10 @@ func (db *DB) updateLease(ctx context.Context, environmentID, id, sessionID stri
 		}
 		out.After.Version++
 		out.Changed = true
-		if exists && work.ChangesLease(it, next) {
-			status, err = writeStatus(ctx, tx, sess.ID, sess.Running, work.LeaseChangedAt(next))
+		was, running := it.State.Leased() || rows.OtherLeased, next.State.Leased() || rows.OtherLeased
+		if rows.SessionFound && was != running {
+			_, err = insertEvents(ctx, tx, sessionID, []Event{statusEvent(running, work.LeaseChangedAt(next))})
+			status = err == nil
 		}
 		return err
 	})

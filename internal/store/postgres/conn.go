@@ -17,8 +17,10 @@ import (
 // of BEGIN, a read, a write and COMMIT costs four. A txConn sends fewer: BEGIN goes with
 // the transaction's first statement, and a write whose result nobody waits for
 // (sqlrows.Conn.Send) waits to go with the next statement or with COMMIT, all in one
-// pipelined batch. A read-then-write transaction is then two round trips, and a
-// compare-and-set outside any transaction (Driver.PutWorkIf) one.
+// pipelined batch; and reads that a transaction needs together (a lock and what must be
+// read under it, sqlrows.Pipeliner) go in one batch too, each still a statement of its
+// own, run after the one before it. A read-then-write transaction is then two round
+// trips, and a compare-and-set outside any transaction (Driver.PutWorkIf) one.
 
 // poolConn runs statements on the pool, each in a transaction of its own.
 type poolConn struct{ p *pgxpool.Pool }
@@ -113,6 +115,48 @@ func (t *txConn) Query(ctx context.Context, q string, args ...any) (sqlrows.Rows
 		return nil, err
 	}
 	return &batchRows{pgRows: pgRows{r}, br: br, t: t}, nil
+}
+
+// QueryEach implements sqlrows.Pipeliner: BEGIN (the first time), the pending
+// statements and stmts go in one batch, one round trip.
+func (t *txConn) QueryEach(ctx context.Context, stmts []sqlrows.Stmt, each func(i int, r sqlrows.Rows) error) error {
+	if t.failed != nil {
+		return t.failed
+	}
+	b := t.batch("", nil)
+	for _, s := range stmts {
+		b.Queue(s.Query, s.Args...)
+	}
+	br := t.c.SendBatch(ctx, b)
+	err := func() error {
+		for range b.Len() - len(stmts) {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		for i := range stmts {
+			r, err := br.Query()
+			if err != nil {
+				return err
+			}
+			err = each(i, pgRows{r})
+			r.Close()
+			if err == nil {
+				err = r.Err()
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.failed = err
+	}
+	return err
 }
 
 // batchRows closes the batch with the rows, and marks the transaction failed if the

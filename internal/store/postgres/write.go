@@ -163,11 +163,98 @@ func (b *idBatch) Commit(ctx context.Context) error {
 func (b *idBatch) Rollback(ctx context.Context) { b.c.release(ctx) }
 
 // tx is store.Tx on a transaction of the pool (Write) or a savepoint of a turn (Insert).
+//
+// It remembers two things it read under a lock, to save a round trip later: the sessions
+// whose last event it has observed (or which it inserted, and which have none), whose
+// event IDs then need no read, since no other transaction adds to a session whose row
+// this one holds; and the webhooks of the environments it locked, which no other
+// transaction changes while it holds their row (webhooks are created and deleted under
+// their environment's lock).
 type tx struct {
 	sqlrows.Ops
 	d     *driver
 	c     *txConn
 	batch *idBatch // nil in a Write
+
+	observed map[string]bool     // session ID → its last event is observed (id.Observe)
+	hooks    map[string][]string // environment ID → its webhooks' IDs
+}
+
+func (t *tx) observe(sessionID, lastEventID string) {
+	id.Observe(lastEventID)
+	if t.observed == nil {
+		t.observed = map[string]bool{}
+	}
+	t.observed[sessionID] = true
+}
+
+// LockEnvironment implements store.Tx: the row and its webhooks' IDs, in one round trip.
+func (t *tx) LockEnvironment(ctx context.Context, environmentID string) (store.Environment, error) {
+	e, hooks, err := t.LockEnvironmentWebhooks(ctx, environmentID)
+	if err != nil {
+		return e, err
+	}
+	if t.hooks == nil {
+		t.hooks = map[string][]string{}
+	}
+	t.hooks[environmentID] = hooks
+	return e, nil
+}
+
+// WebhookIDs implements store.Reads: those read with the environment's lock, if this
+// transaction holds it.
+func (t *tx) WebhookIDs(ctx context.Context, environmentID string) ([]string, error) {
+	if hooks, ok := t.hooks[environmentID]; ok {
+		return hooks, nil
+	}
+	return t.Ops.WebhookIDs(ctx, environmentID)
+}
+
+// InsertWebhook implements store.Tx, and forgets the webhooks read before.
+func (t *tx) InsertWebhook(ctx context.Context, w store.Webhook) error {
+	t.hooks = nil
+	return t.Ops.InsertWebhook(ctx, w)
+}
+
+// DeleteWebhook implements store.Tx, and forgets the webhooks read before.
+func (t *tx) DeleteWebhook(ctx context.Context, webhookID string) error {
+	t.hooks = nil
+	return t.Ops.DeleteWebhook(ctx, webhookID)
+}
+
+// DeleteEnvironment implements store.Tx, and forgets the webhooks read before.
+func (t *tx) DeleteEnvironment(ctx context.Context, environmentID string) error {
+	t.hooks = nil
+	return t.Ops.DeleteEnvironment(ctx, environmentID)
+}
+
+// LockLease implements store.Tx: the session, the item, the other leases and the
+// session's last event, in one round trip.
+func (t *tx) LockLease(ctx context.Context, sessionID, environmentID, workID string) (store.LeaseRows, error) {
+	r, last, err := t.LockLeaseRows(ctx, sessionID, environmentID, workID, true)
+	if err == nil && r.SessionFound {
+		t.observe(sessionID, last)
+	}
+	return r, err
+}
+
+// LockSession implements store.Tx: the row and the session's last event, in one round
+// trip.
+func (t *tx) LockSession(ctx context.Context, sessionID string) (store.Session, error) {
+	s, last, err := t.LockSessionLastEvent(ctx, sessionID)
+	if err == nil {
+		t.observe(sessionID, last)
+	}
+	return s, err
+}
+
+// InsertSession implements store.Tx: a new session has no events to observe.
+func (t *tx) InsertSession(ctx context.Context, s store.Session) error {
+	if err := t.Ops.InsertSession(ctx, s); err != nil {
+		return err
+	}
+	t.observe(s.ID, "")
+	return nil
 }
 
 var _ store.Tx = (*tx)(nil)
@@ -184,13 +271,17 @@ func (t *tx) NewID(prefix string) string {
 
 // NewEventID implements store.Tx: the process's generator, raised to the session's last
 // event. The caller holds the session's row, so the event that came last committed
-// before this statement began, and this one is above it whichever replica made it.
+// before that event was read, and this one is above it whichever replica made it. The
+// last event is read once per session and transaction, and not at all where the lock
+// already read it (LockSession, LockLease) or the session is new (InsertSession).
 func (t *tx) NewEventID(ctx context.Context, sessionID string) (string, error) {
-	last, err := t.LastEventID(ctx, sessionID)
-	if err != nil {
-		return "", fmt.Errorf("last event of %s: %w", sessionID, err)
+	if !t.observed[sessionID] {
+		last, err := t.LastEventID(ctx, sessionID)
+		if err != nil {
+			return "", fmt.Errorf("last event of %s: %w", sessionID, err)
+		}
+		t.observe(sessionID, last)
 	}
-	id.Observe(last)
 	return id.New(id.Event), nil
 }
 

@@ -148,6 +148,12 @@ func (t *tx) ClaimNext(ctx context.Context, environmentID string, c work.Claim) 
 	return t.OldestDeliverable(ctx, environmentID, c, "")
 }
 
+// LockLease implements store.Tx: the reads one after the other, on the one writer.
+func (t *tx) LockLease(ctx context.Context, sessionID, environmentID, id string) (store.LeaseRows, error) {
+	r, _, err := t.LockLeaseRows(ctx, sessionID, environmentID, id, false)
+	return r, err
+}
+
 // LockDueDeliveries implements store.Tx: no other write runs while this one does, so the
 // rows need no lock.
 func (t *tx) LockDueDeliveries(ctx context.Context, now time.Time, limit int) ([]store.Claimed, error) {

@@ -44,11 +44,107 @@ func (o Ops) Session(ctx context.Context, id string) (store.Session, error) {
 
 // LockSession reads a session and locks its row (not the work rows of its status).
 func (o Ops) LockSession(ctx context.Context, id string) (store.Session, error) {
+	return one(ctx, o, scanSession, "session", id, o.lockSession(), id)
+}
+
+func (o Ops) lockSession() string {
 	lock := ""
 	if o.D.LockOf != nil {
 		lock = o.D.LockOf("sessions")
 	}
-	return one(ctx, o, scanSession, "session", id, "SELECT "+sessionColumns+" FROM sessions WHERE id = ?"+lock, id)
+	return "SELECT " + sessionColumns + " FROM sessions WHERE id = ?" + lock
+}
+
+// LockSessionLastEvent is LockSession and then the session's last event ID (LastEventID),
+// read after the lock is granted, in one round trip where the Conn pipelines.
+func (o Ops) LockSessionLastEvent(ctx context.Context, id string) (store.Session, string, error) {
+	var ss []store.Session
+	var last string
+	err := o.pipeline(ctx, []Stmt{{o.lockSession(), []any{id}}, {lastEventID, []any{id}}}, func(i int, r Rows) (err error) {
+		if i == 0 {
+			ss, err = scanAll(r, scanSession)
+			return err
+		}
+		return scanOne(r, &last)
+	})
+	if err != nil {
+		return store.Session{}, "", fmt.Errorf("session %s: %w", id, err)
+	}
+	if len(ss) == 0 {
+		return store.Session{}, "", NotFound("session", id)
+	}
+	return ss[0], last, nil
+}
+
+// LockEnvironmentWebhooks is LockEnvironment and the IDs of the environment's webhooks
+// (WebhookIDs), read after the lock is granted, in one round trip where the Conn
+// pipelines.
+func (o Ops) LockEnvironmentWebhooks(ctx context.Context, id string) (store.Environment, []string, error) {
+	var envs []store.Environment
+	var hooks []string
+	err := o.pipeline(ctx, []Stmt{
+		{"SELECT " + envColumns + " FROM environments WHERE id = ?" + o.D.Lock, []any{id}},
+		{webhookIDs, []any{id}},
+	}, func(i int, r Rows) (err error) {
+		if i == 0 {
+			envs, err = scanAll(r, scanEnvironment)
+		} else {
+			hooks, err = scanAll(r, scanString)
+		}
+		return err
+	})
+	if err != nil {
+		return store.Environment{}, nil, fmt.Errorf("environment %s: %w", id, err)
+	}
+	if len(envs) == 0 {
+		return store.Environment{}, nil, NotFound("environment", id)
+	}
+	return envs[0], hooks, nil
+}
+
+// LockLeaseRows reads what a transition that starts or ends a lease needs (store.Tx.LockLease),
+// in one round trip where the Conn pipelines: the session, locked (its row only), then
+// the item, locked, then whether another item of the session holds a lease, and, when
+// lastEvent is set, the session's last event ID. Each read runs after the locks before it
+// are granted, so it sees every write of the transactions that held them.
+func (o Ops) LockLeaseRows(ctx context.Context, sessionID, environmentID, id string, lastEvent bool) (store.LeaseRows, string, error) {
+	stmts := []Stmt{
+		{o.lockSession(), []any{sessionID}},
+		{"SELECT " + workColumns + " FROM work WHERE id = ? AND environment_id = ?" + o.D.Lock, []any{id, environmentID}},
+		{"SELECT EXISTS (SELECT 1 FROM work WHERE session_id = ? AND id <> ? AND " + Leased + ")", []any{sessionID, id}},
+	}
+	if lastEvent {
+		stmts = append(stmts, Stmt{lastEventID, []any{sessionID}})
+	}
+	var out store.LeaseRows
+	var items []work.Item
+	var last string
+	err := o.pipeline(ctx, stmts, func(i int, r Rows) error {
+		switch i {
+		case 0:
+			ss, err := scanAll(r, scanSession)
+			if len(ss) > 0 {
+				out.Session, out.SessionFound = ss[0], true
+			}
+			return err
+		case 1:
+			var err error
+			items, err = scanAll(r, scanWork)
+			return err
+		case 2:
+			return scanOne(r, &out.OtherLeased)
+		default:
+			return scanOne(r, &last)
+		}
+	})
+	if err != nil {
+		return store.LeaseRows{}, "", fmt.Errorf("work %s: %w", id, err)
+	}
+	if len(items) == 0 {
+		return store.LeaseRows{}, "", NotFound("work", id)
+	}
+	out.Item = items[0]
+	return out, last, nil
 }
 
 // Sessions implements store.Reads.
@@ -70,9 +166,11 @@ func (o Ops) Events(ctx context.Context, sessionID string, p store.Page) ([]stor
 	return list(ctx, o, scanEvent, "events", "SELECT "+eventColumns+" FROM events WHERE session_id = ?", []any{sessionID}, p)
 }
 
+const lastEventID = "SELECT coalesce(max(id), '') FROM events WHERE session_id = ?"
+
 // LastEventID returns the greatest event ID of the session ("" for none).
 func (o Ops) LastEventID(ctx context.Context, sessionID string) (string, error) {
-	return value[string](ctx, o, "SELECT coalesce(max(id), '') FROM events WHERE session_id = ?", sessionID)
+	return value[string](ctx, o, lastEventID, sessionID)
 }
 
 // Event implements store.Reads.

@@ -108,3 +108,19 @@ func scanIdempotency(r Rows) (store.Idempotency, error) {
 	rec.CreatedAt = fromMicros(created)
 	return rec, err
 }
+
+func scanString(r Rows) (string, error) {
+	var s string
+	return s, r.Scan(&s)
+}
+
+// scanOne scans the one row of a one-value read into v.
+func scanOne(r Rows, v any) error {
+	if !r.Next() {
+		if err := r.Err(); err != nil {
+			return err
+		}
+		return sql.ErrNoRows
+	}
+	return r.Scan(v)
+}

@@ -108,6 +108,45 @@ func (o Ops) send(ctx context.Context, q string, args ...any) error {
 	return o.C.Send(ctx, o.D.Bind(q), args...)
 }
 
+// Stmt is one read of a pipeline (Ops.pipeline).
+type Stmt struct {
+	Query string
+	Args  []any
+}
+
+// Pipeliner is a Conn that can send several reads together, in one round trip. Each read
+// still runs as a statement of its own, after the one before it has finished: a read that
+// follows a lock sees every transaction that committed before the lock was granted.
+type Pipeliner interface {
+	// QueryEach sends the statements (already bound) together, with anything pending
+	// before them, and calls each with the rows of each in order; it stops at the first
+	// error.
+	QueryEach(ctx context.Context, stmts []Stmt, each func(i int, r Rows) error) error
+}
+
+// pipeline runs reads in order, in one round trip on a Conn that is a Pipeliner, else one
+// after the other; each gets its rows.
+func (o Ops) pipeline(ctx context.Context, stmts []Stmt, each func(i int, r Rows) error) error {
+	for i := range stmts {
+		stmts[i].Query = o.D.Bind(stmts[i].Query)
+	}
+	if p, ok := o.C.(Pipeliner); ok {
+		return p.QueryEach(ctx, stmts, each)
+	}
+	for i, s := range stmts {
+		rows, err := o.C.Query(ctx, s.Query, s.Args...)
+		if err != nil {
+			return err
+		}
+		err = each(i, rows)
+		rows.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // all runs a read and scans every row with scan.
 func all[T any](ctx context.Context, o Ops, scan func(Rows) (T, error), q string, args ...any) ([]T, error) {
 	rows, err := o.query(ctx, q, args...)
@@ -115,6 +154,11 @@ func all[T any](ctx context.Context, o Ops, scan func(Rows) (T, error), q string
 		return nil, err
 	}
 	defer rows.Close()
+	return scanAll(rows, scan)
+}
+
+// scanAll scans every row of rows with scan.
+func scanAll[T any](rows Rows, scan func(Rows) (T, error)) ([]T, error) {
 	var out []T
 	for rows.Next() {
 		v, err := scan(rows)
@@ -147,14 +191,7 @@ func value[T any](ctx context.Context, o Ops, q string, args ...any) (T, error) 
 		return v, err
 	}
 	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return v, err
-		}
-		return v, sql.ErrNoRows
-	}
-	err = rows.Scan(&v)
-	return v, err
+	return v, scanOne(rows, &v)
 }
 
 // NotFound is the error of a missing row.

@@ -90,11 +90,10 @@ func (o Ops) Webhooks(ctx context.Context, environmentID string, p store.Page) (
 
 // WebhookIDs implements store.Reads.
 func (o Ops) WebhookIDs(ctx context.Context, environmentID string) ([]string, error) {
-	return all(ctx, o, func(r Rows) (string, error) {
-		var s string
-		return s, r.Scan(&s)
-	}, "SELECT id FROM webhooks WHERE environment_id = ? ORDER BY id", environmentID)
+	return all(ctx, o, scanString, webhookIDs, environmentID)
 }
+
+const webhookIDs = "SELECT id FROM webhooks WHERE environment_id = ? ORDER BY id"
 
 // Deliveries implements store.Reads.
 func (o Ops) Deliveries(ctx context.Context, webhookID string, p store.Page) ([]store.Delivery, bool, error) {

@@ -115,6 +115,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		// The seam, per driver.
 		{"FiltersMatchTheRules", testFiltersMatchTheRules},
 		{"PutWorkIf", testPutWorkIf},
+		{"LockLease", testLockLease},
 		{"Followers", testFollowers},
 		{"ReportsOnlyWhatCommitted", testReportsOnlyWhatCommitted},
 	}

@@ -3,7 +3,9 @@ package storetest
 import (
 	"errors"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,6 +223,66 @@ func testQueuesDeliveries(t *testing.T, newStore newStoreFunc) {
 		if ds := f.deliveries(t, elsewhere.ID); len(ds) != 0 {
 			t.Errorf("another environment's webhook got deliveries: %v", listIDs(ds, deliveryID))
 		}
+	})
+
+	t.Run("WebhookCreatedDuringCreates", func(t *testing.T) {
+		// IDs are made in commit order, so an item with an ID above the webhook's
+		// committed after it and must have a delivery to it; one below, none. Sessions are
+		// created on 4 goroutines while the webhook is created: a create that waits for the
+		// environment's lock must still see the webhook that committed meanwhile.
+		t.Parallel()
+		f := setup(t, newStore)
+		e := f.env(t, selfHosted)
+		const writers, each = 4, 25
+		var wg sync.WaitGroup
+		items := make(chan string, writers*each)
+		errs := make(chan error, writers)
+		var made atomic.Int32
+		someMade, allDone := make(chan struct{}), make(chan struct{})
+		for range writers {
+			wg.Go(func() {
+				for range each {
+					it := work.New("", "", "", nil, base)
+					c, err := f.st.CreateSession(f.ctx, newSession(e.ID), nil, &it, nil)
+					if err != nil {
+						errs <- err
+						return
+					}
+					items <- c.Item.ID
+					if made.Add(1) == 10 {
+						close(someMade)
+					}
+				}
+			})
+		}
+		go func() { wg.Wait(); close(allDone) }()
+		select { // the webhook once some items are in, while the writers go on
+		case <-someMade:
+		case <-allDone:
+		}
+		w := f.webhook(t, e.ID)
+		<-allDone
+		close(items)
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, d := range f.deliveries(t, w.ID) {
+			got[d.WorkID] = true
+		}
+		hex := func(s string) string { _, h, _ := strings.Cut(s, "_"); return h }
+		before := 0
+		for itemID := range items {
+			want := hex(itemID) > hex(w.ID)
+			if !want {
+				before++
+			}
+			if got[itemID] != want {
+				t.Errorf("item %s (webhook %s): delivery %v, want %v", itemID, w.ID, got[itemID], want)
+			}
+		}
+		t.Logf("%d of %d items committed before the webhook", before, writers*each)
 	})
 
 	t.Run("OnlyWebhooksThatExist", func(t *testing.T) {

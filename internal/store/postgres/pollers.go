@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,14 +28,22 @@ type pollers struct {
 	mu      sync.Mutex
 	pending map[pollerKey]time.Time
 	// written holds the Worker-IDs whose row this replica wrote, and when it last did:
-	// a poll of one of them waits for the next flush. Entries older than the stats
-	// window go at each flush, so it holds at most the Worker-IDs of the last 30 s.
+	// a poll of one of them waits for the next flush. Any token can poll with Worker-IDs
+	// of its choosing, so it is bounded: entries older than the stats window go at each
+	// flush and at each prune (PrunePollers, which the server runs on a schedule of its
+	// own, since polls that each bring a new Worker-ID leave nothing to flush), and past
+	// maxWritten the oldest go first. Forgetting an entry costs only a write: the next
+	// poll of that Worker-ID is written at once.
 	written map[pollerKey]time.Time
 	stop    chan struct{}
 	done    chan struct{}
 }
 
 type pollerKey struct{ env, worker string }
+
+// maxWritten bounds the Worker-IDs a replica remembers as written: far more than real
+// fleets (a Worker-ID per worker process), few enough to stay a few MiB.
+const maxWritten = 100_000
 
 func newPollers(d *driver) *pollers {
 	p := &pollers{d: d, pending: map[pollerKey]time.Time{}, written: map[pollerKey]time.Time{},
@@ -78,13 +87,37 @@ func (p *pollers) flush(ctx context.Context) error {
 			newest = at
 		}
 	}
+	p.forgetLocked(newest.Add(-work.PollerWindow))
+	p.mu.Unlock()
+	return p.write(ctx, batch)
+}
+
+// noteLocked notes a poll of k at now, and reports whether k's row was written already,
+// in which case the poll waits for the next flush. p.mu must be held.
+func (p *pollers) noteLocked(k pollerKey, now time.Time) (known bool) {
+	_, known = p.written[k]
+	p.written[k] = now
+	if known {
+		p.pending[k] = now
+	} else if len(p.written) > maxWritten {
+		// Forget the oldest tenth (at least: ties at the boundary go too).
+		all := make([]time.Time, 0, len(p.written))
+		for _, at := range p.written {
+			all = append(all, at)
+		}
+		slices.SortFunc(all, time.Time.Compare)
+		p.forgetLocked(all[len(all)/10].Add(time.Nanosecond))
+	}
+	return known
+}
+
+// forgetLocked forgets the Worker-IDs written before cutoff. p.mu must be held.
+func (p *pollers) forgetLocked(cutoff time.Time) {
 	for k, at := range p.written {
-		if newest.Sub(at) > work.PollerWindow {
+		if at.Before(cutoff) {
 			delete(p.written, k)
 		}
 	}
-	p.mu.Unlock()
-	return p.write(ctx, batch)
 }
 
 // write upserts the polls of batch; a failure keeps them pending for the next flush.
@@ -116,11 +149,7 @@ func (d *driver) RecordPoll(ctx context.Context, environmentID, workerID string,
 	p := d.pollers
 	k := pollerKey{environmentID, workerID}
 	p.mu.Lock()
-	_, known := p.written[k]
-	p.written[k] = now
-	if known {
-		p.pending[k] = now
-	}
+	known := p.noteLocked(k, now)
 	p.mu.Unlock()
 	if known {
 		return nil
@@ -141,6 +170,9 @@ func (d *driver) WorkersPolling(ctx context.Context, environmentID string, since
 
 // PrunePollers implements store.Driver.
 func (d *driver) PrunePollers(ctx context.Context, cutoff time.Time) error {
+	d.pollers.mu.Lock()
+	d.pollers.forgetLocked(cutoff)
+	d.pollers.mu.Unlock()
 	_, err := d.pool.Exec(ctx, `DELETE FROM pollers WHERE last_poll_at < $1
 		OR NOT EXISTS (SELECT 1 FROM environments e WHERE e.id = pollers.environment_id)`, cutoff.UnixMicro())
 	return err

@@ -513,6 +513,32 @@ func testPrunePollers(t *testing.T, newStore newStoreFunc) {
 			t.Errorf("pollers after the prune = %d (%v), want 1", n, err)
 		}
 	})
+
+	t.Run("ForgetsDeletedEnvironments", func(t *testing.T) {
+		// A deleted environment's pollers go, however recent their polls: after the
+		// prune, none is counted, and a new environment's are.
+		t.Parallel()
+		f := setup(t, newStore)
+		gone, kept := f.env(t, selfHosted), f.env(t, selfHosted)
+		for _, e := range []store.Environment{gone, kept} {
+			if err := f.st.RecordPoll(f.ctx, e.ID, "w", base); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.st.DeleteEnvironment(f.ctx, gone.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.st.PrunePollers(f.ctx, base.Add(sec)); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := driverOf(t, f.st)
+		if n, err := d.WorkersPolling(f.ctx, gone.ID, base.Add(-time.Hour)); err != nil || n != 0 {
+			t.Errorf("pollers of the deleted environment after the prune = %d (%v), want 0", n, err)
+		}
+		if n, err := d.WorkersPolling(f.ctx, kept.ID, base.Add(-time.Hour)); err != nil || n != 1 {
+			t.Errorf("pollers of the other environment after the prune = %d (%v), want 1", n, err)
+		}
+	})
 }
 
 // newSession is a session of envID whose ID the store makes.

@@ -64,14 +64,23 @@ type Waiters struct {
 type envWait struct {
 	pollers list.List                       // *poller, oldest first
 	groups  map[time.Duration]*reclaimTimer // by reclaim window
+	// queued counts the wake-ups for new items (Queued, Enqueue, Resync): a claim that
+	// found nothing is news only until the next one.
+	queued uint64
 }
 
 // reclaimTimer is the one reclaim timer of the pollers of an environment that share a
-// reclaim window.
+// reclaim window, and what their claims last found.
 type reclaimTimer struct {
 	timer   *time.Timer // armed for at; nil when not armed
 	at      time.Time
 	checked time.Time // when the store was last asked (rearm); zero: not since the timer fired
+
+	// emptyAt is when a claim with this window last found nothing, begun when the
+	// environment's queued count was emptyQueued; zero when it has not or something
+	// claimable may have come since.
+	emptyAt     time.Time
+	emptyQueued uint64
 }
 
 // poller is one parked poll.
@@ -80,6 +89,8 @@ type poller struct {
 	c   chan struct{} // closed when woken or handed an item
 	el  *list.Element // in its environment's list while parked; nil once off it
 	env *envWait
+
+	queued uint64 // its environment's queued count when it was parked
 
 	// Set under Waiters.mu.
 	asleep bool       // it claimed in vain and waits: it may be taken (Enqueue)
@@ -177,9 +188,17 @@ func (w *Waiters) Poll(ctx context.Context, p *Poll) (work.Item, bool, error) {
 		// Parked before the claim, so that an item queued between the claim and the
 		// sleep still wakes this poll.
 		pl := w.park(p)
-		item, ok, err := p.Claim(ctx)
-		if woken == reclaimed {
-			w.rearm(ctx, p)
+		var item work.Item
+		var ok bool
+		var err error
+		if woken != notWoken || !w.knownEmpty(pl) {
+			item, ok, err = p.Claim(ctx)
+			if woken == reclaimed {
+				w.rearm(ctx, p)
+			}
+			if err == nil && !ok {
+				w.foundEmpty(pl)
+			}
 		}
 		if err != nil || ok {
 			w.leave(pl)
@@ -255,6 +274,13 @@ func (w *Waiters) Enqueue(env string, create func(taker *Poll) (queued, delivere
 		taker = pl.p
 	}
 	queued, delivered, err := create(taker)
+	if queued != nil {
+		w.mu.Lock()
+		if e := w.envs[env]; e != nil {
+			e.queued++ // what claims found empty before is old news
+		}
+		w.mu.Unlock()
+	}
 	if pl != nil {
 		if err != nil || delivered == nil {
 			w.settle(pl, nil) // a plain wake-up: it claims for itself
@@ -295,8 +321,44 @@ func (w *Waiters) park(p *Poll) *poller {
 	}
 	pl.env = e
 	pl.el = e.pollers.PushBack(pl)
+	pl.queued = e.queued
 	w.mu.Unlock()
 	return pl
+}
+
+// Empty polls.
+//
+// A fleet of idle workers polls an empty queue all the time, and each poll would ask the
+// store for an item first. The pollers of an environment see everything that makes an
+// item deliverable, though: every item queued (by this process: Enqueue, Queued; by
+// another replica: Queued through store.Notifier, Resync when its notices may have been
+// lost), and every delivery this process makes passing a reclaim window (the window's
+// timer, set from the store at most recheck ago for the deliveries of other replicas). So
+// when a claim with the poll's window found nothing, less than recheck ago and since the
+// last item queued, and no delivery passes the window before now, a new poll sleeps at
+// once without asking the store. The cost: a delivery of another replica passing the
+// window is found by a new poll up to recheck later than it would be by a claim.
+
+// knownEmpty reports whether p's claim may be skipped (see Empty polls). pl is parked.
+func (w *Waiters) knownEmpty(pl *poller) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	g := pl.env.groups[pl.p.Reclaim]
+	if g == nil || g.emptyAt.IsZero() || g.emptyQueued != pl.env.queued {
+		return false
+	}
+	now := w.cfg.Now()
+	fresh := func(t time.Time) bool { return !t.IsZero() && now.Sub(t) < recheck }
+	return fresh(g.emptyAt) && fresh(g.checked) && (g.timer == nil || now.Before(g.at))
+}
+
+// foundEmpty notes that pl's claim, begun when pl was parked, found nothing. An item
+// queued during the claim has raised the count since pl.queued, which knownEmpty sees.
+func (w *Waiters) foundEmpty(pl *poller) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	g := pl.env.group(pl.p.Reclaim)
+	g.emptyAt, g.emptyQueued = w.cfg.Now(), pl.queued
 }
 
 // sleep marks a parked poller as waiting: it found no work, and from now on it may be
@@ -352,6 +414,7 @@ func (w *Waiters) fire(env string, reclaim time.Duration, at time.Time) {
 		return // stopped or replaced meanwhile
 	}
 	g.timer = nil
+	g.emptyAt = time.Time{} // an item is claimable again
 	if !w.wakeLocked(env, reclaimed, reclaim) {
 		g.checked = time.Time{} // nobody will ask the store for the next one: the next sleeper must
 	}
@@ -365,6 +428,9 @@ func (w *Waiters) wakeLocked(env string, why wake, window time.Duration) bool {
 	e := w.envs[env]
 	if e == nil {
 		return false
+	}
+	if why == newItem || why == resync {
+		e.queued++
 	}
 	for el := e.pollers.Front(); el != nil; el = el.Next() {
 		pl := el.Value.(*poller)

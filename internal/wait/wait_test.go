@@ -26,7 +26,8 @@ import (
 type queue struct {
 	mu     sync.Mutex
 	items  []*item
-	claims int // Claim calls, successful or not
+	claims int         // Claim calls, successful or not
+	times  []time.Time // when each was made
 	next   int
 }
 
@@ -66,6 +67,7 @@ func (q *queue) claim(ctx context.Context, worker string, reclaim time.Duration)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.claims++
+	q.times = append(q.times, time.Now())
 	if err := ctx.Err(); err != nil {
 		return work.Item{}, false, err // as a store's query with a cancelled context
 	}
@@ -102,6 +104,19 @@ func (q *queue) claimCount() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.claims
+}
+
+// claimsAt returns how many claims were made at the instant at.
+func (q *queue) claimsAt(at time.Time) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for _, t := range q.times {
+		if t.Equal(at) {
+			n++
+		}
+	}
+	return n
 }
 
 // anyDeliverable reports an item deliverable now with reclaim.
@@ -399,6 +414,100 @@ func TestUnusedWakeUpIsPassedOn(t *testing.T) {
 	})
 }
 
+// A poll sleeps without asking the store while a claim with its reclaim window found
+// nothing less than a second ago and nothing was queued since; anything that may have
+// made an item deliverable sends the next poll to the store.
+func TestEmptyPollsSkipTheClaim(t *testing.T) {
+	const block = time.Minute
+	wantClaims := func(t *testing.T, f *fixture, want int, why string) {
+		t.Helper()
+		if got := f.q.claimCount(); got != want {
+			t.Errorf("%s: %d claims, want %d", why, got, want)
+		}
+	}
+	t.Run("AfterAnEmptyClaim", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := newFixture(t)
+			defer f.close()
+			a := f.poll("A", 5*time.Second, block)
+			wantClaims(t, f, 1, "the first poll")
+			f.poll("B", 5*time.Second, block)
+			f.poll("C", 5*time.Second, 0)
+			wantClaims(t, f, 1, "two polls just after an empty claim")
+			f.poll("D", 7*time.Second, block)
+			wantClaims(t, f, 2, "a poll with another reclaim window")
+
+			// A new item wakes the oldest poll, which claims it; the next poll asks the
+			// store again.
+			id := f.q.add()
+			f.ws.Queued(env)
+			synctest.Wait()
+			if a.got(t) != id {
+				t.Fatalf("A got %s, want %s", a.item.ID, id)
+			}
+			wantClaims(t, f, 3, "the poll woken for a new item")
+			f.poll("E", 5*time.Second, block)
+			wantClaims(t, f, 4, "a poll after an item was queued")
+			f.poll("F", 5*time.Second, block)
+			wantClaims(t, f, 4, "a poll just after that")
+
+			time.Sleep(time.Second)
+			f.poll("G", 5*time.Second, block)
+			wantClaims(t, f, 5, "a poll a second after the last empty claim")
+		})
+	})
+	t.Run("ItemQueuedDuringTheClaim", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := newFixture(t)
+			defer f.close()
+			// A's claim read the store before the item was queued, and answers after.
+			claiming, answer := make(chan struct{}), make(chan struct{})
+			aDone := make(chan bool)
+			go func() {
+				_, ok, _ := f.ws.Poll(context.Background(), &wait.Poll{Env: env, WorkerID: "A", Reclaim: 5 * time.Second,
+					Claim: func(context.Context) (work.Item, bool, error) {
+						close(claiming)
+						<-answer
+						return work.Item{}, false, nil
+					}})
+				aDone <- ok
+			}()
+			<-claiming
+			id := f.q.add()
+			f.ws.Queued(env) // nobody sleeps yet
+			close(answer)
+			if <-aDone {
+				t.Fatal("A found an item")
+			}
+			b := f.poll("B", 5*time.Second, block)
+			if b.got(t) != id {
+				t.Fatalf("B got %s, want %s", b.item.ID, id)
+			}
+		})
+	})
+	t.Run("AfterAHandOff", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := newFixture(t)
+			defer f.close()
+			f.poll("A", 5*time.Second, block)
+			f.poll("C", 5*time.Second, block)
+			// Enqueue with a creator that stores the item but claims nothing: the oldest
+			// sleeping poll is woken, and a new poll asks the store as well.
+			var id string
+			if err := f.ws.Enqueue(env, func(*wait.Poll) (*work.Item, *work.Item, error) {
+				id = f.q.add()
+				return &work.Item{ID: id}, nil, nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+			n := f.q.claimCount()
+			f.poll("B", 5*time.Second, 0)
+			wantClaims(t, f, n+1, "a poll after Enqueue")
+		})
+	})
+}
+
 // A delivered, unacknowledged item passing its reclaim window wakes one sleeping poll,
 // not all of them, at that moment; the timer is then set for the next such item.
 func TestReclaimWakesOnePoll(t *testing.T) {
@@ -417,14 +526,17 @@ func TestReclaimWakesOnePoll(t *testing.T) {
 			t.Fatalf("Y got %s", y.item.ID)
 		}
 		// first passes its window at 5 s, second at 7 s.
+		// The polls block for longer than the test runs, so that the only claims at the
+		// moments the items pass their window are those the reclaim timer causes.
+		const block = 8 * time.Second
 		var polls []*pending
 		for i := range 20 {
-			polls = append(polls, f.poll(fmt.Sprint("p", i), 5*time.Second, 999*time.Millisecond))
+			polls = append(polls, f.poll(fmt.Sprint("p", i), 5*time.Second, block))
 		}
 		start := time.Now()
 		claims, started := f.q.claimCount(), 0
-		// Each poll's block runs out after 999 ms; the test starts such a poll again at
-		// once, as workers do, until both items were reclaimed.
+		// A poll that got an item is started again at once, as workers do, until both
+		// items were reclaimed.
 		var got []string
 		for len(got) < 2 && time.Since(start) < 10*time.Second {
 			time.Sleep(time.Millisecond)
@@ -439,17 +551,26 @@ func TestReclaimWakesOnePoll(t *testing.T) {
 						t.Errorf("%s reclaimed %v after the polls began, want %v", p.item.ID, p.at.Sub(start), want)
 					}
 				}
-				polls[i] = f.poll(p.worker, 5*time.Second, 999*time.Millisecond)
+				// Started again a millisecond later, so that its claim is not counted
+				// with the reclaim's below.
+				time.Sleep(time.Millisecond)
+				polls[i] = f.poll(p.worker, 5*time.Second, block)
 				started++
 			}
 		}
 		if !slices.Equal(got, []string{first, second}) {
 			t.Fatalf("reclaimed %v, want %v", got, []string{first, second})
 		}
-		// Every poll claims once when it starts; on top of that each reclaim costs one
-		// claim, not one per sleeping poll.
-		if extra := f.q.claimCount() - claims - started; extra != 2 {
-			t.Errorf("two reclaims cost %d claims beyond one per poll started, want 2", extra)
+		// Each reclaim costs one claim at its moment, not one per sleeping poll; and a
+		// poll claims at most once when it starts (not at all while a claim has just
+		// found nothing: see TestEmptyPollsSkipTheClaim).
+		for _, at := range []time.Duration{3 * time.Second, 5 * time.Second} {
+			if n := f.q.claimsAt(start.Add(at)); n != 1 {
+				t.Errorf("%d claims when an item passed its window at %v, want 1", n, at)
+			}
+		}
+		if extra := f.q.claimCount() - claims - started; extra > 2 {
+			t.Errorf("two reclaims cost %d claims beyond one per poll started, want at most 2", extra)
 		}
 		for _, p := range polls {
 			p.cancel()

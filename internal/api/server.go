@@ -169,6 +169,11 @@ func (s *Server) Run(ctx context.Context) {
 		// notices may have been missed, every environment's pollers look again.
 		go n.ListenWork(ctx, func(env string) { s.waiters.Queued(env) }, s.waiters.Resync)
 	}
+	if n, ok := s.store.(store.CacheListener); ok {
+		// Tokens and environments are kept in memory while the other replicas' writes
+		// to them are heard.
+		go n.ListenCache(ctx)
+	}
 	if n, ok := s.store.(store.EventNotifier); ok {
 		// Events committed through another replica reach this replica's streams.
 		go n.ListenEvents(ctx, s.hub.Notify, s.hub.Resync)

@@ -313,3 +313,12 @@ type Notifier interface {
 type EventNotifier interface {
 	ListenEvents(ctx context.Context, fn func(sessionID string), resync func()) error
 }
+
+// CacheListener is implemented by stores that several server replicas share and whose
+// replicas keep the tokens and environments they read in memory. ListenCache hears the
+// other replicas' writes to them until ctx ends, and the store keeps what it reads only
+// while it listens: a store whose ListenCache is not running (a command-line tool, a test)
+// reads them from the database every time.
+type CacheListener interface {
+	ListenCache(ctx context.Context) error
+}

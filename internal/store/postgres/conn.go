@@ -54,6 +54,7 @@ type txConn struct {
 	begun   bool
 	pending []queued // sent with the next statement or the commit
 	failed  error    // the transaction is aborted: every later statement fails so
+	cached  bool     // it wrote to a table the replicas cache (tx.markCached)
 }
 
 type queued struct {

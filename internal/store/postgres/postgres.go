@@ -14,9 +14,13 @@
 // waiting together (group commit). Statements whose result nobody waits for travel with
 // the next one or the commit (conn.go).
 //
-// Replicas learn of each other's new work through LISTEN/NOTIFY (ListenWork), count
-// pollers in a shared table, and read tokens from the database on every request, so a
-// revocation holds on every replica from the next request on.
+// Replicas learn of each other's new work through LISTEN/NOTIFY (ListenWork) and count
+// pollers in a shared table. Each keeps the tokens and environments it has read in a
+// cache (sqlrows.ReadCache), dropped after its own writes to them and when another
+// replica's arrive (a notice on cacheChannel, sent with their commit), and never trusted
+// for more than cacheMaxAge: a revocation holds on the replica that made it from its
+// answer on, and on the others once its notice arrives (within a millisecond or so), or
+// cacheMaxAge after it at the latest.
 package postgres
 
 import (
@@ -54,6 +58,14 @@ const workChannel = "berth_work"
 // the payload is "<session_id> <replica>".
 const eventsChannel = "berth_events"
 
+// cacheChannel is the NOTIFY channel of writes to tokens and environments; the payload
+// is the replica's ID.
+const cacheChannel = "berth_cache"
+
+// cacheMaxAge bounds how long a replica trusts a token or environment it read, for when
+// the notice of another replica's write is late or lost.
+const cacheMaxAge = time.Second
+
 // dialect is PostgreSQL's SQL: numbered placeholders and row locks.
 var dialect = &sqlrows.Dialect{
 	Numbered: true,
@@ -78,6 +90,7 @@ type driver struct {
 	pool    *pgxpool.Pool
 	inserts *sqlrows.Group[*tx]
 	pollers *pollers
+	cache   *sqlrows.ReadCache
 	// replica names this process in notifications, so that it can skip its own.
 	replica string
 }
@@ -86,6 +99,7 @@ var (
 	_ store.Store         = (*Store)(nil)
 	_ store.Notifier      = (*Store)(nil)
 	_ store.EventNotifier = (*Store)(nil)
+	_ store.CacheListener = (*Store)(nil)
 )
 
 // Open connects to the database at url (postgres://…), applies pending migrations and
@@ -115,6 +129,8 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	}
 	d.inserts = sqlrows.NewGroup(d.beginInserts, sqlrows.GroupHooks{})
 	d.pollers = newPollers(d)
+	d.cache = sqlrows.NewReadCache(cacheMaxAge)
+	d.cache.Disable() // until ListenCache listens
 	return s, nil
 }
 
@@ -174,21 +190,33 @@ func (d *driver) Close() error {
 
 // ListenWork implements store.Notifier.
 func (s *Store) ListenWork(ctx context.Context, fn func(environmentID string), resync func()) error {
-	return s.d.listenTo(ctx, workChannel, fn, resync)
+	return s.d.listenTo(ctx, workChannel, fn, resync, nil)
 }
 
 // ListenEvents implements store.EventNotifier.
 func (s *Store) ListenEvents(ctx context.Context, fn func(sessionID string), resync func()) error {
-	return s.d.listenTo(ctx, eventsChannel, fn, resync)
+	return s.d.listenTo(ctx, eventsChannel, fn, resync, nil)
+}
+
+// ListenCache implements store.CacheListener: the cache is used from the moment LISTEN
+// takes effect until the connection is lost (and again once it is back) or ctx ends.
+func (s *Store) ListenCache(ctx context.Context) error {
+	c := s.d.cache
+	defer c.Disable()
+	return s.d.listenTo(ctx, cacheChannel, func(string) { c.Invalidate() }, c.Enable, c.Disable)
 }
 
 // listenTo holds one connection LISTENing on channel and calls fn with the first word of
 // every notification from another replica, until ctx ends. A lost connection is
 // re-established after a second; resync is called each time LISTEN has taken effect,
-// since notices sent meanwhile were lost.
-func (d *driver) listenTo(ctx context.Context, channel string, fn func(string), resync func()) error {
+// since notices sent meanwhile were lost, and lost (if not nil) each time the connection
+// has ended.
+func (d *driver) listenTo(ctx context.Context, channel string, fn func(string), resync, lost func()) error {
 	for ctx.Err() == nil {
 		err := d.listen(ctx, channel, fn, resync)
+		if lost != nil {
+			lost()
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -223,4 +251,15 @@ func (d *driver) listen(ctx context.Context, channel string, fn func(string), re
 			fn(key)
 		}
 	}
+}
+
+// Environment implements store.Reads, through the read cache.
+func (d *driver) Environment(ctx context.Context, id string) (store.Environment, error) {
+	return d.cache.Environment(ctx, id, d.Ops.Environment)
+}
+
+// TokenByHash implements store.Reads, through the read cache; unknown hashes are looked
+// up every time.
+func (d *driver) TokenByHash(ctx context.Context, hash string) (store.Token, error) {
+	return d.cache.TokenByHash(ctx, hash, d.Ops.TokenByHash)
 }

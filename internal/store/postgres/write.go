@@ -47,11 +47,31 @@ func (d *driver) write(ctx context.Context, fn func(store.Tx) error) error {
 	}
 	conn := &txConn{c: c}
 	defer conn.release(ctx)
-	t := &tx{Ops: sqlrows.Ops{C: conn, D: dialect}, d: d, c: conn}
+	t := d.newTx(conn, nil)
 	if err := fn(t); err != nil {
 		return err
 	}
-	return conn.commit(ctx)
+	err = conn.commit(ctx)
+	if conn.cached {
+		d.cache.Invalidate()
+	}
+	return err
+}
+
+// newTx is a tx on conn, in batch (nil in a Write).
+func (d *driver) newTx(conn *txConn, batch *idBatch) *tx {
+	t := &tx{d: d, c: conn, batch: batch}
+	t.Ops = sqlrows.Ops{C: conn, D: dialect, Cached: t.markCached}
+	return t
+}
+
+// markCached notes a write to a table the replicas cache (sqlrows.Ops.Cached): the
+// other replicas hear of it with the commit, and this one drops its cache after it.
+func (t *tx) markCached() {
+	if !t.c.cached {
+		t.c.cached = true
+		t.c.Send(context.Background(), "SELECT pg_notify($1, $2)", cacheChannel, t.d.replica)
+	}
 }
 
 // Insert implements store.Driver. Transactions that make IDs take turns on the one row of
@@ -126,7 +146,7 @@ func (b *idBatch) Run(ctx context.Context, fn func(*tx) error) error {
 		return c.failed
 	}
 	c.Send(ctx, "SAVEPOINT s")
-	t := &tx{Ops: sqlrows.Ops{C: c, D: dialect}, d: b.d, c: c, batch: b}
+	t := b.d.newTx(c, b)
 	err := fn(t)
 	if err == nil {
 		c.Send(ctx, "RELEASE SAVEPOINT s")
@@ -156,7 +176,11 @@ func (b *idBatch) Commit(ctx context.Context) error {
 	if b.last != "" {
 		b.c.Send(ctx, "UPDATE id_sequence SET last_id = $1", b.last)
 	}
-	return b.c.commit(ctx)
+	err := b.c.commit(ctx)
+	if b.c.cached {
+		b.d.cache.Invalidate()
+	}
+	return err
 }
 
 // Rollback implements sqlrows.BatchTx.

@@ -65,7 +65,7 @@ type driver struct {
 	rc    *stmtCache
 	group *sqlrows.Group[*tx]
 
-	cache   *readCache
+	cache   *sqlrows.ReadCache
 	pollers *pollers
 	metrics atomic.Pointer[CommitMetrics]
 
@@ -107,7 +107,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	d := &driver{w: w, wc: newStmtCache(w), cache: newReadCache(), pollers: newPollers()}
+	d := &driver{w: w, wc: newStmtCache(w), cache: sqlrows.NewReadCache(0), pollers: newPollers()}
 	if err := d.migrate(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("migrate %s: %w", path, err)

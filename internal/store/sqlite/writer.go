@@ -13,7 +13,7 @@ import (
 )
 
 // externalCheck is how often an idle writer looks for commits by other processes, which
-// invalidate the read cache (cache.go) and may have made IDs. A busy writer looks after
+// invalidate the read cache (sqlrows.ReadCache) and may have made IDs. A busy writer looks after
 // every batch.
 const externalCheck = 50 * time.Millisecond
 
@@ -49,7 +49,7 @@ type batch struct {
 	d  *driver
 	tx *sql.Tx
 	// cached reports whether a write of the batch touched a table that the read cache
-	// keeps (cache.go): the cache is dropped once the batch has committed.
+	// keeps (sqlrows.ReadCache): the cache is dropped once the batch has committed.
 	cached bool
 }
 
@@ -76,7 +76,7 @@ func (d *driver) begin(ctx context.Context) (sqlrows.BatchTx[*tx], error) {
 // open savepoint (46 against 32 µs of CPU per heartbeat in BenchmarkConcurrentHeartbeats).
 func (b *batch) Run(ctx context.Context, fn func(*tx) error) (err error) {
 	c := &writeConn{tx: b.tx, c: b.d.wc}
-	t := &tx{Ops: sqlrows.Ops{C: c, D: dialect}, b: b}
+	t := &tx{Ops: sqlrows.Ops{C: c, D: dialect, Cached: b.markCached}, b: b}
 	defer func() {
 		if !c.saved {
 			return
@@ -93,12 +93,15 @@ func (b *batch) Run(ctx context.Context, fn func(*tx) error) (err error) {
 	return fn(t)
 }
 
+// markCached notes a write to a table the read cache keeps (sqlrows.Ops.Cached).
+func (b *batch) markCached() { b.cached = true }
+
 // Commit implements sqlrows.BatchTx. The read cache is dropped before any caller learns
 // of the write, so that nothing read after its answer comes from the cache.
 func (b *batch) Commit(ctx context.Context) error {
 	err := b.tx.Commit()
 	if b.cached {
-		b.d.cache.invalidate()
+		b.d.cache.Invalidate()
 	}
 	return err
 }
@@ -123,14 +126,14 @@ func (d *driver) external(ctx context.Context, q interface {
 }) bool {
 	var v int64
 	if err := q.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
-		d.cache.invalidate() // unknown: assume the worst
+		d.cache.Invalidate() // unknown: assume the worst
 		return true
 	}
 	if v == d.dataVersion {
 		return false
 	}
 	d.dataVersion = v
-	d.cache.invalidate()
+	d.cache.Invalidate()
 	return true
 }
 
@@ -176,48 +179,14 @@ func (t *tx) Notify(string) {}
 // store itself (store.DB.OnEvents).
 func (t *tx) NotifyEvents(string) {}
 
-// The writes to the tables the read cache keeps mark the batch.
-
-// InsertEnvironment implements store.Tx.
-func (t *tx) InsertEnvironment(ctx context.Context, e store.Environment) error {
-	t.b.cached = true
-	return t.Ops.InsertEnvironment(ctx, e)
-}
-
-// PutEnvironment implements store.Tx.
-func (t *tx) PutEnvironment(ctx context.Context, e store.Environment) error {
-	t.b.cached = true
-	return t.Ops.PutEnvironment(ctx, e)
-}
-
 // DeleteEnvironment implements store.Tx; the environment's pollers go with it.
 func (t *tx) DeleteEnvironment(ctx context.Context, id string) error {
-	t.b.cached = true
 	t.b.d.pollers.forget(id)
 	return t.Ops.DeleteEnvironment(ctx, id)
-}
-
-// InsertToken implements store.Tx.
-func (t *tx) InsertToken(ctx context.Context, tok store.Token) error {
-	t.b.cached = true
-	return t.Ops.InsertToken(ctx, tok)
 }
 
 // InsertFirstToken implements store.Tx: the one writer makes the check and the insert
 // one step.
 func (t *tx) InsertFirstToken(ctx context.Context, tok store.Token) (bool, error) {
-	t.b.cached = true
 	return t.Ops.InsertFirstTokenIfNone(ctx, tok)
-}
-
-// RevokeToken implements store.Tx.
-func (t *tx) RevokeToken(ctx context.Context, id string, at time.Time) (store.Token, error) {
-	t.b.cached = true
-	return t.Ops.RevokeToken(ctx, id, at)
-}
-
-// TouchToken implements store.Tx.
-func (t *tx) TouchToken(ctx context.Context, id string, at time.Time) error {
-	t.b.cached = true
-	return t.Ops.TouchToken(ctx, id, at)
 }

@@ -94,6 +94,16 @@ func (d *Dialect) Bind(q string) string {
 type Ops struct {
 	C Conn
 	D *Dialect
+	// Cached, if set, is called by each write to a table that a ReadCache keeps (tokens,
+	// environments), before the write: the driver drops its cache once the transaction
+	// has committed.
+	Cached func()
+}
+
+func (o Ops) cached() {
+	if o.Cached != nil {
+		o.Cached()
+	}
 }
 
 func (o Ops) query(ctx context.Context, q string, args ...any) (Rows, error) {

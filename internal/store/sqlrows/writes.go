@@ -14,6 +14,7 @@ import (
 
 // InsertEnvironment implements store.Tx.
 func (o Ops) InsertEnvironment(ctx context.Context, e store.Environment) error {
+	o.cached()
 	return o.send(ctx, "INSERT INTO environments ("+envColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		e.ID, e.Name, e.Description, e.ConfigType, string(e.Config), metadataJSON(e.Metadata),
 		Micros(e.ArchivedAt), Micros(e.CreatedAt), Micros(e.UpdatedAt))
@@ -21,6 +22,7 @@ func (o Ops) InsertEnvironment(ctx context.Context, e store.Environment) error {
 
 // PutEnvironment implements store.Tx.
 func (o Ops) PutEnvironment(ctx context.Context, e store.Environment) error {
+	o.cached()
 	return o.send(ctx, `UPDATE environments SET name = ?, description = ?, config_type = ?, config = ?,
 		metadata = ?, archived_at = ?, updated_at = ? WHERE id = ?`,
 		e.Name, e.Description, e.ConfigType, string(e.Config), metadataJSON(e.Metadata),
@@ -29,6 +31,7 @@ func (o Ops) PutEnvironment(ctx context.Context, e store.Environment) error {
 
 // DeleteEnvironment implements store.Tx.
 func (o Ops) DeleteEnvironment(ctx context.Context, id string) error {
+	o.cached()
 	for _, table := range []string{"work", "webhook_deliveries", "webhooks"} {
 		if err := o.send(ctx, "DELETE FROM "+table+" WHERE environment_id = ?", id); err != nil {
 			return err
@@ -108,6 +111,7 @@ func tokenValues(t store.Token) []any {
 
 // InsertToken implements store.Tx.
 func (o Ops) InsertToken(ctx context.Context, t store.Token) error {
+	o.cached()
 	return o.send(ctx, insertToken, tokenValues(t)...)
 }
 
@@ -115,6 +119,7 @@ func (o Ops) InsertToken(ctx context.Context, t store.Token) error {
 // reports whether it did. Whether two transactions can both see the table empty is the
 // driver's matter (store.Tx.InsertFirstToken).
 func (o Ops) InsertFirstTokenIfNone(ctx context.Context, t store.Token) (bool, error) {
+	o.cached()
 	n, err := o.exec(ctx, "INSERT INTO tokens ("+tokenColumns+") SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM tokens)",
 		tokenValues(t)...)
 	return n == 1, err
@@ -122,6 +127,7 @@ func (o Ops) InsertFirstTokenIfNone(ctx context.Context, t store.Token) (bool, e
 
 // RevokeToken implements store.Tx.
 func (o Ops) RevokeToken(ctx context.Context, id string, at time.Time) (store.Token, error) {
+	o.cached()
 	if err := o.send(ctx, "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", at.UnixMicro(), id); err != nil {
 		return store.Token{}, err
 	}
@@ -130,6 +136,7 @@ func (o Ops) RevokeToken(ctx context.Context, id string, at time.Time) (store.To
 
 // TouchToken implements store.Tx.
 func (o Ops) TouchToken(ctx context.Context, id string, at time.Time) error {
+	o.cached()
 	n, err := o.exec(ctx, "UPDATE tokens SET last_used_at = ? WHERE id = ?", at.UnixMicro(), id)
 	if err == nil && n == 0 {
 		return NotFound("token", id)

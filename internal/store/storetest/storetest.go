@@ -107,6 +107,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"RevokeToken", testRevokeToken},
 		{"TouchToken", testTouchToken},
 		{"CountTokens", testCountTokens},
+		{"ReadsAfterWrites", testReadsAfterWrites},
 		{"ReserveIdempotencyKey", testReserveIdempotencyKey},
 		{"CompleteIdempotencyKey", testCompleteIdempotencyKey},
 		{"ReleaseIdempotencyKey", testReleaseIdempotencyKey},

@@ -7,6 +7,7 @@ import (
 
 	"github.com/berth-sh/berth/internal/id"
 	"github.com/berth-sh/berth/internal/store"
+	"github.com/berth-sh/berth/internal/work"
 )
 
 func draftToken(envID string) store.Token {
@@ -297,5 +298,84 @@ func testCountTokens(t *testing.T, newStore newStoreFunc) {
 		if n := count(); n != 3 {
 			t.Errorf("CountTokens = %d, want 3 (revoked ones included)", n)
 		}
+	})
+}
+
+// testReadsAfterWrites: a store may keep tokens and environments it has read in memory
+// (sqlrows.ReadCache); a write answered by the store holds for every read that starts
+// after it, even while other readers keep the row warm and race with the write.
+func testReadsAfterWrites(t *testing.T, newStore newStoreFunc) {
+	t.Run("TokenRevocation", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, newStore)
+		for round := range 20 {
+			tok := store.Token{ID: id.New(id.Token), Name: "t", Role: "admin", Hash: id.New(id.Token), CreatedAt: base}
+			if _, err := f.st.CreateToken(f.ctx, tok); err != nil {
+				t.Fatal(err)
+			}
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for range 4 { // keep the row warm, racing with the revocation
+				wg.Go(func() {
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if _, err := f.st.TokenByHash(f.ctx, tok.Hash); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			if _, err := f.st.TokenByHash(f.ctx, tok.Hash); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.st.RevokeToken(f.ctx, tok.ID, base.Add(sec)); err != nil {
+				t.Fatal(err)
+			}
+			for range 50 {
+				got, err := f.st.TokenByHash(f.ctx, tok.Hash)
+				if err != nil || got.RevokedAt.IsZero() {
+					t.Fatalf("round %d: a read after the revocation returned %+v, %v", round, got, err)
+				}
+			}
+			close(stop)
+			wg.Wait()
+		}
+	})
+
+	t.Run("Environment", func(t *testing.T) {
+		// Also: what a caller does to a returned environment does not reach the store.
+		t.Parallel()
+		f := setup(t, newStore)
+		env := f.env(t, selfHosted, func(e *store.Environment) { e.Metadata = work.Metadata{"k": "v"} })
+		got, err := f.st.GetEnvironment(f.ctx, env.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.Metadata["k"] = "changed by a caller"
+		got.Config[0] = 'X'
+		again, err := f.st.GetEnvironment(f.ctx, env.ID)
+		if err != nil || again.Metadata["k"] != "v" || string(again.Config) != string(env.Config) {
+			t.Fatalf("environment changed through a returned copy: %+v, %v", again, err)
+		}
+		if _, err := f.st.UpdateEnvironment(f.ctx, env.ID, func(e *store.Environment) error {
+			e.ArchivedAt = base.Add(sec)
+			e.Name = "renamed"
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if again, err = f.st.GetEnvironment(f.ctx, env.ID); err != nil || again.ArchivedAt.IsZero() || again.Name != "renamed" {
+			t.Fatalf("after archive and rename: %+v, %v", again, err)
+		}
+		if err := f.st.DeleteEnvironment(f.ctx, env.ID); err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.st.GetEnvironment(f.ctx, env.ID)
+		wantNotFound(t, "environment after its deletion", err)
 	})
 }

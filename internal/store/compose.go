@@ -530,6 +530,9 @@ func (db *DB) ListWork(ctx context.Context, environmentID string, p Page, states
 // came in between. So a refused transition (a 409, a 412) writes and locks nothing, and
 // the write that is made holds the row only for itself.
 func (db *DB) UpdateWork(ctx context.Context, environmentID, id string, t work.Transition) (Change, error) {
+	if t.Leases() {
+		return db.updateLease(ctx, environmentID, id, t)
+	}
 	for range maxCASRetries {
 		it, err := db.d.Work(ctx, environmentID, id)
 		if err != nil {
@@ -543,7 +546,7 @@ func (db *DB) UpdateWork(ctx context.Context, environmentID, id string, t work.T
 			return Change{Before: it, After: next}, nil
 		}
 		if work.ChangesLease(it, next) {
-			return db.updateLease(ctx, environmentID, id, it.SessionID, t)
+			return db.updateLease(ctx, environmentID, id, t)
 		}
 		ok, err := db.d.PutWorkIf(ctx, next, it.Version)
 		if err != nil {
@@ -559,16 +562,15 @@ func (db *DB) UpdateWork(ctx context.Context, environmentID, id string, t work.T
 
 // updateLease is UpdateWork for a transition that starts or ends the item's lease: in one
 // transaction with its session, so that the session's status event (API.md §3) is
-// written with the change.
-//
-// sessionID is the item's, as read before (an item never changes session).
-func (db *DB) updateLease(ctx context.Context, environmentID, id, sessionID string, t work.Transition) (Change, error) {
+// written with the change. A transition whose every change does (work.Transition.Leases:
+// an ack) comes here at once, without UpdateWork's first read.
+func (db *DB) updateLease(ctx context.Context, environmentID, id string, t work.Transition) (Change, error) {
 	var out Change
 	var status bool
 	err := db.d.Write(ctx, func(tx Tx) error {
 		out, status = Change{}, false
 		// The session first (the order of locks), then the item.
-		rows, err := tx.LockLease(ctx, sessionID, environmentID, id)
+		rows, err := tx.LockLease(ctx, environmentID, id)
 		if err != nil {
 			return err
 		}
@@ -589,7 +591,7 @@ func (db *DB) updateLease(ctx context.Context, environmentID, id, sessionID stri
 		out.Changed = true
 		was, running := it.State.Leased() || rows.OtherLeased, next.State.Leased() || rows.OtherLeased
 		if rows.SessionFound && was != running {
-			_, err = insertEvents(ctx, tx, sessionID, []Event{statusEvent(running, work.LeaseChangedAt(next))})
+			_, err = insertEvents(ctx, tx, it.SessionID, []Event{statusEvent(running, work.LeaseChangedAt(next))})
 			status = err == nil
 		}
 		return err

@@ -124,12 +124,12 @@ type WorkKey struct {
 	EnvironmentID, ID string
 }
 
-// LeaseRows is what Tx.LockLease reads: the item's session (SessionFound is false when
-// the session was deleted: its items stay), locked; the item, locked; and whether another
-// item of the session holds a lease, which with the item's own state before and after
-// the transition gives the session's status before and after it (API.md §3).
+// LeaseRows is what Tx.LockLease reads: whether the item's session exists (it is
+// locked; SessionFound is false when the session was deleted: its items stay); the item,
+// locked; and whether another item of the session holds a lease, which with the item's
+// own state before and after the transition gives the session's status before and after
+// it (API.md §3).
 type LeaseRows struct {
-	Session      Session
 	SessionFound bool
 	Item         work.Item
 	OtherLeased  bool
@@ -150,9 +150,10 @@ type Tx interface {
 	LockSession(ctx context.Context, id string) (Session, error)
 	LockWork(ctx context.Context, environmentID, id string) (work.Item, error)
 	// LockLease reads and locks what a transition that starts or ends a work item's lease
-	// needs (see LeaseRows): the session, then the item (ErrNotFound if the environment
-	// has no such item). A driver may send the reads together, in one round trip.
-	LockLease(ctx context.Context, sessionID, environmentID, id string) (LeaseRows, error)
+	// needs (see LeaseRows): the item's session, then the item (ErrNotFound if the
+	// environment has no such item). A driver may send the reads together, in one round
+	// trip.
+	LockLease(ctx context.Context, environmentID, id string) (LeaseRows, error)
 	// LockLiveWork returns the session's live items in ID order, locked.
 	LockLiveWork(ctx context.Context, sessionID string) ([]work.Item, error)
 	// ClaimNext returns the oldest item of the environment that c may deliver, locked, so

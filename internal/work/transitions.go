@@ -13,10 +13,17 @@ type Transition struct {
 	// Name says what the transition is, for logs and errors: "ack", "heartbeat", …
 	Name  string
 	apply func(Item) (Item, bool, error)
+	// leases: every change t makes starts or ends the item's lease (ChangesLease).
+	leases bool
 }
 
 // Apply applies t to it.
 func (t Transition) Apply(it Item) (next Item, changed bool, err error) { return t.apply(it) }
+
+// Leases reports whether every change t makes starts or ends the item's lease
+// (ChangesLease), whatever the item: a store need not read the item first to know how
+// to write it.
+func (t Transition) Leases() bool { return t.leases }
 
 // A Claim is a poll's request for the oldest deliverable item: who polls (WorkerID,
 // possibly empty), with which reclaim window, and when.
@@ -81,7 +88,7 @@ func Redelivery(it Item) bool { return it.Deliveries > 0 }
 //     that acknowledged it → Conflict.
 //   - stopping, stopped → Conflict.
 func Ack(workerID string, now time.Time) Transition {
-	return Transition{Name: "ack", apply: func(it Item) (Item, bool, error) { return ack(it, workerID, now) }}
+	return Transition{Name: "ack", leases: true, apply: func(it Item) (Item, bool, error) { return ack(it, workerID, now) }}
 }
 
 func ack(it Item, workerID string, now time.Time) (Item, bool, error) {

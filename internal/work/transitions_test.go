@@ -109,7 +109,11 @@ func TestTransitionTable(t *testing.T) {
 			in := fixture(tc.from)
 			before := in.Clone()
 
-			got, changed, err := tc.fn(now).Apply(in)
+			tr := tc.fn(now)
+			got, changed, err := tr.Apply(in)
+			if tr.Leases() && changed && !work.ChangesLease(in, got) {
+				t.Errorf("%s says each of its changes starts or ends the lease, but %s → %s does not", tc.op, tc.from, got.State)
+			}
 
 			if k := kindOf(t, err); k != tc.kind {
 				t.Fatalf("error = %v (%s), want %s", err, kindName(k), kindName(tc.kind))

@@ -253,11 +253,11 @@ func (t *tx) DeleteEnvironment(ctx context.Context, environmentID string) error 
 }
 
 // LockLease implements store.Tx: the session, the item, the other leases and the
-// session's last event, in one round trip.
-func (t *tx) LockLease(ctx context.Context, sessionID, environmentID, workID string) (store.LeaseRows, error) {
-	r, last, err := t.LockLeaseRows(ctx, sessionID, environmentID, workID, true)
+// session's last event, in one round trip of two statements.
+func (t *tx) LockLease(ctx context.Context, environmentID, workID string) (store.LeaseRows, error) {
+	r, last, err := t.LockLeaseRows(ctx, environmentID, workID, true)
 	if err == nil && r.SessionFound {
-		t.observe(sessionID, last)
+		t.observe(r.Item.SessionID, last)
 	}
 	return r, err
 }

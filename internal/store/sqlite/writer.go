@@ -152,8 +152,8 @@ func (t *tx) ClaimNext(ctx context.Context, environmentID string, c work.Claim) 
 }
 
 // LockLease implements store.Tx: the reads one after the other, on the one writer.
-func (t *tx) LockLease(ctx context.Context, sessionID, environmentID, id string) (store.LeaseRows, error) {
-	r, _, err := t.LockLeaseRows(ctx, sessionID, environmentID, id, false)
+func (t *tx) LockLease(ctx context.Context, environmentID, id string) (store.LeaseRows, error) {
+	r, _, err := t.LockLeaseRows(ctx, environmentID, id, false)
 	return r, err
 }
 

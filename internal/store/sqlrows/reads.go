@@ -103,39 +103,38 @@ func (o Ops) LockEnvironmentWebhooks(ctx context.Context, id string) (store.Envi
 }
 
 // LockLeaseRows reads what a transition that starts or ends a lease needs (store.Tx.LockLease),
-// in one round trip where the Conn pipelines: the session, locked (its row only), then
-// the item, locked, then whether another item of the session holds a lease, and, when
-// lastEvent is set, the session's last event ID. Each read runs after the locks before it
-// are granted, so it sees every write of the transactions that held them.
-func (o Ops) LockLeaseRows(ctx context.Context, sessionID, environmentID, id string, lastEvent bool) (store.LeaseRows, string, error) {
-	stmts := []Stmt{
-		{o.lockSession(), []any{sessionID}},
-		{"SELECT " + workColumns + " FROM work WHERE id = ? AND environment_id = ?" + o.D.Lock, []any{id, environmentID}},
-		{"SELECT EXISTS (SELECT 1 FROM work WHERE session_id = ? AND id <> ? AND " + Leased + ")", []any{sessionID, id}},
+// in one round trip where the Conn pipelines, as two statements: the item's session,
+// locked (its row only); then the item, locked, with whether another item of the session
+// holds a lease and, when lastEvent is set, the session's last event ID. The second
+// statement begins once the session's lock is granted, so its reads see every write of
+// the transactions that held it, which every change to a session's leases and events
+// does; and a write that held the item without the session (a compare-and-set) changes
+// neither.
+func (o Ops) LockLeaseRows(ctx context.Context, environmentID, id string, lastEvent bool) (store.LeaseRows, string, error) {
+	lock := ""
+	if o.D.LockOf != nil {
+		lock = o.D.LockOf("sessions")
 	}
+	last := "''"
 	if lastEvent {
-		stmts = append(stmts, Stmt{lastEventID, []any{sessionID}})
+		last = "(SELECT coalesce(max(e.id), '') FROM events e WHERE e.session_id = work.session_id)"
+	}
+	stmts := []Stmt{
+		{"SELECT id FROM sessions WHERE id = (SELECT session_id FROM work WHERE id = ? AND environment_id = ?)" + lock,
+			[]any{id, environmentID}},
+		{"SELECT " + workColumns + ", EXISTS (SELECT 1 FROM work o WHERE o.session_id = work.session_id AND o.id <> work.id AND o." +
+			Leased + "), " + last + " FROM work WHERE id = ? AND environment_id = ?" + o.D.Lock, []any{id, environmentID}},
 	}
 	var out store.LeaseRows
 	var items []work.Item
-	var last string
-	err := o.pipeline(ctx, stmts, func(i int, r Rows) error {
-		switch i {
-		case 0:
-			ss, err := scanAll(r, scanSession)
-			if len(ss) > 0 {
-				out.Session, out.SessionFound = ss[0], true
-			}
-			return err
-		case 1:
-			var err error
-			items, err = scanAll(r, scanWork)
-			return err
-		case 2:
-			return scanOne(r, &out.OtherLeased)
-		default:
-			return scanOne(r, &last)
+	var lastID string
+	err := o.pipeline(ctx, stmts, func(i int, r Rows) (err error) {
+		if i == 0 {
+			out.SessionFound = r.Next()
+			return r.Err()
 		}
+		items, err = scanAll(r, func(r Rows) (work.Item, error) { return scanWorkWith(r, &out.OtherLeased, &lastID) })
+		return err
 	})
 	if err != nil {
 		return store.LeaseRows{}, "", fmt.Errorf("work %s: %w", id, err)
@@ -144,7 +143,7 @@ func (o Ops) LockLeaseRows(ctx context.Context, sessionID, environmentID, id str
 		return store.LeaseRows{}, "", NotFound("work", id)
 	}
 	out.Item = items[0]
-	return out, last, nil
+	return out, lastID, nil
 }
 
 // Sessions implements store.Reads.

@@ -62,13 +62,16 @@ const workColumns = `id, environment_id, session_id, state, metadata, created_at
 	latest_heartbeat_at, stop_requested_at, stopped_at, delivered_at, delivered_to, deliveries, acked_by,
 	lease_expires_at, ttl_seconds, version`
 
-func scanWork(r Rows) (work.Item, error) {
+func scanWork(r Rows) (work.Item, error) { return scanWorkWith(r) }
+
+// scanWorkWith scans workColumns and then the columns after them into extra.
+func scanWorkWith(r Rows, extra ...any) (work.Item, error) {
 	var it work.Item
 	var meta, state string
 	var created, acked, started, beat, stopReq, stopped, delivered, lease sql.NullInt64
-	if err := r.Scan(&it.ID, &it.EnvironmentID, &it.SessionID, &state, &meta, &created, &acked, &started,
+	if err := r.Scan(append([]any{&it.ID, &it.EnvironmentID, &it.SessionID, &state, &meta, &created, &acked, &started,
 		&beat, &stopReq, &stopped, &delivered, &it.DeliveredTo, &it.Deliveries, &it.AckedBy, &lease, &it.TTLSeconds,
-		&it.Version); err != nil {
+		&it.Version}, extra...)...); err != nil {
 		return it, err
 	}
 	it.State = work.State(state)

@@ -55,6 +55,7 @@ type txConn struct {
 	pending []queued // sent with the next statement or the commit
 	failed  error    // the transaction is aborted: every later statement fails so
 	cached  bool     // it wrote to a table the replicas cache (tx.markCached)
+	sends   int      // batches sent so far
 }
 
 type queued struct {
@@ -90,6 +91,7 @@ func (t *txConn) batch(q string, args []any) *pgx.Batch {
 // sendBatch sends b and reads the results of all but its last statement (which the
 // caller reads from the returned results).
 func (t *txConn) sendBatch(ctx context.Context, b *pgx.Batch) (pgx.BatchResults, error) {
+	t.sends++
 	br := t.c.SendBatch(ctx, b)
 	for range b.Len() - 1 {
 		if _, err := br.Exec(); err != nil {
@@ -128,6 +130,7 @@ func (t *txConn) QueryEach(ctx context.Context, stmts []sqlrows.Stmt, each func(
 	for _, s := range stmts {
 		b.Queue(s.Query, s.Args...)
 	}
+	t.sends++
 	br := t.c.SendBatch(ctx, b)
 	err := func() error {
 		for range b.Len() - len(stmts) {

@@ -138,25 +138,36 @@ func (d *driver) beginInserts(ctx context.Context) (sqlrows.BatchTx[*tx], error)
 }
 
 // Run implements sqlrows.BatchTx: fn runs in a savepoint, which goes with fn's first
-// statement, and fn's writes are sent by its end, so that an error of one of them is
-// fn's own.
+// statement. fn's writes whose results nobody waited for, and the savepoint's release, go
+// with the next function's first statement or with the COMMIT: a turn holds the ID
+// sequence for every other create of every replica, so a create costs one round trip
+// for its reads (two with a claim), and none for its writes.
+//
+// An error of fn's own undoes fn alone, as a savepoint is for. A database error in the
+// round trip that also carried the previous functions' deferred writes cannot be told
+// apart from theirs, so it fails the whole turn: every function of the batch gets an
+// error, and nothing of it commits. Those writes are inserts of rows with fresh IDs
+// under the locks the functions took, so that happens when the database does (a lost
+// connection), not when a request is wrong.
 func (b *idBatch) Run(ctx context.Context, fn func(*tx) error) error {
 	c := b.c
 	if c.failed != nil {
 		return c.failed
 	}
+	mark, sends := len(c.pending), c.sends // the previous functions' deferred statements
 	c.Send(ctx, "SAVEPOINT s")
 	t := b.d.newTx(c, b)
 	err := fn(t)
 	if err == nil {
 		c.Send(ctx, "RELEASE SAVEPOINT s")
-		if err = c.flush(ctx); err == nil {
-			return nil
-		}
+		return nil
 	}
-	if len(c.pending) > 0 && c.pending[0].sql == "SAVEPOINT s" {
-		c.pending = c.pending[:0] // nothing of fn's was sent
+	if c.sends == sends { // nothing of fn's was sent
+		c.pending = c.pending[:mark]
 		return err
+	}
+	if c.failed != nil && mark > 0 && c.sends == sends+1 {
+		return err // the batch stays failed: its commit fails, and so every function
 	}
 	c.pending = c.pending[:0]
 	c.failed = nil

@@ -19,7 +19,9 @@ import (
 //
 // SQLite runs every write through one Group, on its one writer connection. PostgreSQL
 // runs through one only the transactions that make IDs, which take turns on one sequence
-// row across replicas (see store.Driver.Insert): there a Group makes one turn serve many.
+// row across replicas (see store.Driver.Insert): there a Group makes one turn serve many,
+// and a function's writes travel with the next one's first statement, so that a
+// database error in that round trip fails the whole batch (postgres idBatch.Run).
 
 // MaxBatch bounds one batch: a batch holds its connection for the time of all of its
 // functions, and past a few hundred the flush is no longer what dominates.

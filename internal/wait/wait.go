@@ -17,6 +17,8 @@
 //
 // A poller woken that does not claim (its request ended, the server is shutting down)
 // passes its wake-up on to the next one, so that no wake-up is lost while a poller waits.
+// And since the pollers see everything that makes an item deliverable, a new poll that
+// comes just after a claim found nothing sleeps without asking the store (Empty polls).
 // Everything here happens inside Poll and Enqueue: callers follow no protocol.
 package wait
 

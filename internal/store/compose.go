@@ -528,7 +528,9 @@ func (db *DB) ListWork(ctx context.Context, environmentID string, p Page, states
 // The rule runs outside any transaction, on the item as read; the write is a
 // compare-and-set on the item's version, tried again from a fresh read when another write
 // came in between. So a refused transition (a 409, a 412) writes and locks nothing, and
-// the write that is made holds the row only for itself.
+// the write that is made holds the row only for itself. A change that starts or ends the
+// lease is made under the locks of the item and its session instead (updateLease); an ack,
+// whose every change does, goes there at once, and so locks even when it is refused.
 func (db *DB) UpdateWork(ctx context.Context, environmentID, id string, t work.Transition) (Change, error) {
 	if t.Leases() {
 		return db.updateLease(ctx, environmentID, id, t)

@@ -85,35 +85,8 @@ func (d *Handler) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no") // nginx: pass events on as they come
-	w.WriteHeader(http.StatusOK)
-
-	var buf bytes.Buffer
-	frame := func(name, id string, data []byte) {
-		if id != "" {
-			buf.WriteString("id: ")
-			buf.WriteString(id)
-			buf.WriteByte('\n')
-		}
-		buf.WriteString("event: ")
-		buf.WriteString(name)
-		buf.WriteString("\ndata: ")
-		buf.Write(data)
-		buf.WriteString("\n\n")
-	}
-	flush := func() error {
-		rc.SetWriteDeadline(time.Now().Add(writeWait))
-		_, err := w.Write(buf.Bytes())
-		buf.Reset()
-		if err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
+	sse := startSSE(w)
+	frame, flush := sse.frame, sse.flush
 	end := func(a answer) {
 		e := a.errorOf()
 		b, _ := json.Marshal(e)
@@ -121,7 +94,6 @@ func (d *Handler) events(w http.ResponseWriter, r *http.Request) {
 		flush()
 	}
 
-	fmt.Fprintf(&buf, "retry: %d\n\n", retryMillis)
 	sent := last // the last event sent: the live events at or below it are skipped
 	if last == "" {
 		q := url.Values{"order": {"desc"}, "limit": {fmt.Sprint(historyLimit)}}
@@ -173,7 +145,7 @@ func (d *Handler) events(w http.ResponseWriter, r *http.Request) {
 			}
 			switch {
 			case f.comment:
-				buf.WriteString(": heartbeat\n\n")
+				sse.heartbeat()
 			case f.id == "" || f.id <= sent:
 				continue // not an event, or one the history already had
 			default:

@@ -51,30 +51,12 @@ func (d *Handler) stream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no") // nginx: pass events on as they come
-	w.WriteHeader(http.StatusOK)
-
-	var buf bytes.Buffer
-	send := func(parts ...[]byte) error {
-		buf.Reset()
-		for _, p := range parts {
-			buf.Write(p)
-		}
-		rc.SetWriteDeadline(time.Now().Add(writeWait))
-		if _, err := w.Write(buf.Bytes()); err != nil {
-			return err
-		}
-		return rc.Flush()
+	sse := startSSE(w)
+	send := func(body []byte) error {
+		sse.frame("view", "", body)
+		return sse.flush()
 	}
-	event := func(body []byte) [][]byte {
-		return [][]byte{[]byte("event: view\ndata: "), body, []byte("\n\n")}
-	}
-	first := append([][]byte{fmt.Appendf(nil, "retry: %d\n\n", retryMillis)}, event(v.body)...)
-	if err := send(first...); err != nil || permanent(v.status) {
+	if err := send(v.body); err != nil || permanent(v.status) {
 		return
 	}
 	last := v.body
@@ -88,7 +70,8 @@ func (d *Handler) stream(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-beat.C:
-			if err := send([]byte(": heartbeat\n\n")); err != nil {
+			sse.heartbeat()
+			if err := sse.flush(); err != nil {
 				return
 			}
 		case <-tick.C:
@@ -101,7 +84,7 @@ func (d *Handler) stream(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			last = v.body
-			if err := send(event(v.body)...); err != nil {
+			if err := send(v.body); err != nil {
 				return
 			}
 			if v.status == http.StatusUnauthorized || permanent(v.status) {
@@ -115,4 +98,53 @@ func (d *Handler) streamFailed(ctx context.Context, p viewParams, err error) {
 	if ctx.Err() == nil {
 		d.log.Error("dashboard stream", "view", p.Name, "err", err)
 	}
+}
+
+// sseWriter writes a text/event-stream answer: frames gather in a buffer, and each flush
+// writes them with a deadline (writeWait), so that a reader that stops reading is cut.
+type sseWriter struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	buf bytes.Buffer
+}
+
+// startSSE sends the stream's headers and queues its retry field.
+func startSSE(w http.ResponseWriter) *sseWriter {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // nginx: pass events on as they come
+	w.WriteHeader(http.StatusOK)
+	s := &sseWriter{w: w, rc: http.NewResponseController(w)}
+	fmt.Fprintf(&s.buf, "retry: %d\n\n", retryMillis)
+	return s
+}
+
+// frame queues an event named name, with an id field when id is not empty; data is one
+// line.
+func (s *sseWriter) frame(name, id string, data []byte) {
+	if id != "" {
+		s.buf.WriteString("id: ")
+		s.buf.WriteString(id)
+		s.buf.WriteByte('\n')
+	}
+	s.buf.WriteString("event: ")
+	s.buf.WriteString(name)
+	s.buf.WriteString("\ndata: ")
+	s.buf.Write(data)
+	s.buf.WriteString("\n\n")
+}
+
+// heartbeat queues a comment that keeps a quiet stream open through proxies.
+func (s *sseWriter) heartbeat() { s.buf.WriteString(": heartbeat\n\n") }
+
+// flush writes what is queued.
+func (s *sseWriter) flush() error {
+	s.rc.SetWriteDeadline(time.Now().Add(writeWait))
+	_, err := s.w.Write(s.buf.Bytes())
+	s.buf.Reset()
+	if err != nil {
+		return err
+	}
+	return s.rc.Flush()
 }

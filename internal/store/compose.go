@@ -19,6 +19,8 @@ type DB struct {
 
 	mu       sync.Mutex
 	onEvents []func(sessionID string)
+
+	recent recentWork // recent.go
 }
 
 // New returns the operations of the contract over d.
@@ -216,6 +218,11 @@ func (db *DB) CreateSession(ctx context.Context, s Session, events []Event, item
 	}
 	if len(out.Events) > 0 {
 		db.committed(out.Session.ID)
+	}
+	for _, it := range []*work.Item{out.Item, out.Delivered} {
+		if it != nil {
+			db.recent.put(*it)
+		}
 	}
 	return out, nil
 }
@@ -485,6 +492,9 @@ func (db *DB) ClaimWork(ctx context.Context, environmentID string, c work.Claim)
 	if err != nil {
 		return work.Item{}, false, fmt.Errorf("claim work in %s: %w", environmentID, err)
 	}
+	if found {
+		db.recent.put(out)
+	}
 	return out, found, nil
 }
 
@@ -527,7 +537,9 @@ func (db *DB) ListWork(ctx context.Context, environmentID string, p Page, states
 //
 // The rule runs outside any transaction, on the item as read; the write is a
 // compare-and-set on the item's version, tried again from a fresh read when another write
-// came in between. So a refused transition (a 409, a 412) writes and locks nothing, and
+// came in between. The first try is made without a read, from the version of the item
+// that this process last read or wrote, where it has one (recent.go): t may then run on
+// an old version first, as it may on any try. So a refused transition (a 409, a 412) writes and locks nothing, and
 // the write that is made holds the row only for itself. A change that starts or ends the
 // lease is made under the locks of the item and its session instead (updateLease); an ack,
 // whose every change does, goes there at once, and so locks even when it is refused.
@@ -535,11 +547,28 @@ func (db *DB) UpdateWork(ctx context.Context, environmentID, id string, t work.T
 	if t.Leases() {
 		return db.updateLease(ctx, environmentID, id, t)
 	}
+	if it, ok := db.recent.get(environmentID, id); ok {
+		// From the version kept (recent.go): a write that succeeds, or a lease change,
+		// which reads its row under its locks anyway; anything else reads below.
+		next, changed, err := t.Apply(it)
+		if err == nil && changed {
+			if work.ChangesLease(it, next) {
+				return db.updateLease(ctx, environmentID, id, t)
+			}
+			ok, err := db.d.PutWorkIf(ctx, next, it.Version)
+			if err == nil && ok {
+				next.Version = it.Version + 1
+				db.recent.put(next)
+				return Change{Before: it, After: next, Changed: true}, nil
+			}
+		}
+	}
 	for range maxCASRetries {
 		it, err := db.d.Work(ctx, environmentID, id)
 		if err != nil {
 			return Change{}, err
 		}
+		db.recent.put(it)
 		next, changed, err := t.Apply(it)
 		if err != nil {
 			return Change{Before: it, After: it}, err
@@ -556,6 +585,7 @@ func (db *DB) UpdateWork(ctx context.Context, environmentID, id string, t work.T
 		}
 		if ok {
 			next.Version = it.Version + 1
+			db.recent.put(next)
 			return Change{Before: it, After: next, Changed: true}, nil
 		}
 	}
@@ -608,6 +638,7 @@ func (db *DB) updateLease(ctx context.Context, environmentID, id string, t work.
 	if status {
 		db.committed(out.After.SessionID)
 	}
+	db.recent.put(out.After)
 	return out, nil
 }
 
@@ -730,6 +761,9 @@ func (db *DB) expire(ctx context.Context, k WorkKey, now time.Time) (Expiry, boo
 	}
 	if err == nil && status {
 		db.committed(exp.Item.SessionID)
+	}
+	if done && err == nil {
+		db.recent.put(exp.Item)
 	}
 	return exp, done && err == nil, err
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/berth-sh/berth/internal/store"
 	"github.com/berth-sh/berth/internal/store/postgres/pgtest"
 	"github.com/berth-sh/berth/internal/store/sqlrows"
 )
@@ -18,11 +20,7 @@ import (
 func TestTurnDefersWritesAndFailsWhole(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, err := Open(ctx, pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := openStore(t, pgtest.URL(t))
 	insert := func(tx *tx, id string) error { // deferred: nobody waits for it
 		return tx.C.Send(ctx, `INSERT INTO environments (id, name, description, config_type, config, metadata, created_at, updated_at)
 			VALUES ($1, $1, '', 'self_hosted', '{}', '{}', 1, 1)`, id)
@@ -137,4 +135,59 @@ func TestTurnDefersWritesAndFailsWhole(t *testing.T) {
 		t.Fatalf("rows after the failed turn: %v, want the first turn's only", got)
 	}
 	t.Logf("errors of the failed turn: %v", errs)
+}
+
+// A turn holds the row of each environment it locked until its commit, so only its first
+// create in an environment waits for the lock and reads the row; after a function whose
+// savepoint is undone (and with it the locks it took), the next one reads again.
+func TestTurnLocksAnEnvironmentOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openStore(t, pgtest.URL(t))
+	now := time.Now()
+	env, err := s.CreateEnvironment(ctx, store.Environment{Name: "n", ConfigType: "self_hosted",
+		Config: []byte(`{"type":"self_hosted"}`), CreatedAt: now, UpdatedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.d.beginInserts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trips []int
+	lock := func(fail error) func(*tx) error {
+		return func(tx *tx) error {
+			before := tx.c.sends
+			got, err := tx.LockEnvironment(ctx, env.ID)
+			if err != nil {
+				return err
+			}
+			if got.ID != env.ID || got.Name != "n" {
+				return fmt.Errorf("LockEnvironment: %+v", got)
+			}
+			trips = append(trips, tx.c.sends-before)
+			return fail
+		}
+	}
+	errRule := errors.New("rule refused")
+	errs := sqlrows.RunBatch(ctx, b, nil, []func(*tx) error{lock(nil), lock(nil), lock(errRule), lock(nil), lock(nil)})
+	for i, err := range errs {
+		if (i == 2) != (err != nil) {
+			t.Errorf("function %d: %v", i, err)
+		}
+	}
+	if want := []int{1, 0, 0, 1, 0}; !slices.Equal(trips, want) {
+		t.Errorf("round trips of each lock: %v, want %v", trips, want)
+	}
+}
+
+// openStore opens a store on url, closed when t ends.
+func openStore(t *testing.T, url string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

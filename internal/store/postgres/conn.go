@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/berth-sh/berth/internal/store"
 	"github.com/berth-sh/berth/internal/store/sqlrows"
 )
 
@@ -52,10 +53,29 @@ func (r pgRows) Close() { r.Rows.Close() }
 type txConn struct {
 	c       *pgxpool.Conn
 	begun   bool
-	pending []queued // sent with the next statement or the commit
-	failed  error    // the transaction is aborted: every later statement fails so
-	cached  bool     // it wrote to a table the replicas cache (tx.markCached)
-	sends   int      // batches sent so far
+	pending []queued             // sent with the next statement or the commit
+	failed  error                // the transaction is aborted: every later statement fails so
+	cached  bool                 // it wrote to a table the replicas cache (tx.markCached)
+	sends   int                  // batches sent so far
+	notices []notice             // sent after the commit (notify)
+	envs    map[string]lockedEnv // environments locked and read (tx.LockEnvironment)
+}
+
+// lockedEnv is an environment row that a transaction holds, as read with its lock, and
+// its webhooks' IDs.
+type lockedEnv struct {
+	env   store.Environment
+	hooks []string
+}
+
+// notify queues a notice for after the commit (notices.go).
+func (t *txConn) notify(channel, payload string) {
+	for _, n := range t.notices {
+		if n.channel == channel && n.payload == payload {
+			return
+		}
+	}
+	t.notices = append(t.notices, notice{channel, payload})
 }
 
 type queued struct {
@@ -218,7 +238,7 @@ func (t *txConn) flush(ctx context.Context) error {
 var errRolledBack = errors.New("postgres: the transaction was rolled back")
 
 // commit sends what is pending with COMMIT. A transaction that never began has nothing
-// to commit.
+// to commit. Its notices are the caller's to send once it has committed (notifier).
 func (t *txConn) commit(ctx context.Context) error {
 	if t.failed != nil {
 		return t.failed
@@ -247,7 +267,7 @@ func (t *txConn) commit(ctx context.Context) error {
 
 // rollback ends the transaction without its writes, if it began.
 func (t *txConn) rollback(ctx context.Context) {
-	t.pending = nil
+	t.pending, t.notices, t.envs = nil, nil, nil
 	if t.begun {
 		t.c.Exec(ctx, "ROLLBACK") // a failure leaves a broken connection, which release drops
 	}

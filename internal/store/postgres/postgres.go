@@ -14,11 +14,11 @@
 // waiting together (group commit). Statements whose result nobody waits for travel with
 // the next one or the commit (conn.go).
 //
-// Replicas learn of each other's new work through LISTEN/NOTIFY (ListenWork) and count
-// pollers in a shared table. Each keeps the tokens and environments it has read in a
-// cache (sqlrows.ReadCache), dropped after its own writes to them and when another
-// replica's arrive (a notice on cacheChannel, sent with their commit), and never trusted
-// for more than cacheMaxAge: a revocation holds on the replica that made it from its
+// Replicas learn of each other's new work through LISTEN/NOTIFY (ListenWork), the notices
+// sent right after the commit that they announce (notices.go), and count pollers in a
+// shared table. Each keeps the tokens and environments it has read in a cache
+// (sqlrows.ReadCache), dropped after its own writes to them and when another replica's
+// arrive (a notice on cacheChannel), and never trusted for more than cacheMaxAge: a revocation holds on the replica that made it from its
 // answer on, and on the others once its notice arrives (within a millisecond or so), or
 // cacheMaxAge after it at the latest.
 package postgres
@@ -90,6 +90,7 @@ type driver struct {
 	pool    *pgxpool.Pool
 	inserts *sqlrows.Group[*tx]
 	pollers *pollers
+	notices *notifier
 	cache   *sqlrows.ReadCache
 	// replica names this process in notifications, so that it can skip its own.
 	replica string
@@ -129,6 +130,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	}
 	d.inserts = sqlrows.NewGroup(d.beginInserts, sqlrows.GroupHooks{})
 	d.pollers = newPollers(d)
+	d.notices = newNotifier(pool.Config().ConnConfig)
 	d.cache = sqlrows.NewReadCache(cacheMaxAge)
 	d.cache.Disable() // until ListenCache listens
 	return s, nil
@@ -176,13 +178,16 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 func (d *driver) Ping(ctx context.Context) error { return d.pool.Ping(ctx) }
 
 // Close implements store.Driver: the Inserts already queued run, the pollers are written
-// out, and the pool closes.
+// out, the notices sent, and the pool closes.
 func (d *driver) Close() error {
 	if d.inserts != nil {
 		d.inserts.Close()
 	}
 	if d.pollers != nil {
 		d.pollers.close()
+	}
+	if d.notices != nil {
+		d.notices.close()
 	}
 	d.pool.Close()
 	return nil

@@ -52,10 +52,20 @@ func (d *driver) write(ctx context.Context, fn func(store.Tx) error) error {
 		return err
 	}
 	err = conn.commit(ctx)
+	d.committed(conn, err)
+	return err
+}
+
+// committed follows a transaction's commit: where it committed, its notices go to the
+// other replicas (notices.go); and this replica's cache is dropped if it wrote to a
+// cached table, whether or not its commit is known to have succeeded.
+func (d *driver) committed(conn *txConn, err error) {
+	if err == nil {
+		d.notices.send(conn.notices)
+	}
 	if conn.cached {
 		d.cache.Invalidate()
 	}
-	return err
 }
 
 // newTx is a tx on conn, in batch (nil in a Write).
@@ -66,12 +76,10 @@ func (d *driver) newTx(conn *txConn, batch *idBatch) *tx {
 }
 
 // markCached notes a write to a table the replicas cache (sqlrows.Ops.Cached): the
-// other replicas hear of it with the commit, and this one drops its cache after it.
+// other replicas hear of it after the commit, and this one drops its cache after it.
 func (t *tx) markCached() {
-	if !t.c.cached {
-		t.c.cached = true
-		t.c.Send(context.Background(), "SELECT pg_notify($1, $2)", cacheChannel, t.d.replica)
-	}
+	t.c.cached = true
+	t.c.notify(cacheChannel, t.d.replica)
 }
 
 // Insert implements store.Driver. Transactions that make IDs take turns on the one row of
@@ -155,6 +163,7 @@ func (b *idBatch) Run(ctx context.Context, fn func(*tx) error) error {
 		return c.failed
 	}
 	mark, sends := len(c.pending), c.sends // the previous functions' deferred statements
+	notices := len(c.notices)
 	c.Send(ctx, "SAVEPOINT s")
 	t := b.d.newTx(c, b)
 	err := fn(t)
@@ -162,7 +171,9 @@ func (b *idBatch) Run(ctx context.Context, fn func(*tx) error) error {
 		c.Send(ctx, "RELEASE SAVEPOINT s")
 		return nil
 	}
-	if c.sends == sends { // nothing of fn's was sent
+	c.notices = c.notices[:notices] // fn's notices are undone with it,
+	c.envs = nil                    // and so may be the locks it took
+	if c.sends == sends {           // nothing of fn's was sent
 		c.pending = c.pending[:mark]
 		return err
 	}
@@ -188,9 +199,7 @@ func (b *idBatch) Commit(ctx context.Context) error {
 		b.c.Send(ctx, "UPDATE id_sequence SET last_id = $1", b.last)
 	}
 	err := b.c.commit(ctx)
-	if b.c.cached {
-		b.d.cache.Invalidate()
-	}
+	b.d.committed(b.c, err)
 	return err
 }
 
@@ -199,20 +208,20 @@ func (b *idBatch) Rollback(ctx context.Context) { b.c.release(ctx) }
 
 // tx is store.Tx on a transaction of the pool (Write) or a savepoint of a turn (Insert).
 //
-// It remembers two things it read under a lock, to save a round trip later: the sessions
-// whose last event it has observed (or which it inserted, and which have none), whose
-// event IDs then need no read, since no other transaction adds to a session whose row
-// this one holds; and the webhooks of the environments it locked, which no other
-// transaction changes while it holds their row (webhooks are created and deleted under
-// their environment's lock).
+// It remembers what it read under a lock, to save round trips later: the sessions whose
+// last event it has observed (or which it inserted, and which have none), whose event IDs
+// then need no read, since no other transaction adds to a session whose row this one
+// holds; and, for the whole transaction (txConn.envs), the environments it locked and
+// their webhooks, which no other transaction changes while it holds their row (webhooks
+// are created and deleted under their environment's lock). In a turn of creates, only the
+// first create of each environment then waits for its lock and its read.
 type tx struct {
 	sqlrows.Ops
 	d     *driver
 	c     *txConn
 	batch *idBatch // nil in a Write
 
-	observed map[string]bool     // session ID → its last event is observed (id.Observe)
-	hooks    map[string][]string // environment ID → its webhooks' IDs
+	observed map[string]bool // session ID → its last event is observed (id.Observe)
 }
 
 func (t *tx) observe(sessionID, lastEventID string) {
@@ -223,43 +232,53 @@ func (t *tx) observe(sessionID, lastEventID string) {
 	t.observed[sessionID] = true
 }
 
-// LockEnvironment implements store.Tx: the row and its webhooks' IDs, in one round trip.
+// LockEnvironment implements store.Tx: the row and its webhooks' IDs, in one round trip,
+// or neither where the transaction holds the row already.
 func (t *tx) LockEnvironment(ctx context.Context, environmentID string) (store.Environment, error) {
+	if l, ok := t.c.envs[environmentID]; ok {
+		return l.env, nil
+	}
 	e, hooks, err := t.LockEnvironmentWebhooks(ctx, environmentID)
 	if err != nil {
 		return e, err
 	}
-	if t.hooks == nil {
-		t.hooks = map[string][]string{}
+	if t.c.envs == nil {
+		t.c.envs = map[string]lockedEnv{}
 	}
-	t.hooks[environmentID] = hooks
+	t.c.envs[environmentID] = lockedEnv{e, hooks}
 	return e, nil
 }
 
 // WebhookIDs implements store.Reads: those read with the environment's lock, if this
 // transaction holds it.
 func (t *tx) WebhookIDs(ctx context.Context, environmentID string) ([]string, error) {
-	if hooks, ok := t.hooks[environmentID]; ok {
-		return hooks, nil
+	if l, ok := t.c.envs[environmentID]; ok {
+		return l.hooks, nil
 	}
 	return t.Ops.WebhookIDs(ctx, environmentID)
 }
 
+// PutEnvironment implements store.Tx, and forgets the environment read before.
+func (t *tx) PutEnvironment(ctx context.Context, e store.Environment) error {
+	delete(t.c.envs, e.ID)
+	return t.Ops.PutEnvironment(ctx, e)
+}
+
 // InsertWebhook implements store.Tx, and forgets the webhooks read before.
 func (t *tx) InsertWebhook(ctx context.Context, w store.Webhook) error {
-	t.hooks = nil
+	delete(t.c.envs, w.EnvironmentID)
 	return t.Ops.InsertWebhook(ctx, w)
 }
 
 // DeleteWebhook implements store.Tx, and forgets the webhooks read before.
 func (t *tx) DeleteWebhook(ctx context.Context, webhookID string) error {
-	t.hooks = nil
+	t.c.envs = nil // which environment's is not known here
 	return t.Ops.DeleteWebhook(ctx, webhookID)
 }
 
-// DeleteEnvironment implements store.Tx, and forgets the webhooks read before.
+// DeleteEnvironment implements store.Tx, and forgets the environment read before.
 func (t *tx) DeleteEnvironment(ctx context.Context, environmentID string) error {
-	t.hooks = nil
+	delete(t.c.envs, environmentID)
 	return t.Ops.DeleteEnvironment(ctx, environmentID)
 }
 
@@ -360,12 +379,12 @@ func (t *tx) InsertFirstToken(ctx context.Context, tok store.Token) (bool, error
 	return t.Ops.InsertFirstTokenIfNone(ctx, tok)
 }
 
-// Notify implements store.Tx: the notice goes with the commit.
+// Notify implements store.Tx: the notice goes after the commit (notices.go).
 func (t *tx) Notify(environmentID string) {
-	t.c.Send(context.Background(), "SELECT pg_notify($1, $2)", workChannel, environmentID+" "+t.d.replica)
+	t.c.notify(workChannel, environmentID+" "+t.d.replica)
 }
 
-// NotifyEvents implements store.Tx: the notice goes with the commit.
+// NotifyEvents implements store.Tx: the notice goes after the commit (notices.go).
 func (t *tx) NotifyEvents(sessionID string) {
-	t.c.Send(context.Background(), "SELECT pg_notify($1, $2)", eventsChannel, sessionID+" "+t.d.replica)
+	t.c.notify(eventsChannel, sessionID+" "+t.d.replica)
 }

@@ -59,7 +59,12 @@ type txConn struct {
 	sends   int                  // batches sent so far
 	notices []notice             // sent after the commit (notify)
 	envs    map[string]lockedEnv // environments locked and read (tx.LockEnvironment)
+	claimed bool                 // it may hold claim locks (tx.ClaimNext): released at its end
 }
+
+// unlockClaims releases the claim locks a transaction took (session locks, which its end
+// does not release).
+const unlockClaims = "SELECT pg_advisory_unlock_all()"
 
 // lockedEnv is an environment row that a transaction holds, as read with its lock, and
 // its webhooks' IDs.
@@ -237,8 +242,10 @@ func (t *txConn) flush(ctx context.Context) error {
 // ROLLBACK).
 var errRolledBack = errors.New("postgres: the transaction was rolled back")
 
-// commit sends what is pending with COMMIT. A transaction that never began has nothing
-// to commit. Its notices are the caller's to send once it has committed (notifier).
+// commit sends what is pending with COMMIT, and after it, where the transaction claimed,
+// the release of its claim locks, in one round trip. A transaction that never began has
+// nothing to commit. Its notices are the caller's to send once it has committed
+// (notifier).
 func (t *txConn) commit(ctx context.Context) error {
 	if t.failed != nil {
 		return t.failed
@@ -246,16 +253,35 @@ func (t *txConn) commit(ctx context.Context) error {
 	if !t.begun && len(t.pending) == 0 {
 		return nil
 	}
-	br, err := t.sendBatch(ctx, t.batch("COMMIT", nil))
-	if err != nil {
-		return err
+	b := t.batch("COMMIT", nil)
+	before := b.Len() - 1
+	if t.claimed {
+		b.Queue(unlockClaims)
 	}
-	tag, err := br.Exec()
-	if cerr := br.Close(); err == nil {
+	t.sends++
+	br := t.c.SendBatch(ctx, b)
+	err := func() error {
+		for range before {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		tag, err := br.Exec()
+		if err == nil && tag.String() != "COMMIT" {
+			err = fmt.Errorf("%w (%s)", errRolledBack, tag)
+		}
+		return err
+	}()
+	unlocked := true
+	if err == nil && t.claimed {
+		_, uerr := br.Exec()
+		unlocked, t.claimed = uerr == nil, false
+	}
+	if cerr := br.Close(); err == nil && unlocked {
 		err = cerr
 	}
-	if err == nil && tag.String() != "COMMIT" {
-		err = fmt.Errorf("%w (%s)", errRolledBack, tag)
+	if !unlocked {
+		t.c.Conn().Close(ctx) // committed, but its claim locks go only with its session
 	}
 	if err != nil {
 		t.failed = err
@@ -271,13 +297,19 @@ func (t *txConn) rollback(ctx context.Context) {
 	if t.begun {
 		t.c.Exec(ctx, "ROLLBACK") // a failure leaves a broken connection, which release drops
 	}
+	if t.claimed {
+		if _, err := t.c.Exec(ctx, unlockClaims); err != nil {
+			t.c.Conn().Close(ctx) // its locks go with its session; release drops it
+		}
+		t.claimed = false
+	}
 	t.begun = false
 }
 
 // release gives the connection back to the pool, or closes it if its transaction could
 // not be ended.
 func (t *txConn) release(ctx context.Context) {
-	if t.begun {
+	if t.begun || t.claimed {
 		t.rollback(ctx)
 	}
 	if t.c.Conn().PgConn().TxStatus() != 'I' {

@@ -6,10 +6,11 @@
 // UPDATE, taken in one order (an environment, a session, then its work items) so that
 // transactions do not deadlock; should PostgreSQL still report a deadlock or a
 // serialization failure, the transaction runs again. A transition of one item is a
-// compare-and-set on its version (Driver.PutWorkIf), one statement. Claims of one
-// environment take turns under an advisory lock and wait for a locked row rather than
-// skip it, so that a poll always gets the oldest deliverable item whichever replica it
-// reaches. Transactions that make IDs take turns on one sequence row, so that IDs are made
+// compare-and-set on its version (Driver.PutWorkIf), one statement. Concurrent claims
+// of one environment take different items, each the oldest deliverable item that no
+// other claim holds, and wait for a row that anything else holds rather than skip it, so
+// that a poll gets the oldest deliverable item whichever replica it reaches
+// (tx.ClaimNext). Transactions that make IDs take turns on one sequence row, so that IDs are made
 // in commit order across replicas (store.Driver.Insert), and each replica runs those
 // waiting together (group commit). Statements whose result nobody waits for travel with
 // the next one or the commit (conn.go).

@@ -339,29 +339,97 @@ func (t *tx) NewEventID(ctx context.Context, sessionID string) (string, error) {
 	return id.New(id.Event), nil
 }
 
-// ClaimNext implements store.Tx. Claims of one environment take turns under an advisory
-// lock keyed by the environment, and wait for a row that another transaction holds rather
-// than skipping it (SKIP LOCKED would): a poll must deliver the oldest deliverable item
-// and answer null only when there is none (API.md §4.2), and an ack, heartbeat or
-// metadata update holding the oldest row must not hide it. Claims in different
-// environments run side by side. The lock and the read go with BEGIN, in one round trip.
+// ClaimNext implements store.Tx. A poll must deliver the oldest deliverable item and
+// answer null only when there is none (API.md §4.2), whichever replica it reaches; and
+// the claims of one environment should not wait for each other's commits, as they did
+// when they took turns under one lock of the environment.
+//
+// So each item has a claim lock (an advisory lock keyed by its ID, which only claims
+// take), and a claim picks, in ID order, the first deliverable item whose claim lock it
+// gets without waiting; then it locks that item's row and checks it again, waiting for
+// whatever else holds the row (an ack, a heartbeat, a metadata update) rather than skip
+// it, as SKIP LOCKED would. Concurrent claims then take different items side by side,
+// and their commits share WAL flushes. A claim that passes over an item another claim
+// holds is ordered after that claim, which delivers the item; and where every
+// deliverable item is held, it waits for the first one's claim to end and picks again,
+// since that claim may be a create's hand-off whose new item it cannot see yet: it
+// answers null only when nothing deliverable is left that it could take.
+//
+// The claim lock is a session lock, released where the claim is done with it: at once
+// for an item that turned out to have changed before its row lock was granted (claimNext
+// answers with it flagged), and for the item delivered after the COMMIT, in the same
+// round trip (txConn.claimed), or with the ROLLBACK. A claim therefore holds no other
+// claim's wait while it waits itself.
+//
+// Passing over a held item is right only if the item will not be deliverable to the claim
+// that passes once the other has delivered it: that is, if its reclaim window is longer
+// than the time since the other claim's now. So only a claim whose window is at least
+// claimPassWindow passes over held items; one with a shorter window (reclaim_older_than_ms
+// below 5 s: 0 redelivers at once) waits for the oldest item's claim, as every claim did
+// under the environment's lock.
+//
+// The bounds, and the choice: the pick looks at the 1,000 oldest deliverable items. A
+// claim that finds them all held waits for the first; more than 1,000 claims in flight in
+// one environment would be needed to pass over a free one. A claim passes over an item
+// wrongly only if the claim holding it fails before its commit (a lost connection), or
+// has been in flight for longer than the passing claim's window (5 s or more).
 func (t *tx) ClaimNext(ctx context.Context, environmentID string, c work.Claim) (work.Item, bool, error) {
-	if err := t.c.Send(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", environmentID); err != nil {
-		return work.Item{}, false, err
+	cutoff := sqlrows.DeliverableCutoff(c)
+	candidates := 1 // wait for the oldest item's claim
+	if c.Reclaim >= claimPassWindow {
+		candidates = 1000 // pass over the items other claims hold
 	}
+	t.c.claimed = true
 	for {
-		it, ok, err := t.OldestDeliverable(ctx, environmentID, c, " FOR UPDATE")
-		if err != nil || ok {
-			return it, ok, err
-		}
-		// At READ COMMITTED a row that changed while the claim waited for its lock is
-		// re-checked and dropped, and LIMIT 1 then yields nothing even if a younger row
-		// qualifies: look again, until nothing qualifies.
-		if more, err := t.HasDeliverable(ctx, environmentID, c); err != nil || !more {
+		it, flag, found, err := t.WorkAndFlag(ctx, claimNext, environmentID, cutoff, candidates, cutoff, environmentID, cutoff)
+		switch {
+		case err != nil || !found:
 			return work.Item{}, false, err
+		case flag == claimGot:
+			return it, true, nil
+		case flag == claimChanged: // let it go, with the next pick
+			t.c.Send(ctx, "SELECT pg_advisory_unlock(hashtextextended('claim ' || $1, 0))", it.ID)
+		case flag == claimBusy: // wait for its claim to end, then pick again
+			t.c.Send(ctx, "SELECT pg_advisory_lock(hashtextextended('claim ' || $1, 0))", it.ID)
+			t.c.Send(ctx, "SELECT pg_advisory_unlock(hashtextextended('claim ' || $1, 0))", it.ID)
 		}
 	}
 }
+
+// claimPassWindow is the least reclaim window with which a claim passes over items that
+// other claims hold (see ClaimNext): the default window.
+const claimPassWindow = work.DefaultReclaim
+
+// claimNext's flags.
+const (
+	claimGot     = 0 // the item, its row locked and still deliverable
+	claimChanged = 1 // the item picked, as the pick saw it: it changed before its row lock
+	claimBusy    = 2 // every deliverable item is held by a claim: the oldest of them
+)
+
+// claimNext is ClaimNext's statement: ?1 the environment and ?2 the cutoff of
+// sqlrows.Deliverable for the pick, ?3 how many candidates it may look at, ?4 the cutoff
+// again for the check under the row lock, ?5 and ?6 the environment and cutoff for the
+// busy answer. pick walks the partial index of queued items in ID order and stops at the
+// first whose claim lock it gets (the
+// subquery's LIMIT keeps PostgreSQL from pulling the lock into it, so the locks are tried
+// one at a time, in order); got locks the picked row and checks it again after any wait.
+// It answers with one row, flagged as above, or none when nothing is deliverable.
+const claimNext = `WITH pick AS MATERIALIZED (
+	SELECT id FROM (
+		SELECT id FROM work WHERE environment_id = ? AND ` + sqlrows.Deliverable + ` ORDER BY id LIMIT ?
+	) candidates WHERE pg_try_advisory_lock(hashtextextended('claim ' || id, 0)) LIMIT 1
+), got AS (
+	SELECT ` + sqlrows.WorkColumns + ` FROM work WHERE id = (SELECT id FROM pick) AND ` + sqlrows.Deliverable + ` FOR UPDATE
+)
+SELECT *, 0 FROM got
+UNION ALL
+SELECT ` + sqlrows.WorkColumns + `, 1 FROM work WHERE id = (SELECT id FROM pick) AND NOT EXISTS (SELECT 1 FROM got)
+UNION ALL (
+	SELECT ` + sqlrows.WorkColumns + `, 2 FROM work
+	WHERE NOT EXISTS (SELECT 1 FROM pick) AND environment_id = ? AND ` + sqlrows.Deliverable + `
+	ORDER BY id LIMIT 1
+)`
 
 // LockDueDeliveries implements store.Tx. Deliveries that another transaction holds (a
 // claim on another replica) are skipped, not waited for: unlike a poll, a sender need

@@ -223,6 +223,20 @@ func (o Ops) OldestDeliverable(ctx context.Context, environmentID string, c work
 	return rows[0], true, nil
 }
 
+// WorkColumns are the columns of work as every statement reads them, in the order that
+// WorkAndFlag scans.
+const WorkColumns = workColumns
+
+// WorkAndFlag runs q, a read of at most one row of WorkColumns followed by one integer
+// column, and returns them; found is false when q returned no row.
+func (o Ops) WorkAndFlag(ctx context.Context, q string, args ...any) (it work.Item, flag int, found bool, err error) {
+	rows, err := all(ctx, o, func(r Rows) (work.Item, error) { return scanWorkWith(r, &flag) }, q, args...)
+	if err != nil || len(rows) == 0 {
+		return work.Item{}, 0, false, err
+	}
+	return rows[0], flag, true, nil
+}
+
 // HasDeliverable implements store.Reads.
 func (o Ops) HasDeliverable(ctx context.Context, environmentID string, c work.Claim) (bool, error) {
 	rows, err := o.query(ctx, "SELECT 1 FROM work WHERE environment_id = ? AND "+Deliverable+" LIMIT 1", environmentID, DeliverableCutoff(c))

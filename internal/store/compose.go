@@ -824,7 +824,12 @@ func (db *DB) RevokeToken(ctx context.Context, id string, now time.Time) (Token,
 
 // TouchToken sets last_used_at to now.
 func (db *DB) TouchToken(ctx context.Context, id string, now time.Time) error {
-	return db.d.Write(ctx, func(tx Tx) error { return tx.TouchToken(ctx, id, work.Timestamp(now)) })
+	at := work.Timestamp(now)
+	err := db.d.Write(ctx, func(tx Tx) error { return tx.TouchToken(ctx, id, at) })
+	if u, ok := db.d.(TokenUser); ok && err == nil {
+		u.TokenUsed(id, at)
+	}
+	return err
 }
 
 // CountTokens counts the tokens, revoked ones included.

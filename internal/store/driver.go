@@ -195,6 +195,8 @@ type Tx interface {
 	// token.
 	RevokeToken(ctx context.Context, id string, at time.Time) (Token, error)
 	// TouchToken sets the token's last_used_at to at; ErrNotFound if there is no token.
+	// Unlike the other writes to tokens, it need not drop what the driver keeps in
+	// memory: DB tells a TokenUser of it after the commit.
 	TouchToken(ctx context.Context, id string, at time.Time) error
 
 	// InsertIdempotency inserts rec unless a record with its token and key exists, and
@@ -230,4 +232,11 @@ type Tx interface {
 	// session has new events or was deleted (store.EventNotifier). A single-process
 	// driver does nothing.
 	NotifyEvents(sessionID string)
+}
+
+// TokenUser is implemented by drivers that keep tokens in memory (sqlrows.ReadCache):
+// after a committed TouchToken, DB tells them the token's new last use, which they update
+// where they keep it instead of dropping everything they keep.
+type TokenUser interface {
+	TokenUsed(id string, at time.Time)
 }

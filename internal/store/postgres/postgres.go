@@ -264,6 +264,9 @@ func (d *driver) Environment(ctx context.Context, id string) (store.Environment,
 	return d.cache.Environment(ctx, id, d.Ops.Environment)
 }
 
+// TokenUsed implements store.TokenUser.
+func (d *driver) TokenUsed(id string, at time.Time) { d.cache.TokenUsed(id, at) }
+
 // TokenByHash implements store.Reads, through the read cache; unknown hashes are looked
 // up every time.
 func (d *driver) TokenByHash(ctx context.Context, hash string) (store.Token, error) {

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"time"
 
 	"github.com/berth-sh/berth/internal/store"
 )
@@ -13,6 +14,9 @@ import (
 func (d *driver) Environment(ctx context.Context, id string) (store.Environment, error) {
 	return d.cache.Environment(ctx, id, d.Ops.Environment)
 }
+
+// TokenUsed implements store.TokenUser.
+func (d *driver) TokenUsed(id string, at time.Time) { d.cache.TokenUsed(id, at) }
 
 // TokenByHash implements store.Reads, through the read cache; unknown hashes are looked
 // up every time.

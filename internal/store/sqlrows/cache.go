@@ -14,7 +14,8 @@ import (
 // Every API request reads its token, and every work request its environment too: in a
 // lifecycle run those two reads were 70% of the request handlers' CPU on SQLite, and on
 // PostgreSQL a quarter of the statements. Both rows change rarely, so a driver keeps
-// them in memory once read, and drops the whole cache:
+// them in memory once read, and drops the whole cache (a token's last use, written once a
+// minute, only updates its entry: TokenUsed):
 //   - before answering any write that touched the tokens or environments tables, once it
 //     is committed (those writes call Ops.Cached, and the driver invalidates after its
 //     commit), so a revocation or an archive through this store holds for every request
@@ -127,6 +128,23 @@ func (c *ReadCache) Enabled() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return !c.off
+}
+
+// TokenUsed sets the last_used_at of the kept token id to at, if it is earlier. A token's
+// last use is written about once a minute per token in use (store.DB.TouchToken), too
+// often to drop the whole cache each time, on every replica: so that write does not
+// mark the cache (Ops.TouchToken), and the driver updates its own entry after the commit
+// instead. Other replicas keep the time they read, and write their own touch when it is a
+// minute old there.
+func (c *ReadCache) TokenUsed(id string, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for hash, e := range c.tokens {
+		if e.v.ID == id && e.v.LastUsedAt.Before(at) {
+			e.v.LastUsedAt = at
+			c.tokens[hash] = e
+		}
+	}
 }
 
 // Invalidate drops everything cached and turns away fills begun before it.

@@ -75,3 +75,26 @@ func TestReadCache(t *testing.T) {
 	version = "new"
 	get(racing, "new", 2)
 }
+
+// A token's last use updates its entry in place: the cache keeps it, and the next read
+// sees the new time without reading the database.
+func TestReadCacheTokenUsed(t *testing.T) {
+	ctx := context.Background()
+	reads := 0
+	read := func(_ context.Context, hash string) (store.Token, error) {
+		reads++
+		return store.Token{ID: "tok_1", Hash: hash}, nil
+	}
+	c := sqlrows.NewReadCache(0)
+	if _, err := c.TokenByHash(ctx, "h", read); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1_800_000_000, 0)
+	c.TokenUsed("tok_1", at)
+	c.TokenUsed("tok_1", at.Add(-time.Minute)) // an earlier touch does not go back
+	c.TokenUsed("tok_2", at.Add(time.Hour))    // nor does another token's
+	tok, err := c.TokenByHash(ctx, "h", read)
+	if err != nil || !tok.LastUsedAt.Equal(at) || reads != 1 {
+		t.Fatalf("after TokenUsed: last used %v, %v, %d reads; want %v from the cache (1 read)", tok.LastUsedAt, err, reads, at)
+	}
+}

@@ -134,9 +134,9 @@ func (o Ops) RevokeToken(ctx context.Context, id string, at time.Time) (store.To
 	return o.Token(ctx, id)
 }
 
-// TouchToken implements store.Tx.
+// TouchToken implements store.Tx. It does not mark the cache: the driver updates the
+// token it keeps once the write has committed (store.TokenUser).
 func (o Ops) TouchToken(ctx context.Context, id string, at time.Time) error {
-	o.cached()
 	n, err := o.exec(ctx, "UPDATE tokens SET last_used_at = ? WHERE id = ?", at.UnixMicro(), id)
 	if err == nil && n == 0 {
 		return NotFound("token", id)

@@ -15,7 +15,9 @@
 //   - Rule-faithful: every change to a work item is made by a transition of internal/work,
 //     applied to the row as it is; no method overwrites a row that changed after it was
 //     read (a transition is a compare-and-set on the item's version, or runs on a row its
-//     transaction holds).
+//     transaction holds). A transition may first be tried on the version of the item
+//     that the process last read or wrote (recent.go), and is written from it only if
+//     that is still the row's version.
 //   - Ordered: the IDs of the rows that lists show (environments, sessions, events, work
 //     items, tokens), when the store makes them (a record given with an empty ID), are
 //     made in commit order, across processes and replicas: a row never appears below an

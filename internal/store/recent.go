@@ -10,10 +10,10 @@ import (
 //
 // A heartbeat, a stop or a metadata update of an item is a compare-and-set on the item's
 // version (Driver.PutWorkIf), made from the item as read just before. The item was
-// usually read or written by this process a moment earlier: delivered by its claim,
-// acknowledged, heartbeated. So DB keeps the last version of each item that it read or
-// wrote, and UpdateWork tries its compare-and-set from that version first, without the
-// read: one statement instead of two, and on SQLite a read fewer beside the writer.
+// usually read or written by this process a moment earlier: acknowledged, heartbeated.
+// So DB keeps the last version of each leased item that it read or wrote, and
+// UpdateWork tries its compare-and-set from that version first, without the read: one
+// statement instead of two, and on SQLite a read fewer beside the writer.
 //
 // A version kept here can only be old, never wrong: every write of a work row raises its
 // version (putWork), whichever process or replica makes it. So the compare-and-set made
@@ -23,9 +23,13 @@ import (
 // unchanged item) rests on the kept version alone. Only a write that succeeded is
 // answered from it, and its compare-and-set proves that the kept version was the row.
 
-// maxRecent bounds the items kept: more than the items a fleet holds leased at once
-// (one or a few per worker). Past it, an arbitrary item is forgotten, which costs only
-// the read the cache saves.
+// Only leased items (starting, active, stopping) are kept: those are the ones whose next
+// transition comes from their worker soon (a heartbeat, a stop), while a queued item's
+// next one is its claim, which reads under its locks, and a stopped item's is a refusal.
+// So what is kept is bounded by the leases in flight, not by the items a server has
+// seen, and maxRecent bounds it again: more than a fleet holds leased at once (one or a
+// few per worker). Past it, an arbitrary item is forgotten, which costs only the read
+// the cache saves.
 const maxRecent = 65_536
 
 type recentWork struct {
@@ -45,7 +49,8 @@ func (r *recentWork) get(environmentID, id string) (work.Item, bool) {
 	return it, true
 }
 
-// put keeps it, as stored at it.Version, unless a later version is kept.
+// put keeps it, as stored at it.Version, if it is leased, unless a later version is
+// kept; an item no longer leased is forgotten.
 func (r *recentWork) put(it work.Item) {
 	it.Metadata = it.Metadata.Clone()
 	r.mu.Lock()
@@ -54,6 +59,10 @@ func (r *recentWork) put(it work.Item) {
 		r.items = map[string]work.Item{}
 	}
 	if old, ok := r.items[it.ID]; ok && old.Version > it.Version {
+		return
+	}
+	if !it.State.Leased() {
+		delete(r.items, it.ID)
 		return
 	}
 	if len(r.items) >= maxRecent {

@@ -370,10 +370,10 @@ func testUpdateWork(t *testing.T, newStore newStoreFunc) {
 	})
 
 	t.Run("RestsOnTheRowAfterAnotherProcessWrote", func(t *testing.T) {
-		// A store keeps the version of each item it last read or wrote and tries its next
-		// transition from it (store/recent.go). Another process's writes (here a second
-		// DB over the same driver) make that version old; what the store then answers
-		// and writes rests on the row as stored, not on the version it kept.
+		// A store keeps the version of each leased item it last read or wrote and tries
+		// its next transition from it (store/recent.go). Another process's writes (here a
+		// second DB over the same driver) make that version old; what the store then
+		// answers and writes rests on the row as stored, not on the version it kept.
 		t.Parallel()
 		f := setup(t, newStore)
 		d, _ := driverOf(t, f.st)
@@ -383,16 +383,20 @@ func testUpdateWork(t *testing.T, newStore newStoreFunc) {
 		if _, ok, err := f.st.ClaimWork(f.ctx, e.ID, work.Claim{WorkerID: "w1", Reclaim: work.DefaultReclaim, At: base.Add(sec)}); err != nil || !ok {
 			t.Fatalf("ClaimWork: ok %v, err %v", ok, err)
 		}
-		// Refused on the kept version (delivered, not acknowledged), allowed on the row.
-		if _, err := other.UpdateWork(f.ctx, e.ID, it.ID, ackBy("w1", base.Add(2*sec))); err != nil {
-			t.Fatalf("the other process's ack: %v", err)
+		if _, err := f.st.UpdateWork(f.ctx, e.ID, it.ID, ackBy("w1", base.Add(2*sec))); err != nil {
+			t.Fatalf("ack: %v", err)
 		}
-		beat, err := f.st.UpdateWork(f.ctx, e.ID, it.ID, heartbeat(work.AnyHeartbeat, work.DefaultTTL, base.Add(3*sec)))
+		// Refused on the kept version (no heartbeat yet), allowed on the row.
+		theirs, err := other.UpdateWork(f.ctx, e.ID, it.ID, heartbeat(work.AnyHeartbeat, work.DefaultTTL, base.Add(3*sec)))
 		if err != nil {
-			t.Fatalf("heartbeat after the other process's ack: %v", err)
+			t.Fatalf("the other process's heartbeat: %v", err)
 		}
-		if beat.After.State != work.Active {
-			t.Errorf("heartbeat left the item %s, want active", beat.After.State)
+		ours, err := f.st.UpdateWork(f.ctx, e.ID, it.ID, heartbeat(work.ExpectHeartbeatAt(theirs.After.LatestHeartbeatAt), work.DefaultTTL, base.Add(4*sec)))
+		if err != nil {
+			t.Fatalf("heartbeat expecting the other process's: %v", err)
+		}
+		if !ours.After.LatestHeartbeatAt.Equal(base.Add(4 * sec)) {
+			t.Errorf("heartbeat left last_heartbeat %v, want %v", ours.After.LatestHeartbeatAt, base.Add(4*sec))
 		}
 		// Allowed on both, but written from the kept version it would drop the other
 		// process's key.
@@ -407,12 +411,12 @@ func testUpdateWork(t *testing.T, newStore newStoreFunc) {
 		if got.Metadata["a"] != "1" || got.Metadata["b"] != "2" {
 			t.Errorf("stored metadata %v, want both a=1 and b=2", got.Metadata)
 		}
-		// Unchanged on the kept version (active), refused on the row (stopped elsewhere).
-		if _, err := other.UpdateWork(f.ctx, e.ID, it.ID, stopWith(true, base.Add(4*sec))); err != nil {
+		// Allowed on the kept version (active), refused on the row (stopped elsewhere).
+		if _, err := other.UpdateWork(f.ctx, e.ID, it.ID, stopWith(true, base.Add(5*sec))); err != nil {
 			t.Fatalf("the other process's stop: %v", err)
 		}
 		stopped := f.getWork(t, it)
-		_, err = f.st.UpdateWork(f.ctx, e.ID, it.ID, heartbeat(work.AnyHeartbeat, work.DefaultTTL, base.Add(5*sec)))
+		_, err = f.st.UpdateWork(f.ctx, e.ID, it.ID, heartbeat(work.AnyHeartbeat, work.DefaultTTL, base.Add(6*sec)))
 		wantKind(t, "heartbeat of an item another process stopped", err, work.Conflict)
 		checkEqual(t, "stored item after the refused heartbeat", f.getWork(t, it), stopped)
 	})

@@ -219,11 +219,6 @@ func (db *DB) CreateSession(ctx context.Context, s Session, events []Event, item
 	if len(out.Events) > 0 {
 		db.committed(out.Session.ID)
 	}
-	for _, it := range []*work.Item{out.Item, out.Delivered} {
-		if it != nil {
-			db.recent.put(*it)
-		}
-	}
 	return out, nil
 }
 
@@ -492,9 +487,6 @@ func (db *DB) ClaimWork(ctx context.Context, environmentID string, c work.Claim)
 	if err != nil {
 		return work.Item{}, false, fmt.Errorf("claim work in %s: %w", environmentID, err)
 	}
-	if found {
-		db.recent.put(out)
-	}
 	return out, found, nil
 }
 
@@ -539,8 +531,8 @@ func (db *DB) ListWork(ctx context.Context, environmentID string, p Page, states
 // compare-and-set on the item's version, tried again from a fresh read when another write
 // came in between. The first try is made without a read, from the version of the item
 // that this process last read or wrote, where it has one (recent.go): t may then run on
-// an old version first, as it may on any try. So a refused transition (a 409, a 412) writes and locks nothing, and
-// the write that is made holds the row only for itself. A change that starts or ends the
+// an old version first, as it may on any try. So a refused transition (a 409, a 412)
+// writes and locks nothing, and the write that is made holds the row only for itself. A change that starts or ends the
 // lease is made under the locks of the item and its session instead (updateLease); an ack,
 // whose every change does, goes there at once, and so locks even when it is refused.
 func (db *DB) UpdateWork(ctx context.Context, environmentID, id string, t work.Transition) (Change, error) {

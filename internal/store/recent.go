@@ -11,6 +11,7 @@ import (
 // A heartbeat, a stop or a metadata update of an item is a compare-and-set on the item's
 // version (Driver.PutWorkIf), made from the item as read just before. The item was
 // usually read or written by this process a moment earlier: acknowledged, heartbeated.
+// (A claim's or a create's item is queued, not leased, and is not kept.)
 // So DB keeps the last version of each leased item that it read or wrote, and
 // UpdateWork tries its compare-and-set from that version first, without the read: one
 // statement instead of two, and on SQLite a read fewer beside the writer.
@@ -52,12 +53,8 @@ func (r *recentWork) get(environmentID, id string) (work.Item, bool) {
 // put keeps it, as stored at it.Version, if it is leased, unless a later version is
 // kept; an item no longer leased is forgotten.
 func (r *recentWork) put(it work.Item) {
-	it.Metadata = it.Metadata.Clone()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.items == nil {
-		r.items = map[string]work.Item{}
-	}
 	if old, ok := r.items[it.ID]; ok && old.Version > it.Version {
 		return
 	}
@@ -65,6 +62,10 @@ func (r *recentWork) put(it work.Item) {
 		delete(r.items, it.ID)
 		return
 	}
+	if r.items == nil {
+		r.items = map[string]work.Item{}
+	}
+	it.Metadata = it.Metadata.Clone()
 	if len(r.items) >= maxRecent {
 		for id := range r.items {
 			delete(r.items, id)

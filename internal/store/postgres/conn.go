@@ -73,13 +73,8 @@ type lockedEnv struct {
 	hooks []string
 }
 
-// notify queues a notice for after the commit (notices.go).
+// notify queues a notice for after the commit (notices.go; the notifier drops repeats).
 func (t *txConn) notify(channel, payload string) {
-	for _, n := range t.notices {
-		if n.channel == channel && n.payload == payload {
-			return
-		}
-	}
 	t.notices = append(t.notices, notice{channel, payload})
 }
 

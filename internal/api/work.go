@@ -6,7 +6,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/berth-sh/berth/internal/id"
-	"github.com/berth-sh/berth/internal/store"
 	"github.com/berth-sh/berth/internal/wait"
 	"github.com/berth-sh/berth/internal/work"
 )
@@ -14,21 +13,26 @@ import (
 var errWorkNotFound = errNotFound("Work item not found.")
 
 // workEnvironment is the prelude of every work endpoint (API.md §4): the environment must
-// exist (404) and be self_hosted (400).
-func (c *call) workEnvironment() (store.Environment, error) {
+// exist (404) and be self_hosted (400). It answers the environment's ID only, so that
+// the work handlers (the poll above all, which 10,000 idle workers call every few
+// seconds) do not carry the environment on their stacks: the deepest point of a poll is
+// this read, and with the environment passed by value through every layer it took the
+// connection's goroutine past its first 8 KiB of stack on every poll (BENCHMARKS.md,
+// "The fleet's floor").
+func (c *call) workEnvironment() (envID string, err error) {
 	env, err := c.loadEnvironment()
 	if err != nil {
-		return env, err
+		return "", err
 	}
 	if !env.SelfHosted() {
-		return env, errInvalid("environment_id", "Environment %s is not self_hosted; it has no work queue.", env.ID)
+		return "", errInvalid("environment_id", "Environment %s is not self_hosted; it has no work queue.", env.ID)
 	}
-	return env, nil
+	return env.ID, nil
 }
 
 // workTarget runs the prelude and reads the path's work ID.
 func (c *call) workTarget() (envID, workID string, err error) {
-	env, err := c.workEnvironment()
+	envID, err = c.workEnvironment()
 	if err != nil {
 		return "", "", err
 	}
@@ -36,7 +40,7 @@ func (c *call) workTarget() (envID, workID string, err error) {
 	if !id.Valid(id.Work, workID) {
 		return "", "", errWorkNotFound
 	}
-	return env.ID, workID, nil
+	return envID, workID, nil
 }
 
 // workerID reads the optional Worker-ID header; in the Anthropic dialect
@@ -64,7 +68,7 @@ func (c *call) work(it work.Item) workJSON {
 }
 
 func (s *Server) listWork(c *call) error {
-	env, err := c.workEnvironment()
+	envID, err := c.workEnvironment()
 	if err != nil {
 		return err
 	}
@@ -77,7 +81,7 @@ func (s *Server) listWork(c *call) error {
 	if err != nil {
 		return err
 	}
-	items, more, err := s.store.ListWork(c.r.Context(), env.ID, p, states)
+	items, more, err := s.store.ListWork(c.r.Context(), envID, p, states)
 	if err != nil {
 		return err
 	}
@@ -88,10 +92,17 @@ func (s *Server) listWork(c *call) error {
 // (internal/wait runs the wait). The answer when nothing came is 200 with the four bytes
 // null.
 func (s *Server) pollWork(c *call) error {
-	env, err := c.workEnvironment()
+	envID, err := c.workEnvironment()
 	if err != nil {
 		return err
 	}
+	return s.pollIn(c, envID)
+}
+
+// pollIn is the poll after its prelude: a function of its own, so that its frame (the
+// parameters, the wait and the answer) is not on the stack during the prelude's read,
+// the poll's deepest point (see workEnvironment).
+func (s *Server) pollIn(c *call, envID string) error {
 	q := c.r.URL.Query()
 	block, err := work.ParseBlock(q.Get("block_ms"), q.Has("block_ms"))
 	if err != nil {
@@ -107,14 +118,14 @@ func (s *Server) pollWork(c *call) error {
 	}
 	ctx := c.r.Context()
 	if worker != "" {
-		if err := s.store.RecordPoll(ctx, env.ID, worker, s.now()); err != nil {
+		if err := s.store.RecordPoll(ctx, envID, worker, s.now()); err != nil {
 			return err
 		}
 	}
 	started := time.Now()
-	item, ok, err := s.waiters.Poll(ctx, &wait.Poll{Env: env.ID, WorkerID: worker, Reclaim: reclaim, Block: block,
+	item, ok, err := s.waiters.Poll(ctx, &wait.Poll{Env: envID, WorkerID: worker, Reclaim: reclaim, Block: block,
 		Claim: func(ctx context.Context) (work.Item, bool, error) {
-			return s.claim(ctx, env.ID, worker, reclaim)
+			return s.claim(ctx, envID, worker, reclaim)
 		}})
 	if err != nil {
 		return err
@@ -150,11 +161,11 @@ func (c *call) null() error {
 }
 
 func (s *Server) workStats(c *call) error {
-	env, err := c.workEnvironment()
+	envID, err := c.workEnvironment()
 	if err != nil {
 		return err
 	}
-	st, err := s.store.WorkStats(c.r.Context(), env.ID, s.now())
+	st, err := s.store.WorkStats(c.r.Context(), envID, s.now())
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -127,6 +129,9 @@ bottleneck.`,
 				}
 				// scale seeds the store directly, and ceiling starts no server.
 				o.Spawn = o.URL == "" && !inProcess && name != "scale" && name != "ceiling"
+				if o.Baseline && (!o.Spawn || o.DatabaseURL != "") {
+					return fmt.Errorf("--baseline starts its own do-nothing server in a process of its own: not with --url, --in-process or --database-url")
+				}
 				for _, kv := range o.ServerEnv {
 					if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 						return fmt.Errorf("--server-env takes NAME=VALUE, not %q", kv)
@@ -221,6 +226,7 @@ server's CPU and peak RSS against ≤ 200 MiB.
 the streams read from the first, the writers post to the second, so that every event
 reaches its streams through PostgreSQL's LISTEN/NOTIFY. --url with --writer-url does the
 same with two external servers.`
+	fleet.Flags().BoolVar(&o.Baseline, "baseline", false, "run the fleet against a do-nothing net/http server (berth serve's settings, a poll that only waits block_ms) instead of berth: what HTTP alone costs on this machine")
 	cmd.AddCommand(
 		lifecycle,
 		withShort(run("ceiling", func(ctx context.Context, o bench.Options) (any, error) { return bench.Ceiling(ctx, o) }), "The loopback ceiling: the same client load against a no-op handler"),
@@ -228,8 +234,45 @@ same with two external servers.`
 		withShort(run("scale", func(ctx context.Context, o bench.Options) (any, error) { return bench.Scale(ctx, o) }), "Hot-call p50 at N stored items against 1,000 (always in-process)"),
 		fleet,
 		stream,
+		baselineServerCmd(&o.DataDir, &cpuProfile),
 	)
 	return cmd
+}
+
+// baselineServerCmd is `berth bench baseline-server`, hidden: the do-nothing server that
+// `berth bench fleet --baseline` starts as its child process (bench.Baseline). It logs
+// the line the bench waits for, as berth serve does, and stops on SIGTERM or SIGINT.
+func baselineServerCmd(dataDir, cpuProfile *string) *cobra.Command {
+	var addr string
+	c := &cobra.Command{
+		Use:    "baseline-server",
+		Short:  "A do-nothing HTTP server for berth bench fleet --baseline",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if *dataDir == "" {
+				return fmt.Errorf("--data-dir is required")
+			}
+			if *cpuProfile != "" {
+				stop, err := startCPUProfile(*cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return bench.ServeBaseline(ctx, ln, *dataDir, func() {
+				slog.New(slog.NewTextHandler(os.Stderr, nil)).Info("berth serving", "addr", ln.Addr().String(), "baseline", true)
+			})
+		},
+	}
+	c.Flags().StringVar(&addr, "addr", "127.0.0.1:0", "address to listen on")
+	return c
 }
 
 func withShort(c *cobra.Command, short string) *cobra.Command {
@@ -316,8 +359,14 @@ func printResult(res any) {
 				rt.Goroutines, bench.MiB(rt.HeapInuseBytes), bench.MiB(rt.StackInuseBytes), rt.ParkedPolls)
 		}
 		if s := r.Server; s != nil {
-			fmt.Fprintf(w, "target: server CPU ≤ %.2f core\t%s\n", bench.FleetTargetCores, metOrNot(s.CPUCores <= bench.FleetTargetCores))
-			fmt.Fprintf(w, "target: server RSS ≤ %d MiB\t%s\n", bench.FleetTargetRSSMiB, metOrNot(bench.MiB(s.PeakRSSBytes) <= bench.FleetTargetRSSMiB))
+			// The baseline is not berth: its figures are set against berth's targets
+			// only to show what HTTP alone leaves of them.
+			label := "target"
+			if r.Baseline {
+				label = "baseline against berth's target"
+			}
+			fmt.Fprintf(w, "%s: server CPU ≤ %.2f core\t%s\n", label, bench.FleetTargetCores, metOrNot(s.CPUCores <= bench.FleetTargetCores))
+			fmt.Fprintf(w, "%s: server RSS ≤ %d MiB\t%s\n", label, bench.FleetTargetRSSMiB, metOrNot(bench.MiB(s.PeakRSSBytes) <= bench.FleetTargetRSSMiB))
 		}
 	case *bench.StreamResult:
 		fmt.Fprintf(w, "stream on %s\n", r.Target)

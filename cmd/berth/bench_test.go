@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -82,6 +83,37 @@ func TestBenchSpawnsServer(t *testing.T) {
 	}
 }
 
+// berth bench fleet --baseline runs the fleet against the do-nothing server, started as
+// a child process of the same binary (berth bench baseline-server) and measured as
+// berth serve is, and says that it was the baseline.
+func TestBenchFleetBaseline(t *testing.T) {
+	t.Parallel()
+	cli := &cliRunner{t: t}
+	const workers = 20
+	out := cli.ok("bench", "fleet", "--baseline", "--workers", strconv.Itoa(workers), "--duration", "500ms", "--json")
+	var r bench.FleetResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("bench output: %v\n%s", err, out)
+	}
+	if !r.Baseline || !strings.Contains(r.Target, "baseline") {
+		t.Fatalf("not reported as the baseline: baseline %v, target %q", r.Baseline, r.Target)
+	}
+	if r.Errors != 0 || r.Delivered != 0 || r.Connections != workers || r.WorkersPolling != workers || r.WarmupPolls < workers {
+		t.Fatalf("fleet against the baseline: %d errors (%q), %d delivered, %d connections, server counts %d workers, %d warm-up polls; want 0, 0, %d, %d, ≥ %d",
+			r.Errors, r.ErrorSamples, r.Delivered, r.Connections, r.WorkersPolling, r.WarmupPolls, workers, workers, workers)
+	}
+	s := r.Server
+	if s == nil || s.PID <= 0 || s.PID == os.Getpid() || s.PeakRSSBytes <= 0 {
+		t.Fatalf("baseline server process figures: %+v", s)
+	}
+	if rt := r.ServerRuntime; rt == nil || rt.Goroutines < workers || rt.StackInuseBytes <= 0 {
+		t.Fatalf("baseline runtime figures: %+v", rt)
+	}
+	if err := syscall.Kill(s.PID, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("baseline process %d still there after the bench: kill 0 = %v", s.PID, err)
+	}
+}
+
 // Flags that contradict each other or are malformed are refused before anything starts.
 func TestBenchRefusesBadFlags(t *testing.T) {
 	t.Parallel()
@@ -94,6 +126,10 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 	wantContains(t, errs, "--server-env is for the server the bench starts in its own process")
 	errs = cli.fail(exitLocal, "bench", "fleet", "--workers", "-3")
 	wantContains(t, errs, "must not be negative")
+	for _, extra := range [][]string{{"--in-process"}, {"--database-url", "postgres://127.0.0.1:1/x"}, {"--url", "http://127.0.0.1:1", "--token", "x"}} {
+		errs = cli.fail(exitLocal, append([]string{"bench", "fleet", "--baseline"}, extra...)...)
+		wantContains(t, errs, "--baseline starts its own do-nothing server")
+	}
 }
 
 // berth bench stream, briefly, against the berth serve it starts: every stream opens,

@@ -43,6 +43,9 @@ type Options struct {
 	ServerBinary string
 	ServerArgs   []string
 	ServerEnv    []string
+	// Baseline (fleet only, with Spawn) starts the do-nothing Baseline server instead of
+	// berth serve: `ServerBinary bench baseline-server`.
+	Baseline bool
 	// DatabaseURL makes the server started use PostgreSQL instead of a temporary SQLite
 	// database.
 	DatabaseURL string

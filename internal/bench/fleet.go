@@ -34,9 +34,11 @@ const (
 
 // FleetResult is the outcome of the fleet scenario.
 type FleetResult struct {
-	Target  string `json:"target"`
-	Workers int    `json:"workers"`
-	BlockMS int    `json:"block_ms"`
+	Target string `json:"target"`
+	// Baseline is set when the server was the do-nothing Baseline, not berth.
+	Baseline bool `json:"baseline,omitempty"`
+	Workers  int  `json:"workers"`
+	BlockMS  int  `json:"block_ms"`
 	// PauseMS is the range of the pause after each answer, [min, max] in ms.
 	PauseMS [2]int `json:"pause_ms"`
 	// RampSeconds is how long the workers took to start; WarmupSeconds how long it was
@@ -160,7 +162,7 @@ func Fleet(ctx context.Context, o Options) (_ *FleetResult, err error) {
 	f.rt = f.transport(base)
 	defer f.rt.CloseIdleConnections()
 	res := &FleetResult{
-		Target: t.kind, Workers: o.Workers, BlockMS: int(fleetBlock / time.Millisecond),
+		Target: t.kind, Baseline: o.Baseline, Workers: o.Workers, BlockMS: int(fleetBlock / time.Millisecond),
 		PauseMS: [2]int{int(f.pauseMin / time.Millisecond), int(f.pauseMax / time.Millisecond)},
 	}
 

@@ -62,6 +62,9 @@ func (t *target) startSpawned(ctx context.Context, o Options) error {
 		t.cleanup = append(t.cleanup, func() error { return os.RemoveAll(dir) })
 	}
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dir, "--log-format", "text", "--log-level", "info"}, o.ServerArgs...)
+	if o.Baseline {
+		args = append([]string{"bench", "baseline-server", "--addr", "127.0.0.1:0", "--data-dir", dir}, o.ServerArgs...)
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(serverEnv(o.DatabaseURL), o.ServerEnv...)
 	cmd.Stdout = io.Discard
@@ -128,6 +131,9 @@ func (t *target) startSpawned(ctx context.Context, o Options) error {
 		db = "PostgreSQL"
 	}
 	t.kind = fmt.Sprintf("berth serve process (pid %d), %s", cmd.Process.Pid, db)
+	if o.Baseline {
+		t.kind = fmt.Sprintf("baseline: a do-nothing net/http server process (pid %d)", cmd.Process.Pid)
+	}
 	return nil
 }
 

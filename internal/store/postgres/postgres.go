@@ -47,6 +47,20 @@ var migrations embed.FS
 // URL sets pool_max_conns.
 const defaultPoolSize = 16
 
+// A transaction whose replica stops talking to the database in its middle (a process
+// frozen, a host cut off) keeps its locks until its connection ends: the rows of the
+// session and the item it wrote, an environment's row, a claim's lock. Every claim, ack
+// or stop that needs one of them waits as long, and TCP may take hours to notice a host
+// that is gone. None of berth's transactions waits for berth for long, so each
+// connection sets idle_in_transaction_session_timeout: PostgreSQL ends a transaction
+// that has waited idleTxTimeout for its client, and its locks go with it (the replica,
+// if it comes back, finds its transaction ended and answers with an error; nothing it
+// had not committed is kept). A URL that sets the parameter itself keeps its own value.
+const (
+	idleTxParam   = "idle_in_transaction_session_timeout"
+	idleTxTimeout = "30s"
+)
+
 // migrationLock is the advisory lock key that serialises migrations, so that replicas
 // starting at the same moment apply each migration once.
 const migrationLock = 0x62657274 // "bert"
@@ -117,6 +131,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		// berth bench lifecycle (64 workers, 2 CPUs): 345 items/s at 4 connections, 533
 		// at 32.
 		cfg.MaxConns = int32(max(defaultPoolSize, 4*runtime.GOMAXPROCS(0)))
+	}
+	if _, set := cfg.ConnConfig.RuntimeParams[idleTxParam]; !set {
+		cfg.ConnConfig.RuntimeParams[idleTxParam] = idleTxTimeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

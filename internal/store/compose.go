@@ -668,25 +668,25 @@ const expiryBatch = 1000
 // reported once it is committed.
 func (db *DB) ExpireLeases(ctx context.Context, now time.Time) ([]Expiry, error) {
 	var out []Expiry
-	after := ""
+	var after LeaseEnd
 	for {
-		keys, err := db.d.ExpiredLeases(ctx, now, after, expiryBatch)
+		ends, err := db.d.ExpiredLeases(ctx, now, after, expiryBatch)
 		if err != nil {
 			return out, fmt.Errorf("expire leases: %w", err)
 		}
-		for _, k := range keys {
-			exp, ok, err := db.expire(ctx, k, now)
+		for _, e := range ends {
+			exp, ok, err := db.expire(ctx, e.WorkKey, now)
 			if err != nil {
-				return out, fmt.Errorf("expire lease of %s: %w", k.ID, err)
+				return out, fmt.Errorf("expire lease of %s: %w", e.ID, err)
 			}
 			if ok {
 				out = append(out, exp)
 			}
 		}
-		if len(keys) < expiryBatch {
+		if len(ends) < expiryBatch {
 			return out, nil
 		}
-		after = keys[len(keys)-1].ID
+		after = ends[len(ends)-1]
 	}
 }
 

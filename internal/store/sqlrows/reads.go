@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -291,13 +292,29 @@ func (o Ops) NextReclaim(ctx context.Context, environmentID string, reclaim time
 	return fromMicros(at).Add(reclaim), true, nil
 }
 
-// ExpiredLeases implements store.Reads.
-func (o Ops) ExpiredLeases(ctx context.Context, now time.Time, after string, limit int) ([]store.WorkKey, error) {
-	return all(ctx, o, func(r Rows) (store.WorkKey, error) {
-		var k store.WorkKey
-		return k, r.Scan(&k.EnvironmentID, &k.ID)
-	}, "SELECT environment_id, id FROM work WHERE "+LeaseEnded+" AND id > ? ORDER BY id LIMIT ?", now.UnixMicro(), after, limit)
+// ExpiredLeases implements store.Reads. Both planners walk the index of leases
+// (work_leases) from the cursor's lease end up to now, in the index's order, so that only
+// ended leases are read and none is sorted: the cursor is one range on the lease's end
+// and a filter for the IDs at its first instant, since a row value or an OR makes
+// SQLite's planner search twice and sort. A zero after starts before every lease.
+func (o Ops) ExpiredLeases(ctx context.Context, now time.Time, after store.LeaseEnd, limit int) ([]store.LeaseEnd, error) {
+	at := int64(math.MinInt64)
+	if !after.At.IsZero() {
+		at = after.At.UnixMicro()
+	}
+	return all(ctx, o, func(r Rows) (store.LeaseEnd, error) {
+		var e store.LeaseEnd
+		var end sql.NullInt64
+		err := r.Scan(&e.EnvironmentID, &e.ID, &end)
+		e.At = fromMicros(end)
+		return e, err
+	}, ExpiredLeasesSQL, now.UnixMicro(), at, at, after.ID, limit)
 }
+
+// ExpiredLeasesSQL is the statement of Ops.ExpiredLeases: ?1 now, ?2 and ?3 the lease end
+// and ?4 the ID after which it reads, ?5 the limit.
+const ExpiredLeasesSQL = "SELECT environment_id, id, lease_expires_at FROM work WHERE " + LeaseEnded +
+	" AND lease_expires_at >= ? AND NOT (lease_expires_at = ? AND id <= ?) ORDER BY lease_expires_at, id LIMIT ?"
 
 // NextLeaseExpiry implements store.Reads.
 func (o Ops) NextLeaseExpiry(ctx context.Context) (time.Time, bool, error) {

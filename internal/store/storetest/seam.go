@@ -135,15 +135,55 @@ func testFiltersMatchTheRules(t *testing.T, newStore newStoreFunc) {
 				t.Fatalf("Running of a session whose item is %s = %v (%v); State.Leased says %v", it.State, got.Running, err, it.State.Leased())
 			}
 		}
+		// Some leases end at the same instant, so that the order's second key counts.
+		for range 6 {
+			s := draftSession(e.ID, base)
+			if _, err := f.st.CreateSession(f.ctx, s, nil, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			it := randomItem(rng, e.ID, s.ID, base)
+			it.State, it.LeaseExpiresAt = work.Active, base.Add(time.Duration(rng.IntN(2))*time.Second)
+			items = append(items, it)
+			if err := c.SeedWork(f.ctx, []work.Item{it}); err != nil {
+				t.Fatal(err)
+			}
+		}
 		for range 30 {
 			now := base.Add(time.Duration(rng.IntN(20_000_000_000)-10_000_000_000) * time.Nanosecond)
-			keys, err := d.ExpiredLeases(f.ctx, now, "", 1000)
+			ends, err := d.ExpiredLeases(f.ctx, now, store.LeaseEnd{}, 1000)
 			if err != nil {
 				t.Fatal(err)
 			}
 			got := map[string]bool{}
-			for _, k := range keys {
-				got[k.ID] = true
+			for i, e := range ends {
+				got[e.ID] = true
+				if i > 0 && (e.At.Before(ends[i-1].At) || e.At.Equal(ends[i-1].At) && e.ID <= ends[i-1].ID) {
+					t.Fatalf("ExpiredLeases out of order: %s (%s) after %s (%s)", e.ID, fmtTime(e.At), ends[i-1].ID, fmtTime(ends[i-1].At))
+				}
+			}
+			// Page by page, from each page's last, it answers the same, in the same order.
+			var paged []store.LeaseEnd
+			for after := (store.LeaseEnd{}); ; {
+				page, err := d.ExpiredLeases(f.ctx, now, after, 2)
+				if err != nil {
+					t.Fatal(err)
+				}
+				paged = append(paged, page...)
+				if len(page) < 2 || len(paged) > len(ends) {
+					break
+				}
+				after = page[len(page)-1]
+			}
+			if !slices.Equal(paged, ends) {
+				t.Fatalf("ExpiredLeases by pages of 2: %v; in one: %v", paged, ends)
+			}
+			for _, it := range items {
+				if got[it.ID] {
+					e := ends[slices.IndexFunc(ends, func(e store.LeaseEnd) bool { return e.ID == it.ID })]
+					if !e.At.Equal(it.LeaseExpiresAt.Truncate(us)) || e.EnvironmentID != it.EnvironmentID {
+						t.Fatalf("ExpiredLeases has %s in %s ending %s; it is in %s and ends %s", it.ID, e.EnvironmentID, fmtTime(e.At), it.EnvironmentID, fmtTime(it.LeaseExpiresAt))
+					}
+				}
 			}
 			for _, it := range items {
 				ended := !it.LeaseExpiresAt.IsZero() && !it.LeaseExpiresAt.After(now.Truncate(us))

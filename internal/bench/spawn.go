@@ -21,6 +21,7 @@ import (
 
 // serverProc is a `berth serve` child process started by the bench.
 type serverProc struct {
+	name    string // "berth serve", or the baseline's command, for errors
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed once it has exited; exitErr is set then
 	exitErr error
@@ -61,8 +62,10 @@ func (t *target) startSpawned(ctx context.Context, o Options) error {
 		}
 		t.cleanup = append(t.cleanup, func() error { return os.RemoveAll(dir) })
 	}
+	name := "berth serve"
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dir, "--log-format", "text", "--log-level", "info"}, o.ServerArgs...)
 	if o.Baseline {
+		name = "berth bench baseline-server"
 		args = append([]string{"bench", "baseline-server", "--addr", "127.0.0.1:0", "--data-dir", dir}, o.ServerArgs...)
 	}
 	cmd := exec.Command(bin, args...)
@@ -73,9 +76,9 @@ func (t *target) startSpawned(ctx context.Context, o Options) error {
 		return err
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start berth serve: %w", err)
+		return fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &serverProc{cmd: cmd, exited: make(chan struct{})}
+	p := &serverProc{name: name, cmd: cmd, exited: make(chan struct{})}
 	t.server = p
 	t.cleanup = append(t.cleanup, p.stop)
 	addrc := make(chan string, 1)
@@ -106,9 +109,9 @@ func (t *target) startSpawned(ctx context.Context, o Options) error {
 	select {
 	case addr = <-addrc:
 	case <-p.exited:
-		return fmt.Errorf("berth serve exited before listening (%v):\n%s", p.exitErr, p.logTail())
+		return fmt.Errorf("%s exited before listening (%v):\n%s", name, p.exitErr, p.logTail())
 	case <-timeout.C:
-		return fmt.Errorf("berth serve did not listen within %s:\n%s", spawnStartTimeout, p.logTail())
+		return fmt.Errorf("%s did not listen within %s:\n%s", name, spawnStartTimeout, p.logTail())
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -196,11 +199,11 @@ func (p *serverProc) logTail() string {
 func (p *serverProc) stop() error {
 	select {
 	case <-p.exited:
-		return fmt.Errorf("berth serve exited during the run (%v):\n%s", p.exitErr, p.logTail())
+		return fmt.Errorf("%s exited during the run (%v):\n%s", p.name, p.exitErr, p.logTail())
 	default:
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return fmt.Errorf("stop berth serve: %w", err)
+		return fmt.Errorf("stop %s: %w", p.name, err)
 	}
 	timeout := time.NewTimer(spawnStopTimeout)
 	defer timeout.Stop()
@@ -209,10 +212,10 @@ func (p *serverProc) stop() error {
 	case <-timeout.C:
 		p.cmd.Process.Kill()
 		<-p.exited
-		return fmt.Errorf("berth serve did not stop within %s of SIGTERM; killed:\n%s", spawnStopTimeout, p.logTail())
+		return fmt.Errorf("%s did not stop within %s of SIGTERM; killed:\n%s", p.name, spawnStopTimeout, p.logTail())
 	}
 	if p.exitErr != nil {
-		return fmt.Errorf("berth serve did not stop cleanly (%v):\n%s", p.exitErr, p.logTail())
+		return fmt.Errorf("%s did not stop cleanly (%v):\n%s", p.name, p.exitErr, p.logTail())
 	}
 	return nil
 }

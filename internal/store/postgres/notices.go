@@ -46,9 +46,7 @@ type notifier struct {
 }
 
 func newNotifier(cfg *pgx.ConnConfig) *notifier {
-	cfg = cfg.Copy()
-	cfg.RuntimeParams["synchronous_commit"] = "off"
-	n := &notifier{cfg: cfg, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	n := &notifier{cfg: cfg.Copy(), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go n.loop()
 	return n
 }
@@ -119,6 +117,12 @@ func (n *notifier) flush(ctx context.Context, conn *pgx.Conn, batch []notice) *p
 	if conn == nil {
 		c, err := pgx.ConnectConfig(ctx, n.cfg)
 		if err != nil {
+			return nil
+		}
+		// Set once connected, not as a startup parameter: connection poolers such as
+		// PgBouncer refuse startup parameters they do not know.
+		if _, err := c.Exec(ctx, "SET synchronous_commit = off"); err != nil {
+			c.Close(ctx)
 			return nil
 		}
 		conn = c

@@ -133,7 +133,12 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		cfg.MaxConns = int32(max(defaultPoolSize, 4*runtime.GOMAXPROCS(0)))
 	}
 	if _, set := cfg.ConnConfig.RuntimeParams[idleTxParam]; !set {
-		cfg.ConnConfig.RuntimeParams[idleTxParam] = idleTxTimeout
+		// Set once connected rather than as a startup parameter, which connection
+		// poolers such as PgBouncer refuse unless told to ignore it.
+		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+			_, err := c.Exec(ctx, "SET "+idleTxParam+" = '"+idleTxTimeout+"'")
+			return err
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/berth-sh/berth/internal/id"
 	"github.com/berth-sh/berth/internal/store"
+	"github.com/berth-sh/berth/internal/testserver"
 	"github.com/berth-sh/berth/internal/work"
 )
 
@@ -40,8 +42,8 @@ var wkLeaseMeta = map[string]string{"job": "daily-report", "team": "infra"}
 func (h *harness) wkWantRequeued(env, sess, old string) workJSON {
 	h.t.Helper()
 	got := h.work(env, old)
-	if got.State != "stopped" || wkNull(got.StoppedAt) != wkTS(h.clock.Now()) {
-		h.t.Errorf("expired item: state %s stopped_at %s, want stopped at %s", got.State, wkNull(got.StoppedAt), wkTS(h.clock.Now()))
+	if got.State != "stopped" || wkNull(got.StoppedAt) != wkTS(h.now()) {
+		h.t.Errorf("expired item: state %s stopped_at %s, want stopped at %s", got.State, wkNull(got.StoppedAt), wkTS(h.now()))
 	}
 	items := h.wkItemsOf(env, sess)
 	if len(items) != 2 || items[0].ID != old {
@@ -54,9 +56,9 @@ func (h *harness) wkWantRequeued(env, sess, old string) workJSON {
 	if !reflect.DeepEqual(fresh.Metadata, wkLeaseMeta) {
 		h.t.Errorf("new item metadata %v, want %v", fresh.Metadata, wkLeaseMeta)
 	}
-	if wkNull(fresh.CreatedAt) != wkTS(h.clock.Now()) || fresh.AcknowledgedAt != nil || fresh.StartedAt != nil ||
+	if wkNull(fresh.CreatedAt) != wkTS(h.now()) || fresh.AcknowledgedAt != nil || fresh.StartedAt != nil ||
 		fresh.LatestHeartbeatAt != nil || fresh.StopRequestedAt != nil || fresh.StoppedAt != nil {
-		h.t.Errorf("new item timestamps %+v, want only created_at = %s", fresh, wkTS(h.clock.Now()))
+		h.t.Errorf("new item timestamps %+v, want only created_at = %s", fresh, wkTS(h.now()))
 	}
 	return fresh
 }
@@ -360,4 +362,32 @@ func TestLeaseStoppingExtendedByHeartbeat(t *testing.T) {
 		t.Errorf("abandoned draining item: %s, want stopped", got.State)
 	}
 	h.wkWantNotRequeued(env, sess, old)
+}
+
+// A server that starts (after a crash, in a rolling restart) expires the leases that
+// ended while it was down at once, without waiting for its first tick: one restarted
+// again and again within a tick would otherwise leave them unexpired. Under
+// testing/synctest no time passes until every goroutine waits, so the expiry must come
+// from Run's first round.
+func TestRunExpiresEndedLeasesAtOnce(t *testing.T) {
+	if testserver.StoreName(t) == "postgres" { // the loop is the same on either store
+		t.Skip("Run's LISTEN connections wait on the network, which testing/synctest does not wait for")
+	}
+	syncTest(t, func(t *testing.T, h *harness) {
+		env := h.env(true)
+		sess, old := h.wkLeasedSession(env)
+		time.Sleep(61 * time.Second) // the lease ends while nothing runs the expiry
+		if got := h.work(env, old); got.State != "starting" {
+			t.Fatalf("before Run: %s, want starting", got.State)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		ran := make(chan struct{})
+		go func() {
+			defer close(ran)
+			h.srv.Run(ctx)
+		}()
+		defer func() { cancel(); <-ran }()
+		synctest.Wait()
+		h.wkWantRequeued(env, sess, old) // stopped at the instant Run began
+	})
 }

@@ -182,12 +182,10 @@ func (s *Server) Run(ctx context.Context) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	lastPrune, lastPollers := time.Time{}, time.Time{}
+	// The first round runs at once: a server that has just started (after a crash, in a
+	// rolling restart) expires the leases that ended while it was down without waiting
+	// for a tick, so that one restarted again and again still expires them.
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 		if err := s.ExpireLeases(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("lease expiry", "err", err)
 		}
@@ -205,6 +203,11 @@ func (s *Server) Run(ctx context.Context) {
 			if err := s.store.PruneIdempotencyKeys(ctx, now.Add(-idempotencyWindow)); err != nil && ctx.Err() == nil {
 				s.log.Error("prune idempotency keys", "err", err)
 			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

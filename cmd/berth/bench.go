@@ -199,6 +199,11 @@ in cores and its peak RSS against the targets (≤ 0.25 of a core, ≤ 200 MiB),
 load generator's own CPU. The server's own figures need it in its own process (the
 default): with --in-process only the whole process's are known.
 
+--baseline runs the same fleet against a do-nothing net/http server instead of berth (a
+hidden 'berth bench baseline-server' child process with berth serve's settings, whose
+poll only waits block_ms and answers null): what HTTP alone costs on this machine, to
+read berth's figures and the targets against.
+
 Each worker holds one connection, and so does the server for each: 10,000 workers need
 about 10,300 open files in the bench (twice that --in-process). The bench raises its
 limit where it may, and says so where it may not.`

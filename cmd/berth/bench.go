@@ -271,8 +271,10 @@ func baselineServerCmd(dataDir, cpuProfile *string) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return bench.ServeBaseline(ctx, ln, *dataDir, func() {
-				slog.New(slog.NewTextHandler(os.Stderr, nil)).Info("berth serving", "addr", ln.Addr().String(), "baseline", true)
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			hs := newHTTPServer(nil, defaultReadHeaderTimeout, defaultReadTimeout, log)
+			return bench.ServeBaseline(ctx, ln, hs, *dataDir, func() {
+				log.Info("berth serving", "addr", ln.Addr().String(), "baseline", true)
 			})
 		},
 	}

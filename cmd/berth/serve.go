@@ -211,14 +211,7 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 	if !o.noDashboard {
 		handler = dashboard.New(dashboard.Config{API: srv, Store: st, Logger: log, Context: dashCtx})
 	}
-	httpSrv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: o.readHeaderTimeout,
-		ReadTimeout:       o.readTimeout,
-		WriteTimeout:      time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	httpSrv := newHTTPServer(handler, o.readHeaderTimeout, o.readTimeout, log)
 	if certs != nil {
 		httpSrv.TLSConfig = certs.tlsConfig()
 	}
@@ -279,6 +272,20 @@ func serve(ctx context.Context, o serveOptions, ready chan<- string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newHTTPServer is berth serve's http.Server for handler: its timeouts, and net/http's
+// own complaints logged at Warn. berth bench baseline-server serves with it too, so that
+// the baseline is measured with berth serve's settings.
+func newHTTPServer(handler http.Handler, readHeaderTimeout, readTimeout time.Duration, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 // startCPUProfile starts a CPU profile of this process into the file path; stop ends

@@ -97,22 +97,16 @@ func (b *Baseline) poll(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("null"))
 }
 
-// ServeBaseline serves the baseline on ln until ctx ends, with berth serve's
-// http.Server settings, then shuts down as berth serve does. It writes the token the
-// bench reads (any token: the baseline checks none) into dataDir's admin-token, then
-// calls ready and serves.
-func ServeBaseline(ctx context.Context, ln net.Listener, dataDir string, ready func()) error {
+// ServeBaseline serves the baseline on ln with hs (berth serve's http.Server, whose
+// handler it sets) until ctx ends, then shuts down as berth serve does. It writes the
+// token the bench reads (any token: the baseline checks none) into dataDir's
+// admin-token, then calls ready and serves.
+func ServeBaseline(ctx context.Context, ln net.Listener, hs *http.Server, dataDir string, ready func()) error {
 	if err := os.WriteFile(filepath.Join(dataDir, "admin-token"), []byte("baseline\n"), 0o600); err != nil {
 		return err
 	}
 	ready()
-	hs := &http.Server{
-		Handler:           NewBaseline(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		WriteTimeout:      time.Minute,
-		IdleTimeout:       2 * time.Minute,
-	}
+	hs.Handler = NewBaseline()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
